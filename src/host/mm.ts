@@ -1,0 +1,210 @@
+/**
+ * The VMM process's address space: mmap'd regions (VMAs) that back memslots, the host page
+ * fault that populates them (handle_mm_fault / hugetlb_fault), and MADV_DONTNEED.
+ *
+ * A VMA's host page table is one Int32 entry per mapping granule (4K for anonymous and THP,
+ * the huge page for hugetlb) holding pfn + 1 (0 = not present). The folio's head-frame refcount
+ * counts the entries that map it, so "frame refcounts equal a recount" is checkable.
+ * Each VM lives in its own VMM process, so a VMA's owner is the VM that mapped it.
+ */
+import { allocSab } from '../shm/arena.js';
+import { spinLock, spinUnlock } from '../shm/spinlock.js';
+import { fail } from './errno.js';
+import { kMetaOrderMask } from './frame-table.js';
+import { type Host, type HostThread, type NumaPolicy, kOrder1G, kOrder2M, kPageShift } from './host.js';
+
+/** Backing sources, named as KVM's selftests name them (lib/test_util.c). */
+export const kBackingSources = ['anonymous', 'anonymous_thp', 'anonymous_hugetlb_2mb', 'anonymous_hugetlb_1gb'] as const;
+export type BackingSource = (typeof kBackingSources)[number];
+
+export function backingPageOrder(src: BackingSource): number {
+  switch (src) {
+    case 'anonymous': return 0;
+    case 'anonymous_thp': return kOrder2M;
+    case 'anonymous_hugetlb_2mb': return kOrder2M;
+    case 'anonymous_hugetlb_1gb': return kOrder1G;
+  }
+}
+
+export function isBackingSource(s: string): s is BackingSource {
+  return (kBackingSources as readonly string[]).includes(s);
+}
+
+export interface VmaHandle {
+  readonly id: number;
+  readonly owner: number;
+  readonly backing: BackingSource;
+  /** First 4K page of the mapping (hva >> 12). */
+  readonly startPage: number;
+  readonly npages: number;
+  /** log2 of pages per host page-table entry: 0, or the hugetlb order. */
+  readonly granuleOrder: number;
+  readonly policy: NumaPolicy;
+  readonly map: SharedArrayBuffer;
+  readonly lock: SharedArrayBuffer;
+}
+
+export class Vma {
+  readonly id: number;
+  readonly owner: number;
+  readonly backing: BackingSource;
+  readonly startPage: number;
+  readonly npages: number;
+  readonly granuleOrder: number;
+  readonly thp: boolean;
+  readonly hugetlb: boolean;
+  readonly policy: NumaPolicy;
+  readonly map: Int32Array;
+  readonly lockw: Int32Array;
+
+  constructor(readonly handle: VmaHandle) {
+    this.id = handle.id;
+    this.owner = handle.owner;
+    this.backing = handle.backing;
+    this.startPage = handle.startPage;
+    this.npages = handle.npages;
+    this.granuleOrder = handle.granuleOrder;
+    this.thp = handle.backing === 'anonymous_thp';
+    this.hugetlb = handle.backing === 'anonymous_hugetlb_2mb' || handle.backing === 'anonymous_hugetlb_1gb';
+    this.policy = handle.policy;
+    this.map = new Int32Array(handle.map);
+    this.lockw = new Int32Array(handle.lock);
+  }
+
+  static create(id: number, owner: number, backing: BackingSource, startPage: number, npages: number, policy: NumaPolicy): Vma {
+    const order = backingPageOrder(backing);
+    const hugetlb = backing === 'anonymous_hugetlb_2mb' || backing === 'anonymous_hugetlb_1gb';
+    if (hugetlb && npages % (1 << order) !== 0) fail('EINVAL', `hugetlb mapping size must be a multiple of the huge page size (${4 << order} KiB)`);
+    const granuleOrder = hugetlb ? order : 0;
+    return new Vma({
+      id, owner, backing, startPage, npages, granuleOrder, policy,
+      map: allocSab((npages >>> granuleOrder) * 4), lock: allocSab(4),
+    });
+  }
+
+  get hva(): number {
+    return this.startPage * 2 ** kPageShift;
+  }
+
+  /** pfn mapped at page `idx` of the VMA, or -1 if not populated. */
+  lookup(idx: number): number {
+    const g = idx >>> this.granuleOrder;
+    const e = Atomics.load(this.map, g);
+    return e === 0 ? -1 : e - 1 + (idx & ((1 << this.granuleOrder) - 1));
+  }
+
+  bytes(): number {
+    return this.map.byteLength;
+  }
+}
+
+/**
+ * Host page fault for page `idx` of `vma`: returns the pfn of that 4K page, populating it
+ * (allocating a folio of the backing's size) if needed, or -1 when the host is out of memory.
+ * `t.lastOrder` receives the order of the folio that backs it, which bounds the mapping level
+ * KVM may use (host_pfn_mapping_level()).
+ */
+export function hostFault(t: HostThread, vma: Vma, idx: number): number {
+  const frames = t.host.frames;
+  const g = idx >>> vma.granuleOrder;
+  const e = Atomics.load(vma.map, g);
+  if (e !== 0) {
+    const pfn = e - 1 + (idx & ((1 << vma.granuleOrder) - 1));
+    t.lastOrder = frames.meta(pfn) & kMetaOrderMask;
+    t.populated = false;
+    return pfn;
+  }
+  t.populated = true;
+  if (vma.hugetlb) return hugetlbFault(t, vma, idx, g);
+  if (vma.thp) return thpFault(t, vma, idx);
+  // The new folio is private to this thread until the cmpxchg publishes it: refcount 1 up front.
+  const pfn = t.allocFolio(0, vma.owner, vma.policy, idx, 1);
+  if (pfn < 0) return -1;
+  const prev = Atomics.compareExchange(vma.map, g, 0, pfn + 1);
+  if (prev !== 0) {
+    // Another thread populated it first; drop ours (the fault is still satisfied).
+    frames.addRef(pfn, -1);
+    t.freeFolio(pfn);
+    t.lastOrder = 0;
+    t.populated = false;
+    return prev - 1;
+  }
+  t.lastOrder = 0;
+  return pfn;
+}
+
+function hugetlbFault(t: HostThread, vma: Vma, idx: number, g: number): number {
+  const frames = t.host.frames;
+  const head = t.allocHugetlb(vma.granuleOrder, vma.owner, vma.policy, g, 1);
+  if (head < 0) return -1;
+  const prev = Atomics.compareExchange(vma.map, g, 0, head + 1);
+  t.lastOrder = vma.granuleOrder;
+  const off = idx & ((1 << vma.granuleOrder) - 1);
+  if (prev !== 0) {
+    frames.addRef(head, -1);
+    t.freeFolio(head);
+    t.populated = false;
+    return prev - 1 + off;
+  }
+  return head + off;
+}
+
+/** THP "always": a 2M folio when the aligned 2M range lies inside the VMA, else 4K. */
+function thpFault(t: HostThread, vma: Vma, idx: number): number {
+  const frames = t.host.frames;
+  const base = idx - (idx & ((1 << kOrder2M) - 1));
+  const hvaAligned = ((vma.startPage + base) & ((1 << kOrder2M) - 1)) === 0;
+  spinLock(vma.lockw, 0);
+  try {
+    const e = Atomics.load(vma.map, idx);
+    if (e !== 0) {
+      t.lastOrder = frames.meta(e - 1) & kMetaOrderMask;
+      t.populated = false;
+      return e - 1;
+    }
+    let empty = hvaAligned && base + (1 << kOrder2M) <= vma.npages;
+    for (let i = 0; empty && i < 1 << kOrder2M; i++) if (Atomics.load(vma.map, base + i) !== 0) empty = false;
+    if (empty) {
+      const head = t.allocFolio(kOrder2M, vma.owner, vma.policy, base, 1 << kOrder2M);
+      if (head >= 0) {
+        for (let i = 0; i < 1 << kOrder2M; i++) Atomics.store(vma.map, base + i, head + i + 1);
+        t.lastOrder = kOrder2M;
+        return head + (idx - base);
+      }
+    }
+    const pfn = t.allocFolio(0, vma.owner, vma.policy, idx, 1);
+    if (pfn < 0) return -1;
+    Atomics.store(vma.map, idx, pfn + 1);
+    t.lastOrder = 0;
+    return pfn;
+  } finally {
+    spinUnlock(vma.lockw, 0);
+  }
+}
+
+/**
+ * MADV_DONTNEED over VMA pages [first, first + n): drop the host mappings, freeing folios whose
+ * last mapping goes. Hugetlb ranges are widened to whole huge pages, as the kernel requires.
+ * The caller has already run the mmu_notifier invalidation for the range.
+ */
+export function madviseDontneed(t: HostThread, vma: Vma, first: number, n: number): number {
+  const frames = t.host.frames;
+  const go = vma.granuleOrder;
+  const g0 = first >>> go;
+  const g1 = (first + n + (1 << go) - 1) >>> go;
+  let dropped = 0;
+  for (let g = g0; g < g1 && g < vma.map.length; g++) {
+    const e = Atomics.exchange(vma.map, g, 0);
+    if (e === 0) continue;
+    dropped++;
+    const head = frames.head(e - 1);
+    if (frames.addRef(head, -1) === 0) t.freeFolio(head);
+  }
+  return dropped;
+}
+
+export function vmaHandleOf(v: Vma): VmaHandle {
+  return v.handle;
+}
+
+export type { Host };

@@ -1,0 +1,145 @@
+/**
+ * audit(): the invariants of ARCHITECTURE.md, checked by recounting from scratch. Call it only
+ * while nothing runs (between phases); it takes no locks.
+ *
+ *  - every present leaf maps frames this VM's memslot and VMA own, at the pfn the host maps
+ *    for that gfn now (a stale SPTE after an invalidation shows up here), huge leaves only where
+ *    lpage_info allows and the folio is that large;
+ *  - no frozen SPTE survives in a reachable table; writable-bit invariants hold;
+ *  - pages_4k/2m/1g equal the recount; page-table pages balance (reachable + cached + retired +
+ *    free = pool); folio refcounts equal the host mappings that reference them; per-owner and
+ *    host-wide frame accounting balance.
+ */
+import type { Host } from '../host/host.js';
+import { kMetaHugetlb } from '../host/frame-table.js';
+import {
+  FROZEN_SPTE, PG_LEVEL_4K, PT64_ROOT_4LEVEL, SPTE_ENT_PER_PAGE, checkSpteWritableInvariants, isLastSpte,
+  isShadowPresentPte, kPtPageWords, kSpteWords, pagesPerHpage,
+} from './mmu/spte.js';
+import { disallowLpage, KVM_LPAGE_MIXED_FLAG } from './mmu/lpage.js';
+import type { Vm } from './vm.js';
+
+export interface AuditViolation {
+  vm: number | null;
+  kind: string;
+  detail: string;
+}
+
+export interface AuditResult {
+  ok: boolean;
+  violations: AuditViolation[];
+  /** Leaves per level found by the recount, per VM. */
+  recount: { vm: number; pages_4k: number; pages_2m: number; pages_1g: number; ptPages: number }[];
+}
+
+const kMaxReported = 50;
+
+export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPages: number } {
+  const pt = vm.pool.pt;
+  const frames = vm.host.frames;
+  const leaves = [0, 0, 0, 0];
+  let ptPages = 0;
+  const report = (kind: string, detail: string) => {
+    if (out.length < kMaxReported) out.push({ vm: vm.id, kind, detail });
+  };
+  const walk = (page: number, level: number, baseGfn: number) => {
+    ptPages++;
+    if (vm.pool.level(page) !== level) report('pt-level', `page ${page} holds level ${vm.pool.level(page)}, reached at level ${level}`);
+    const step = pagesPerHpage(level);
+    for (let i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+      const sptep = page * kPtPageWords + i * kSpteWords;
+      const flags = pt[sptep]!;
+      const pfn = pt[sptep + 1]!;
+      const gfn = baseGfn + i * step;
+      if (flags === FROZEN_SPTE) {
+        report('frozen-spte', `gfn 0x${gfn.toString(16)} level ${level} still frozen`);
+        continue;
+      }
+      if (!isShadowPresentPte(flags)) continue;
+      if (!isLastSpte(flags, level)) {
+        walk(pfn, level - 1, gfn);
+        continue;
+      }
+      leaves[level - 1]!++;
+      const inv = checkSpteWritableInvariants(flags);
+      if (inv) report('spte-writable', `gfn 0x${gfn.toString(16)}: ${inv}`);
+      const slot = vm.searchMemslots(gfn);
+      if (slot === null || gfn + step > slot.endGfn) {
+        report('spte-outside-slot', `gfn 0x${gfn.toString(16)} level ${level} not inside one memslot`);
+        continue;
+      }
+      if (level > PG_LEVEL_4K) {
+        const d = disallowLpage(slot.lpage, slot.baseGfn, gfn, level);
+        if (d !== 0) report((d & KVM_LPAGE_MIXED_FLAG) !== 0 ? 'huge-mixed-attributes' : 'huge-disallowed', `gfn 0x${gfn.toString(16)} mapped at level ${level} with disallow_lpage 0x${(d >>> 0).toString(16)}`);
+        if (frames.order(pfn) < (level - 1) * 9) report('huge-beyond-folio', `gfn 0x${gfn.toString(16)} level ${level} maps a folio of order ${frames.order(pfn)}`);
+      }
+      if (frames.owner(pfn) !== vm.owner) report('foreign-frame', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} owned by ${frames.owner(pfn)}, not VM ${vm.id}`);
+      if (frames.refcount(frames.head(pfn)) <= 0) report('freed-frame', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} with no host reference`);
+      const host = slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn - slot.baseGfn));
+      if (host !== pfn) report('stale-spte', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} but the host maps ${host < 0 ? 'nothing' : '0x' + host.toString(16)}`);
+    }
+  };
+  walk(vm.root, PT64_ROOT_4LEVEL, 0);
+
+  const stats = vm.getStats();
+  const names = ['pages_4k', 'pages_2m', 'pages_1g'] as const;
+  names.forEach((n, i) => {
+    if (stats[n] !== leaves[i]) report('page-stats', `${n} = ${stats[n]} but the page tables hold ${leaves[i]}`);
+  });
+
+  let cached = 0;
+  for (let i = 0; i < vm.nrVcpus; i++) cached += vm.vcpu(i).cachedMmuPages().length;
+  const retired = vm.pool.retiredCount();
+  if (vm.pool.inUse() !== ptPages + cached + retired) {
+    report('pt-pages', `pool says ${vm.pool.inUse()} pages in use; found ${ptPages} reachable + ${cached} cached + ${retired} retired`);
+  }
+  if (vm.pool.inUse() + vm.pool.freeCount() !== vm.pool.capacity - 1) {
+    report('pt-pages', `pool leaks: ${vm.pool.inUse()} in use + ${vm.pool.freeCount()} free != ${vm.pool.capacity - 1}`);
+  }
+
+  // Folio refcounts against the host mappings, and the owner's accounting.
+  const tally = new Map<number, number>();
+  for (const vma of vm.vmas) {
+    for (let g = 0; g < vma.map.length; g++) {
+      const e = vma.map[g]!;
+      if (e === 0) continue;
+      const head = frames.head(e - 1);
+      tally.set(head, (tally.get(head) ?? 0) + 1);
+    }
+  }
+  let owned = 0;
+  for (const [head, refs] of tally) {
+    const rc = frames.refcount(head);
+    if (rc !== refs) report('frame-refcount', `folio 0x${head.toString(16)} refcount ${rc}, mapped ${refs} times`);
+    if (frames.owner(head) !== vm.owner) report('foreign-frame', `VMA maps folio 0x${head.toString(16)} owned by ${frames.owner(head)}`);
+    owned += 2 ** frames.order(head);
+  }
+  if (owned !== vm.host.ownedPages(vm.owner)) report('owner-accounting', `VM ${vm.id} owns ${vm.host.ownedPages(vm.owner)} pages by accounting, ${owned} by recount`);
+  return { pages: leaves, ptPages };
+}
+
+/** Host-wide balance: free + owned + hugetlb reserve = all frames. */
+export function auditHost(host: Host, owners: number[], out: AuditViolation[]): void {
+  const a = host.accounting();
+  let ownedNonHuge = 0;
+  for (const o of owners) ownedNonHuge += host.ownedPages(o);
+  const hugeInUse = (a.hugetlb2m.total - a.hugetlb2m.free) * 512 + (a.hugetlb1g.total - a.hugetlb1g.free) * 262144;
+  ownedNonHuge -= hugeInUse;
+  const reserve = a.hugetlb2m.total * 512 + a.hugetlb1g.total * 262144;
+  // Every thread drains its per-cpu caches before it reports, so nothing hides there.
+  if (a.free + ownedNonHuge + reserve !== a.pages) {
+    out.push({ vm: null, kind: 'host-accounting', detail: `free ${a.free} + owned ${ownedNonHuge} + hugetlb ${reserve} != ${a.pages} frames (an undrained per-thread cache, or a leak)` });
+  }
+  void kMetaHugetlb;
+}
+
+export function audit(host: Host, vms: Vm[]): AuditResult {
+  const violations: AuditViolation[] = [];
+  const recount: AuditResult['recount'] = [];
+  for (const vm of vms) {
+    const r = auditVm(vm, violations);
+    recount.push({ vm: vm.id, pages_4k: r.pages[0]!, pages_2m: r.pages[1]!, pages_1g: r.pages[2]!, ptPages: r.ptPages });
+  }
+  auditHost(host, vms.map((v) => v.owner), violations);
+  return { ok: violations.length === 0, violations, recount };
+}

@@ -1,0 +1,68 @@
+/**
+ * lpage_info: per memslot, per huge level (2M, 1G), one disallow_lpage count per potential huge
+ * page touching the slot (kvm_alloc_memslot_metadata). Non-zero forbids a huge mapping there.
+ *   - the head and tail entries are disallowed when the slot does not start/end on the boundary;
+ *   - every entry is disallowed when base_gfn and the host address are misaligned for the level;
+ *   - bit 31 (KVM_LPAGE_MIXED_FLAG) marks mixed memory attributes; lower bits are a refcount
+ *     (e.g. shadow-MMU write tracking of a guest page table).
+ */
+import { allocSab } from '../../shm/arena.js';
+import { PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K, levelShift, pagesPerHpage } from './spte.js';
+
+export const KVM_LPAGE_MIXED_FLAG = 1 << 31;
+export const KVM_NR_HUGE_LEVELS = 2;
+
+/** gfn_to_index() */
+export function gfnToIndex(gfn: number, baseGfn: number, level: number): number {
+  const s = levelShift(level);
+  return Math.floor(gfn / 2 ** s) - Math.floor(baseGfn / 2 ** s);
+}
+
+export function lpageCount(baseGfn: number, npages: number, level: number): number {
+  return gfnToIndex(baseGfn + npages - 1, baseGfn, level) + 1;
+}
+
+/** Allocate and initialise lpage_info for [2M, 1G]; ugfn = userspace_addr >> PAGE_SHIFT. */
+export function allocLpageInfo(baseGfn: number, npages: number, ugfn: number): SharedArrayBuffer[] {
+  const out: SharedArrayBuffer[] = [];
+  for (let level = PG_LEVEL_2M; level <= PG_LEVEL_1G; level++) {
+    const n = lpageCount(baseGfn, npages, level);
+    const sab = allocSab(n * 4);
+    const linfo = new Int32Array(sab);
+    const pages = pagesPerHpage(level);
+    if (baseGfn % pages !== 0) linfo[0] = 1;
+    if ((baseGfn + npages) % pages !== 0) linfo[n - 1] = 1;
+    // Misaligned guest and host addresses: no huge page can be mapped at this level.
+    if ((baseGfn - ugfn) % pages !== 0) linfo.fill(1);
+    out.push(sab);
+  }
+  return out;
+}
+
+/** lpage_info_slot(gfn, slot, level)->disallow_lpage */
+export function disallowLpage(lpage: Int32Array[], baseGfn: number, gfn: number, level: number): number {
+  return Atomics.load(lpage[level - PG_LEVEL_2M]!, gfnToIndex(gfn, baseGfn, level));
+}
+
+/**
+ * The largest level ≤ maxLevel whose lpage_info allows a huge mapping for gfn
+ * (the lpage part of __kvm_mmu_max_mapping_level()).
+ */
+export function lpageMaxLevel(lpage: Int32Array[], baseGfn: number, gfn: number, maxLevel: number): number {
+  for (let level = maxLevel; level > PG_LEVEL_4K; level--) {
+    if (disallowLpage(lpage, baseGfn, gfn, level) === 0) return level;
+  }
+  return PG_LEVEL_4K;
+}
+
+/** Refcount a disallow (kvm_mmu_gfn_disallow_lpage / allow): +delta at every huge level. */
+export function updateGfnDisallowLpageCount(lpage: Int32Array[], baseGfn: number, gfn: number, delta: number): void {
+  for (let level = PG_LEVEL_2M; level <= PG_LEVEL_1G; level++) {
+    const a = lpage[level - PG_LEVEL_2M]!;
+    const i = gfnToIndex(gfn, baseGfn, level);
+    const old = Atomics.add(a, i, delta);
+    if (((old + delta) & KVM_LPAGE_MIXED_FLAG) !== (old & KVM_LPAGE_MIXED_FLAG)) {
+      throw new Error('lpage_info refcount change flipped KVM_LPAGE_MIXED_FLAG');
+    }
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * SPTEs: KVM's 64-bit x86 (EPT) layout stored as two Int32 words, because BigInt64 Atomics
+ * allocate on every call here.
+ *
+ *   word 0 (flags)  bits 0..11 exactly as KVM's low SPTE bits: R=0 W=1 X=2 (EPT), huge=7
+ *                   (PT_PAGE_SIZE_MASK), A=8, D=9 (EPT A/D), MMU-present=11 (SPTE_MMU_PRESENT_MASK);
+ *                   KVM's high software bits at (bit - 32): host-writable 57 -> 25,
+ *                   MMU-writable 58 -> 26, and bit 63 (SHADOW_NONPRESENT_VALUE) -> 31.
+ *   word 1 (pfn)    the frame for a leaf, the child page-table page for a non-leaf.
+ *
+ * The flags word is the one CAS'd; the pfn word is written before present is published and
+ * only while the flags word is non-present or frozen, so a reader that saw present flags reads
+ * a pfn that belongs to them. FROZEN_SPTE is SHADOW_NONPRESENT_VALUE | 0x5a0, as in KVM.
+ */
+export const PT_PRESENT_R = 1 << 0;
+export const PT_WRITABLE_MASK = 1 << 1;
+export const PT_EXEC = 1 << 2;
+export const PT_PAGE_SIZE_MASK = 1 << 7;
+export const SPTE_ACCESSED = 1 << 8;
+export const SPTE_DIRTY = 1 << 9;
+export const SPTE_MMU_PRESENT_MASK = 1 << 11;
+export const SPTE_HOST_WRITABLE = 1 << 25;
+export const SPTE_MMU_WRITABLE = 1 << 26;
+export const SHADOW_NONPRESENT_VALUE = 1 << 31;
+export const FROZEN_SPTE = SHADOW_NONPRESENT_VALUE | 0x5a0;
+
+export const PG_LEVEL_4K = 1;
+export const PG_LEVEL_2M = 2;
+export const PG_LEVEL_1G = 3;
+export const PT64_ROOT_4LEVEL = 4;
+export const SPTE_LEVEL_BITS = 9;
+export const SPTE_ENT_PER_PAGE = 512;
+/** Int32 words per SPTE and per page-table page. */
+export const kSpteWords = 2;
+export const kPtPageWords = SPTE_ENT_PER_PAGE * kSpteWords;
+
+export function isShadowPresentPte(flags: number): boolean {
+  return (flags & SPTE_MMU_PRESENT_MASK) !== 0;
+}
+export function isFrozenSpte(flags: number): boolean {
+  return flags === FROZEN_SPTE;
+}
+export function isLargePte(flags: number): boolean {
+  return (flags & PT_PAGE_SIZE_MASK) !== 0;
+}
+export function isLastSpte(flags: number, level: number): boolean {
+  return level === PG_LEVEL_4K || (flags & PT_PAGE_SIZE_MASK) !== 0;
+}
+export function isWritablePte(flags: number): boolean {
+  return (flags & PT_WRITABLE_MASK) !== 0;
+}
+export function isMmuWritableSpte(flags: number): boolean {
+  return (flags & SPTE_MMU_WRITABLE) !== 0;
+}
+export function isDirtySpte(flags: number): boolean {
+  return (flags & SPTE_DIRTY) !== 0;
+}
+export function isAccessedSpte(flags: number): boolean {
+  return (flags & SPTE_ACCESSED) !== 0;
+}
+
+/** KVM_PAGES_PER_HPAGE(level) */
+export function pagesPerHpage(level: number): number {
+  return 1 << ((level - 1) * SPTE_LEVEL_BITS);
+}
+export function levelShift(level: number): number {
+  return (level - 1) * SPTE_LEVEL_BITS;
+}
+/** SPTE_INDEX(gfn << PAGE_SHIFT, level) */
+export function spteIndex(gfn: number, level: number): number {
+  return (gfn >>> ((level - 1) * SPTE_LEVEL_BITS)) & (SPTE_ENT_PER_PAGE - 1);
+}
+/** gfn_round_for_level() */
+export function gfnRoundForLevel(gfn: number, level: number): number {
+  const n = pagesPerHpage(level);
+  return gfn - (gfn % n);
+}
+/** Level a folio of `order` can be mapped at (kvm_max_level_for_order). */
+export function maxLevelForOrder(order: number): number {
+  if (order >= 18) return PG_LEVEL_1G;
+  if (order >= 9) return PG_LEVEL_2M;
+  return PG_LEVEL_4K;
+}
+
+/** make_nonleaf_spte(): present, RWX, accessed. */
+export const kNonLeafFlags = SPTE_MMU_PRESENT_MASK | PT_PRESENT_R | PT_WRITABLE_MASK | PT_EXEC | SPTE_ACCESSED;
+
+/**
+ * make_spte() for a fault: present, RX, accessed (not a prefetch), host-writable when the host
+ * mapping is; a writable SPTE also gets MMU-writable and D (spte_shadow_dirty_mask), which is why
+ * KVM marks the page dirty in the slot whenever it installs a writable SPTE while logging.
+ */
+export function makeSpteFlags(level: number, writable: boolean, hostWritable: boolean): number {
+  let f = SPTE_MMU_PRESENT_MASK | PT_PRESENT_R | PT_EXEC | SPTE_ACCESSED;
+  if (hostWritable) f |= SPTE_HOST_WRITABLE;
+  if (writable) f |= PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | SPTE_DIRTY;
+  if (level > PG_LEVEL_4K) f |= PT_PAGE_SIZE_MASK;
+  return f;
+}
+
+/** A leaf's child in a split: same permissions, huge bit only if the child level is huge. */
+export function makeSmallSpteFlags(hugeFlags: number, childLevel: number): number {
+  return childLevel > PG_LEVEL_4K ? hugeFlags | PT_PAGE_SIZE_MASK : hugeFlags & ~PT_PAGE_SIZE_MASK;
+}
+
+/** leaf_spte_change_needs_tlb_flush(): losing MMU-writable needs a flush before mmu_lock drops. */
+export function leafSpteChangeNeedsTlbFlush(oldFlags: number, newFlags: number): boolean {
+  return isMmuWritableSpte(oldFlags) && !isMmuWritableSpte(newFlags);
+}
+
+/**
+ * check_spte_writable_invariants(): W implies MMU-writable implies host-writable.
+ * Returns an error string or null (cheap; used by tests and the audit).
+ */
+export function checkSpteWritableInvariants(flags: number): string | null {
+  if ((flags & PT_WRITABLE_MASK) && !(flags & SPTE_MMU_WRITABLE)) return 'writable SPTE without MMU-writable';
+  if ((flags & SPTE_MMU_WRITABLE) && !(flags & SPTE_HOST_WRITABLE)) return 'MMU-writable SPTE without host-writable';
+  return null;
+}
+
+/** The SPTE as KVM would hold it in 64 bits (for reports and tests). */
+export function spteToU64(flags: number, pfn: number): bigint {
+  const lo = BigInt(flags & 0xfff);
+  const hi = BigInt((flags >>> 12) & 0xfffff) << 44n; // bits 44..63 of the u64 carry word bits 12..31 shifted up by 32
+  return lo | (BigInt(pfn) << 12n) | hi;
+}

@@ -1,0 +1,165 @@
+/**
+ * The TDP MMU fault path: kvm_tdp_page_fault() -> kvm_mmu_faultin_pfn() -> kvm_tdp_mmu_map(),
+ * under mmu_lock held for read, installing SPTEs with cmpxchg and honouring the frozen-SPTE
+ * protocol and the mmu_invalidate_seq retry rule.
+ */
+import {
+  PG_LEVEL_1G, PG_LEVEL_4K, isFrozenSpte, isLargePte, isLastSpte, isShadowPresentPte, isWritablePte,
+  kNonLeafFlags, makeSpteFlags, maxLevelForOrder, pagesPerHpage,
+} from '../spte.js';
+import { lpageMaxLevel } from '../lpage.js';
+import { readLock, readUnlock } from '../../../shm/rwlock.js';
+import { count, countWaitNs } from '../../../metrics/counters.js';
+import { kOpFaultRetry, kOpHostFault, kOpLockRead, kOpLockWaitNs, kOpMemslotLookup, kOpPageZero4k, kOpPtPageAlloc, kOpSpteRead } from '../../../metrics/ops.js';
+import { hostFault } from '../../../host/mm.js';
+import { fail } from '../../../host/errno.js';
+import { KVM_MEM_READONLY } from '../../memslot.js';
+import { kVmInvSeq, kVmMmuLock } from '../../vm-layout.js';
+import { isPageFaultStale, mmuInvalidateRetryGfnUnsafe, maybeParkAtHook, kHookAfterFaultin } from '../../invalidate.js';
+import { kvmFlushRemoteTlbs } from '../../requests.js';
+import { tdpMmuSetSpteAtomic } from './spte-change.js';
+import { tdpMmuSplitHugePage, clearSp } from './split.js';
+import type { Vcpu } from '../../vcpu.js';
+import type { Memslot } from '../../memslot.js';
+
+// enum ret_pf (mmu_internal.h)
+export const RET_PF_CONTINUE = 0;
+export const RET_PF_RETRY = 1;
+export const RET_PF_EMULATE = 2;
+export const RET_PF_WRITE_PROTECTED = 3;
+export const RET_PF_INVALID = 4;
+export const RET_PF_FIXED = 5;
+export const RET_PF_SPURIOUS = 6;
+
+/** struct kvm_page_fault, one per vCPU, reused. */
+export class KvmPageFault {
+  gfn = 0;
+  write = false;
+  slot: Memslot | null = null;
+  pfn = 0;
+  mmuSeq = 0;
+  hostLevel = PG_LEVEL_4K;
+  maxLevel = PG_LEVEL_4K;
+  goalLevel = PG_LEVEL_4K;
+  mapWritable = true;
+}
+
+/** kvm_tdp_page_fault(): returns a RET_PF_* code. */
+export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean): number {
+  const vm = vcpu.vm;
+  const m = vm.ctx.metrics;
+  const fault = vcpu.fault;
+  fault.gfn = gfn;
+  fault.write = write;
+
+  // kvm_mmu_faultin_pfn(): snapshot the invalidation sequence before resolving the pfn.
+  fault.mmuSeq = Atomics.load(vm.w, kVmInvSeq);
+  const slot = vcpu.gfnToMemslot(gfn);
+  count(m, kOpMemslotLookup);
+  if (slot === null) fail('EFAULT', `KVM_RUN: guest access to gfn 0x${gfn.toString(16)} outside every memslot (MMIO is not modelled)`);
+  fault.slot = slot;
+  if (write && (slot.flags & KVM_MEM_READONLY) !== 0) fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot.id} at gfn 0x${gfn.toString(16)}`);
+  if (mmuInvalidateRetryGfnUnsafe(vm, gfn)) {
+    count(m, kOpFaultRetry);
+    return RET_PF_RETRY;
+  }
+  const vma = slot.vma;
+  if (vma === null) fail('EFAULT', `KVM_RUN: memslot ${slot.id} is not backed by a mapping at hva 0x${slot.userspaceAddr.toString(16)}`);
+  const ht = vm.ctx.hostThread;
+  const idx = slot.vmaOffset + (gfn - slot.baseGfn);
+  // __kvm_mmu_faultin_pfn(): GUP, populating the host page if the VMM never touched it.
+  const pfn = hostFault(ht, vma, idx);
+  if (pfn < 0) fail('EFAULT', `KVM_RUN: host out of memory backing gfn 0x${gfn.toString(16)} (${vma.backing}); size the host or hugetlb pools for the guest`);
+  if (ht.populated) {
+    count(m, kOpHostFault);
+    vcpu.countZeroing(ht.lastOrder);
+  }
+  fault.hostLevel = maxLevelForOrder(ht.lastOrder);
+  fault.pfn = pfn;
+  maybeParkAtHook(vm, gfn, kHookAfterFaultin);
+
+  vcpu.topupMmuCache();
+  const waited = readLock(vm.w, kVmMmuLock);
+  count(m, kOpLockRead);
+  if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
+  let r: number;
+  if (isPageFaultStale(vm, fault.mmuSeq, gfn)) {
+    count(m, kOpFaultRetry);
+    r = RET_PF_RETRY;
+  } else {
+    kvmMmuHugepageAdjust(fault, slot);
+    r = kvmTdpMmuMap(vcpu, fault);
+  }
+  readUnlock(vm.w, kVmMmuLock);
+  return r;
+}
+
+/**
+ * kvm_mmu_hugepage_adjust(): the goal level is the largest the host mapping, lpage_info and the
+ * slot allow; dirty logging forces 4K.
+ */
+export function kvmMmuHugepageAdjust(fault: KvmPageFault, slot: Memslot): void {
+  let max = Math.min(fault.hostLevel, PG_LEVEL_1G);
+  if (slot.dirtyLogging()) max = PG_LEVEL_4K;
+  else if (max > PG_LEVEL_4K) max = lpageMaxLevel(slot.lpage, slot.baseGfn, fault.gfn, max);
+  fault.maxLevel = max;
+  fault.goalLevel = max;
+}
+
+/** kvm_tdp_mmu_map() */
+export function kvmTdpMmuMap(vcpu: Vcpu, fault: KvmPageFault): number {
+  const vm = vcpu.vm;
+  const m = vm.ctx.metrics;
+  const it = vcpu.iter;
+  const end = fault.gfn + 1;
+  for (it.start(vm.root, PG_LEVEL_4K, fault.gfn); it.valid && it.gfn < end; it.next()) {
+    count(m, kOpSpteRead);
+    // Another thread froze the SPTE: give up and retry rather than allocate for nothing.
+    if (isFrozenSpte(it.oldFlags)) return retry(m);
+    if (it.level === fault.goalLevel) return tdpMmuMapHandleTargetLevel(vcpu, fault);
+    // Step down into the lower level page table if it exists.
+    if (isShadowPresentPte(it.oldFlags) && !isLargePte(it.oldFlags)) continue;
+    // Non-present, or a huge page that must be split to map at a lower level.
+    const sp = vcpu.takeMmuPage();
+    count(m, kOpPtPageAlloc);
+    let ok: boolean;
+    if (isShadowPresentPte(it.oldFlags)) {
+      ok = tdpMmuSplitHugePage(vm, it, sp, true);
+      if (!ok) clearSp(vm, sp);
+    } else {
+      vm.pool.setInfo(sp, it.level - 1, it.gfn);
+      ok = tdpMmuSetSpteAtomic(vm, it, kNonLeafFlags, sp);
+    }
+    if (!ok) {
+      vcpu.returnMmuPage(sp);
+      return retry(m);
+    }
+  }
+  return retry(m);
+}
+
+function retry(m: import('../../../metrics/counters.js').Metrics): number {
+  count(m, kOpFaultRetry);
+  return RET_PF_RETRY;
+}
+
+/** tdp_mmu_map_handle_target_level() */
+function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
+  const vm = vcpu.vm;
+  const it = vcpu.iter;
+  const level = it.level;
+  const old = it.oldFlags;
+  // Already mapped with the access allowed: another vCPU won the race (RET_PF_SPURIOUS).
+  if (isShadowPresentPte(old) && isLastSpte(old, level) && (!fault.write || isWritablePte(old))) return RET_PF_SPURIOUS;
+  const pfn = fault.pfn - (fault.gfn - it.gfn);
+  if (level > PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) throw new Error(`BUG: huge pfn 0x${pfn.toString(16)} misaligned at level ${level}`);
+  const writable = fault.mapWritable && vm.makeSpteWritable(fault.slot!, fault.gfn, level, fault.write);
+  const flags = makeSpteFlags(level, writable, true);
+  if (!tdpMmuSetSpteAtomic(vm, it, flags, pfn)) return retry(vm.ctx.metrics);
+  // Replacing a present non-leaf (a table where a huge page now goes) needs a flush.
+  if (isShadowPresentPte(old) && !isLastSpte(old, level)) kvmFlushRemoteTlbs(vm);
+  vm.afterSpteInstalled(fault.slot!, fault.gfn, level, flags, fault.write);
+  return RET_PF_FIXED;
+}
+
+export { kOpPageZero4k };

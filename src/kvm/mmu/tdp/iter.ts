@@ -1,0 +1,121 @@
+/**
+ * The TDP iterator (tdp_iter.c): a pre-order walk over the SPTEs that map [start, end),
+ * stepping down into present non-leaf SPTEs above `minLevel`, sideways within a page, and up
+ * when a page is done. Carries level, gfn, the SPTE's word index and its last-read value, as
+ * KVM's struct tdp_iter does; every TDP operation is a short loop over it:
+ *
+ *   for (it.start(root, minLevel, start, end); it.valid && it.gfn < end; it.next()) { … }
+ *
+ * One instance per thread per use site; it allocates nothing per step.
+ */
+import {
+  PT64_ROOT_4LEVEL, SPTE_ENT_PER_PAGE, kPtPageWords, kSpteWords, isLastSpte, isShadowPresentPte,
+  levelShift, pagesPerHpage, spteIndex,
+} from '../spte.js';
+
+export class TdpIter {
+  /** Page-table page at each level (index level - 1). */
+  readonly ptPath = new Int32Array(PT64_ROOT_4LEVEL + 1);
+  nextLastLevelGfn = 0;
+  yieldedGfn = 0;
+  rootLevel = PT64_ROOT_4LEVEL;
+  minLevel = 1;
+  level = PT64_ROOT_4LEVEL;
+  gfn = 0;
+  /** Word index of the flags word of the current SPTE in the pool. */
+  sptep = 0;
+  oldFlags = 0;
+  oldPfn = 0;
+  valid = false;
+  yielded = false;
+
+  constructor(public pt: Int32Array) {}
+
+  start(root: number, minLevel: number, startGfn: number): void {
+    this.nextLastLevelGfn = startGfn;
+    this.rootLevel = PT64_ROOT_4LEVEL;
+    this.minLevel = minLevel;
+    this.ptPath[this.rootLevel - 1] = root;
+    this.restart();
+  }
+
+  /** tdp_iter_restart(): back to the root at the current position (after yielding mmu_lock). */
+  restart(): void {
+    this.yielded = false;
+    this.yieldedGfn = this.nextLastLevelGfn;
+    this.level = this.rootLevel;
+    this.gfn = this.roundGfn(this.nextLastLevelGfn, this.level);
+    this.refreshSptep();
+    this.valid = true;
+  }
+
+  private roundGfn(gfn: number, level: number): number {
+    const n = pagesPerHpage(level);
+    return gfn - (gfn % n);
+  }
+
+  refreshSptep(): void {
+    this.sptep = this.ptPath[this.level - 1]! * kPtPageWords + spteIndex(this.gfn, this.level) * kSpteWords;
+    this.read();
+  }
+
+  /**
+   * Re-read the SPTE (after a failed cmpxchg, KVM refreshes iter->old_spte). Plain reads: every
+   * change is then validated by a cmpxchg on the flags word, as READ_ONCE + try_cmpxchg64 in KVM,
+   * and a pfn is only written while its flags word is non-present or frozen.
+   */
+  read(): void {
+    this.oldFlags = this.pt[this.sptep]!;
+    this.oldPfn = this.pt[this.sptep + 1]!;
+  }
+
+  private tryStepDown(): boolean {
+    if (this.level === this.minLevel) return false;
+    // spte_to_child_pt(): only present non-leaf SPTEs have a child.
+    if (!isShadowPresentPte(this.oldFlags) || isLastSpte(this.oldFlags, this.level)) return false;
+    const child = this.oldPfn;
+    this.level--;
+    this.ptPath[this.level - 1] = child;
+    this.gfn = this.roundGfn(this.nextLastLevelGfn, this.level);
+    this.refreshSptep();
+    return true;
+  }
+
+  private tryStepSide(): boolean {
+    if (spteIndex(this.gfn, this.level) === SPTE_ENT_PER_PAGE - 1) return false;
+    this.gfn += 2 ** levelShift(this.level);
+    this.nextLastLevelGfn = this.gfn;
+    this.sptep += kSpteWords;
+    this.read();
+    return true;
+  }
+
+  private tryStepUp(): boolean {
+    if (this.level === this.rootLevel) return false;
+    this.level++;
+    this.gfn = this.roundGfn(this.gfn, this.level);
+    this.refreshSptep();
+    return true;
+  }
+
+  /** tdp_iter_next() */
+  next(): void {
+    if (this.yielded) {
+      this.restart();
+      return;
+    }
+    if (this.tryStepDown()) return;
+    do {
+      if (this.tryStepSide()) return;
+    } while (this.tryStepUp());
+    this.valid = false;
+  }
+
+  /** Skip the subtree under the current SPTE (used after replacing it). */
+  skipChildren(): void {
+    do {
+      if (this.tryStepSide()) return;
+    } while (this.tryStepUp());
+    this.valid = false;
+  }
+}

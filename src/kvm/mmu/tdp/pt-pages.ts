@@ -1,0 +1,176 @@
+/**
+ * The VM's pool of page-table pages (kvm_mmu_page for the TDP MMU): 512 SPTEs x 2 Int32 words
+ * per page in one SAB, plus per-page info (level, base gfn) for the audit.
+ *
+ * Allocation: a free stack behind the pool lock; vCPUs top up a small per-vCPU cache before
+ * taking mmu_lock (mmu_topup_memory_caches) so the fault path allocates without the pool lock.
+ * Removal: a page unlinked under mmu_lock held for read may still be walked by other threads,
+ * so it is retired with the current epoch (the RCU stand-in) and zeroed + freed once every
+ * participant has moved on; pages removed under the write lock after a completed remote TLB
+ * flush take the same path (cheap, and one rule is easier to audit than two).
+ */
+import { allocSab } from '../../../shm/arena.js';
+import { spinLock, spinUnlock } from '../../../shm/spinlock.js';
+import type { EpochDomain } from '../../../shm/epoch.js';
+import { kPtPageWords } from '../spte.js';
+import { kVmPtFreeTop, kVmPtInUse, kVmPtLock, kVmPtRetireHead, kVmPtRetireTail, kVmPtCapacity } from '../../vm-layout.js';
+
+export const kPtInfoLevel = 0;
+export const kPtInfoGfn = 1;
+export const kPtInfoWords = 2;
+
+export interface PtPoolHandle {
+  readonly capacity: number;
+  readonly pt: SharedArrayBuffer;
+  readonly info: SharedArrayBuffer;
+  readonly freeStack: SharedArrayBuffer;
+  /** Ring of (page, epoch) pairs. */
+  readonly retire: SharedArrayBuffer;
+}
+
+export class PtPool {
+  readonly capacity: number;
+  readonly pt: Int32Array;
+  readonly info: Int32Array;
+  readonly freeStack: Int32Array;
+  readonly retireRing: Int32Array;
+
+  constructor(readonly handle: PtPoolHandle, readonly vmw: Int32Array, readonly epoch: EpochDomain) {
+    this.capacity = handle.capacity;
+    this.pt = new Int32Array(handle.pt);
+    this.info = new Int32Array(handle.info);
+    this.freeStack = new Int32Array(handle.freeStack);
+    this.retireRing = new Int32Array(handle.retire);
+  }
+
+  /** A pool of `capacity` pages; page 0 is never handed out (0 means "no page"). */
+  static createHandle(capacity: number): PtPoolHandle {
+    return {
+      capacity,
+      pt: allocSab(capacity * kPtPageWords * 4),
+      info: allocSab(capacity * kPtInfoWords * 4),
+      freeStack: allocSab(capacity * 4),
+      retire: allocSab(capacity * 2 * 4),
+    };
+  }
+
+  /** Fill the free stack of a fresh pool (main thread, before anyone attaches). */
+  initFree(): void {
+    const w = this.vmw;
+    let top = 0;
+    for (let p = this.capacity - 1; p >= 1; p--) this.freeStack[top++] = p;
+    w[kVmPtFreeTop] = top;
+    w[kVmPtInUse] = 0;
+    w[kVmPtCapacity] = this.capacity;
+  }
+
+  /** Copy another pool's pages into this larger one (memslot growth, no vCPU running). */
+  static grow(old: PtPool, capacity: number): PtPoolHandle {
+    const h = PtPool.createHandle(capacity);
+    new Int32Array(h.pt).set(old.pt);
+    new Int32Array(h.info).set(old.info);
+    const fs = new Int32Array(h.freeStack);
+    const w = old.vmw;
+    let top = w[kVmPtFreeTop]!;
+    fs.set(old.freeStack.subarray(0, top));
+    for (let p = capacity - 1; p >= old.capacity; p--) fs[top++] = p;
+    w[kVmPtFreeTop] = top;
+    w[kVmPtCapacity] = capacity;
+    // Retired pages keep their slots; the ring moves with them.
+    new Int32Array(h.retire).set(old.retireRing.subarray(0, Math.min(old.retireRing.length, capacity * 2)));
+    return h;
+  }
+
+  /** Take up to n pages into `out` starting at `at`; returns how many were taken. */
+  allocBatch(out: Int32Array, at: number, n: number): number {
+    const w = this.vmw;
+    spinLock(w, kVmPtLock);
+    let top = w[kVmPtFreeTop]!;
+    if (top < n) {
+      spinUnlock(w, kVmPtLock);
+      this.reclaim();
+      spinLock(w, kVmPtLock);
+      top = w[kVmPtFreeTop]!;
+    }
+    const k = Math.min(n, top);
+    for (let i = 0; i < k; i++) out[at + i] = this.freeStack[--top]!;
+    w[kVmPtFreeTop] = top;
+    w[kVmPtInUse] = w[kVmPtInUse]! + k;
+    spinUnlock(w, kVmPtLock);
+    return k;
+  }
+
+  /** Return never-linked pages (still zero) straight to the free stack. */
+  freeUnused(pages: Int32Array, at: number, n: number): void {
+    const w = this.vmw;
+    spinLock(w, kVmPtLock);
+    let top = w[kVmPtFreeTop]!;
+    for (let i = 0; i < n; i++) this.freeStack[top++] = pages[at + i]!;
+    w[kVmPtFreeTop] = top;
+    w[kVmPtInUse] = w[kVmPtInUse]! - n;
+    spinUnlock(w, kVmPtLock);
+  }
+
+  /** Retire an unlinked page: freed once no participant can still be walking it. */
+  retire(page: number): void {
+    const w = this.vmw;
+    const e = this.epoch.advance();
+    spinLock(w, kVmPtLock);
+    const tail = w[kVmPtRetireTail]!;
+    const slot = (tail % this.capacity) * 2;
+    this.retireRing[slot] = page;
+    this.retireRing[slot + 1] = e;
+    w[kVmPtRetireTail] = tail + 1;
+    spinUnlock(w, kVmPtLock);
+  }
+
+  retiredCount(): number {
+    return Atomics.load(this.vmw, kVmPtRetireTail) - Atomics.load(this.vmw, kVmPtRetireHead);
+  }
+
+  /** Free every retired page whose epoch no participant can still be in. Returns pages freed. */
+  reclaim(): number {
+    const w = this.vmw;
+    const oldest = this.epoch.oldestActive();
+    spinLock(w, kVmPtLock);
+    let head = w[kVmPtRetireHead]!;
+    const tail = w[kVmPtRetireTail]!;
+    let top = w[kVmPtFreeTop]!;
+    let freed = 0;
+    while (head < tail) {
+      const slot = (head % this.capacity) * 2;
+      if (this.retireRing[slot + 1]! >= oldest) break;
+      const page = this.retireRing[slot]!;
+      this.pt.fill(0, page * kPtPageWords, (page + 1) * kPtPageWords);
+      this.info[page * kPtInfoWords + kPtInfoLevel] = 0;
+      this.freeStack[top++] = page;
+      head++;
+      freed++;
+    }
+    w[kVmPtRetireHead] = head;
+    w[kVmPtFreeTop] = top;
+    w[kVmPtInUse] = w[kVmPtInUse]! - freed;
+    spinUnlock(w, kVmPtLock);
+    return freed;
+  }
+
+  setInfo(page: number, level: number, gfn: number): void {
+    this.info[page * kPtInfoWords + kPtInfoLevel] = level;
+    this.info[page * kPtInfoWords + kPtInfoGfn] = gfn;
+  }
+  level(page: number): number {
+    return this.info[page * kPtInfoWords + kPtInfoLevel]!;
+  }
+  gfn(page: number): number {
+    return this.info[page * kPtInfoWords + kPtInfoGfn]!;
+  }
+  inUse(): number {
+    return Atomics.load(this.vmw, kVmPtInUse);
+  }
+  freeCount(): number {
+    return Atomics.load(this.vmw, kVmPtFreeTop);
+  }
+  bytes(): number {
+    return this.pt.byteLength + this.info.byteLength + this.freeStack.byteLength + this.retireRing.byteLength;
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Huge page splitting (tdp_mmu_split_huge_page): fill a fresh child table with 512 SPTEs that
+ * map the same memory with the same permissions, then swap it in for the huge SPTE. The
+ * translation does not change, so no TLB flush is needed.
+ */
+import { SPTE_ENT_PER_PAGE, kPtPageWords, kSpteWords, kNonLeafFlags, makeSmallSpteFlags, pagesPerHpage } from '../spte.js';
+import { pageStatWord } from '../../vm-layout.js';
+import { count, countN } from '../../../metrics/counters.js';
+import { kOpSplitHuge, kOpSpteWrite } from '../../../metrics/ops.js';
+import { tdpMmuSetSpteAtomic, tdpMmuIterSetSpte } from './spte-change.js';
+import type { TdpIter } from './iter.js';
+import type { Vm } from '../../vm.js';
+
+/** Fill `sp` with the children of the huge SPTE the iterator holds. */
+export function fillSplitChildren(vm: Vm, it: TdpIter, sp: number): void {
+  const pt = vm.pool.pt;
+  const childLevel = it.level - 1;
+  const flags = makeSmallSpteFlags(it.oldFlags, childLevel);
+  const step = pagesPerHpage(childLevel);
+  const base = sp * kPtPageWords;
+  for (let i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+    pt[base + i * kSpteWords + 1] = it.oldPfn + i * step;
+    pt[base + i * kSpteWords] = flags;
+  }
+  vm.pool.setInfo(sp, childLevel, it.gfn);
+  countN(vm.ctx.metrics, kOpSpteWrite, SPTE_ENT_PER_PAGE);
+}
+
+/**
+ * Split the huge SPTE at the iterator into `sp`. Returns true on success; on a lost cmpxchg
+ * (shared) the caller owns `sp` again and must clear it before reuse.
+ */
+export function tdpMmuSplitHugePage(vm: Vm, it: TdpIter, sp: number, shared: boolean): boolean {
+  fillSplitChildren(vm, it, sp);
+  const level = it.level;
+  if (shared) {
+    if (!tdpMmuSetSpteAtomic(vm, it, kNonLeafFlags, sp)) return false;
+  } else {
+    tdpMmuIterSetSpte(vm, it, kNonLeafFlags, sp);
+  }
+  // The children were never "installed" one by one; account them in one go as KVM does.
+  Atomics.add(vm.w, pageStatWord(level - 1), SPTE_ENT_PER_PAGE);
+  count(vm.ctx.metrics, kOpSplitHuge);
+  return true;
+}
+
+/** Clear a child table that lost its race, so it can go back to the cache. */
+export function clearSp(vm: Vm, sp: number): void {
+  vm.pool.pt.fill(0, sp * kPtPageWords, (sp + 1) * kPtPageWords);
+}

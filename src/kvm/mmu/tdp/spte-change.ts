@@ -1,0 +1,108 @@
+/**
+ * SPTE updates and their side effects, after tdp_mmu.c: tdp_mmu_set_spte_atomic() (under
+ * mmu_lock read, cmpxchg), tdp_mmu_iter_set_spte() (under mmu_lock write), handle_changed_spte()
+ * (page stats, removed page tables) and handle_removed_pt() (freeze every child, then retire the
+ * page for deferred free).
+ *
+ * Two-word SPTEs: when the pfn word changes, the flags word is first frozen with cmpxchg (which
+ * also claims the entry against other writers), then the pfn is written and the new flags are
+ * published; a flags-only change is a single cmpxchg.
+ */
+import {
+  FROZEN_SPTE, SPTE_ENT_PER_PAGE, isLastSpte, isShadowPresentPte, kPtPageWords, kSpteWords, pagesPerHpage,
+} from '../spte.js';
+import { pageStatWord } from '../../vm-layout.js';
+import { count, countN } from '../../../metrics/counters.js';
+import { kOpPtPageFree, kOpSpteCmpxchg, kOpSpteCmpxchgFail, kOpSpteWrite } from '../../../metrics/ops.js';
+import type { TdpIter } from './iter.js';
+import type { Vm } from '../../vm.js';
+
+/**
+ * tdp_mmu_set_spte_atomic(): replace iter's SPTE if it still holds iter.oldFlags/oldPfn.
+ * On failure refreshes the iterator's snapshot and returns false (the caller retries).
+ */
+export function tdpMmuSetSpteAtomic(vm: Vm, it: TdpIter, newFlags: number, newPfn: number): boolean {
+  const pt = it.pt;
+  const m = vm.ctx.metrics;
+  count(m, kOpSpteCmpxchg);
+  if (newPfn === it.oldPfn) {
+    if (Atomics.compareExchange(pt, it.sptep, it.oldFlags, newFlags) !== it.oldFlags) {
+      count(m, kOpSpteCmpxchgFail);
+      it.read();
+      return false;
+    }
+  } else {
+    if (Atomics.compareExchange(pt, it.sptep, it.oldFlags, FROZEN_SPTE) !== it.oldFlags) {
+      count(m, kOpSpteCmpxchgFail);
+      it.read();
+      return false;
+    }
+    // The seq-cst store of the flags orders the plain pfn write before it for every reader that
+    // sees the new flags (and x86 keeps stores in order).
+    pt[it.sptep + 1] = newPfn;
+    Atomics.store(pt, it.sptep, newFlags);
+  }
+  handleChangedSpte(vm, it.gfn, it.level, it.oldFlags, it.oldPfn, newFlags, true);
+  it.oldFlags = newFlags;
+  it.oldPfn = newPfn;
+  return true;
+}
+
+/** tdp_mmu_iter_set_spte(): a plain write, legal only with mmu_lock held for write. */
+export function tdpMmuIterSetSpte(vm: Vm, it: TdpIter, newFlags: number, newPfn: number): void {
+  const pt = it.pt;
+  count(vm.ctx.metrics, kOpSpteWrite);
+  if (newPfn !== it.oldPfn) {
+    Atomics.store(pt, it.sptep, FROZEN_SPTE);
+    Atomics.store(pt, it.sptep + 1, newPfn);
+  }
+  Atomics.store(pt, it.sptep, newFlags);
+  handleChangedSpte(vm, it.gfn, it.level, it.oldFlags, it.oldPfn, newFlags, false);
+  it.oldFlags = newFlags;
+  it.oldPfn = newPfn;
+}
+
+/**
+ * handle_changed_spte(): leaf counts (kvm_update_page_stats) and, when a present non-leaf goes
+ * away or is replaced, the removed page table.
+ */
+export function handleChangedSpte(vm: Vm, gfn: number, level: number, oldFlags: number, oldPfn: number, newFlags: number, shared: boolean): void {
+  const wasPresent = isShadowPresentPte(oldFlags);
+  const isPresent = isShadowPresentPte(newFlags);
+  const wasLeaf = wasPresent && isLastSpte(oldFlags, level);
+  const isLeaf = isPresent && isLastSpte(newFlags, level);
+  if (wasLeaf !== isLeaf) Atomics.add(vm.w, pageStatWord(level), isLeaf ? 1 : -1);
+  if (wasPresent && !wasLeaf && (isLeaf || !isPresent)) handleRemovedPt(vm, oldPfn, level - 1, gfn, shared);
+  if (wasLeaf && vm.onLeafRemoved !== null && (!isLeaf || !isPresent)) vm.onLeafRemoved(vm, gfn, level, oldFlags, oldPfn);
+}
+
+/**
+ * handle_removed_pt(): freeze every child so concurrent walkers retry, account the leaves that
+ * go with it, recurse into child tables, and retire the page (freed after an epoch).
+ */
+export function handleRemovedPt(vm: Vm, page: number, level: number, baseGfn: number, shared: boolean): void {
+  const pt = vm.pool.pt;
+  const m = vm.ctx.metrics;
+  const step = pagesPerHpage(level);
+  for (let i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+    const sptep = page * kPtPageWords + i * kSpteWords;
+    let old: number;
+    if (shared) {
+      // Another thread may hold the child frozen mid-update; wait for it to publish.
+      for (;;) {
+        old = Atomics.exchange(pt, sptep, FROZEN_SPTE);
+        if (old !== FROZEN_SPTE) break;
+      }
+    } else {
+      old = Atomics.load(pt, sptep);
+      if (!isShadowPresentPte(old)) continue;
+      Atomics.store(pt, sptep, FROZEN_SPTE);
+    }
+    if (!isShadowPresentPte(old)) continue;
+    const pfn = Atomics.load(pt, sptep + 1);
+    handleChangedSpte(vm, baseGfn + i * step, level, old, pfn, FROZEN_SPTE, shared);
+  }
+  countN(m, kOpSpteWrite, SPTE_ENT_PER_PAGE);
+  count(m, kOpPtPageFree);
+  vm.pool.retire(page);
+}

@@ -1,0 +1,262 @@
+/**
+ * A vCPU: runs a guest access stream through its software TLB and the SPTEs, exits to the TDP
+ * fault handler on an EPT violation, honours requests (KVM_REQ_TLB_FLUSH) at every entry.
+ *
+ * Guest mode is explicit: `mode` is IN_GUEST_MODE only while the vCPU executes guest accesses,
+ * and it re-checks mode before every access (standing in for the IPI a kick sends), so a remote
+ * TLB flush that waits for running vCPUs really does keep them from writing through a stale
+ * translation once it returns.
+ */
+import { fail } from '../host/errno.js';
+import { kEpochIdle } from '../shm/epoch.js';
+import { count, countN } from '../metrics/counters.js';
+import {
+  kOpFrameAlloc, kOpGuestAccess, kOpPageZero4k, kOpTlbFlushVcpu, kOpTlbHit, kOpTlbMiss, kOpVmExit, kOpWalkStep,
+} from '../metrics/ops.js';
+import type { OpHistograms } from '../metrics/histogram.js';
+import { TdpIter } from './mmu/tdp/iter.js';
+import { eptWalk, kWalkOk, walkOut } from './mmu/tdp/walk.js';
+import { KvmPageFault, RET_PF_FIXED, RET_PF_SPURIOUS, kvmTdpPageFault } from './mmu/tdp/fault.js';
+import { tlbFill, tlbFlushAll, tlbLookup } from './mmu/tlb.js';
+import {
+  IN_GUEST_MODE, KVM_REQ_TLB_FLUSH, OUTSIDE_GUEST_MODE, kMmuCacheMax, kMmuCacheMin, kVcpuMmuCache, kVcpuMmuCacheCount,
+  kVcpuMode, kVcpuRequests, kVcpuStats, kVcpuStatAccesses, kVcpuStatModeledNs, kVcpuStatWallNs,
+} from './vcpu-layout.js';
+import { kVcpuStat, kVcpuStatNames, type VcpuStats } from './stats.js';
+import type { Memslot } from './memslot.js';
+import type { Vm } from './vm.js';
+
+/** A guest access stream: next() returns gfn * 2 + (write ? 1 : 0), or -1 when done. */
+export interface AccessSource {
+  next(): number;
+  /** Value written into a frame's stamp on stores (the memstress/dirty_log_test iteration). */
+  readonly iteration: number;
+}
+
+const kStatPfTaken = kVcpuStats + kVcpuStat.pf_taken;
+const kStatPfFixed = kVcpuStats + kVcpuStat.pf_fixed;
+const kStatPfSpurious = kVcpuStats + kVcpuStat.pf_spurious;
+const kStatTlbFlush = kVcpuStats + kVcpuStat.tlb_flush;
+const kStatExits = kVcpuStats + kVcpuStat.exits;
+
+export class Vcpu {
+  w!: Int32Array;
+  f!: Float64Array;
+  readonly fault = new KvmPageFault();
+  iter!: TdpIter;
+  private lastSlot: Memslot | null = null;
+  /** Global id written into frame stamps (vm id << 12 | vcpu id). */
+  readonly stampId: number;
+  /** Hook for dirty tracking when the walk sets a D bit (PML logging). */
+  onHwDirty: ((vcpu: Vcpu, gfn: number) => void) | null = null;
+  /** Exits the dirty ring or PML asked for; the run loop returns to its caller when set. */
+  pendingExit = 0;
+
+  constructor(readonly vm: Vm, readonly id: number) {
+    this.stampId = (vm.id << 12) | id;
+    this.reattach();
+  }
+
+  reattach(): void {
+    const sab = this.vm.vcpuWords[this.id]!.buffer as SharedArrayBuffer;
+    this.w = new Int32Array(sab);
+    this.f = new Float64Array(sab);
+    this.iter = new TdpIter(this.vm.pool.pt);
+    this.lastSlot = null;
+  }
+
+  /** gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot). */
+  gfnToMemslot(gfn: number): Memslot | null {
+    const s = this.lastSlot;
+    if (s !== null && gfn >= s.baseGfn && gfn < s.baseGfn + s.npages) return s;
+    const found = this.vm.searchMemslots(gfn);
+    if (found !== null) this.lastSlot = found;
+    return found;
+  }
+
+  /**
+   * Run up to `budget` accesses from `src` in guest mode. Returns the number retired; fewer than
+   * budget means the stream ended or an exit to userspace (pendingExit) was requested.
+   * `hist` receives per-fault latency (wall sampled every `wallEvery` faults, modeled always).
+   */
+  run(src: AccessSource, budget: number, hist: OpHistograms | null, wallEvery = 1): number {
+    const vm = this.vm;
+    const m = vm.ctx.metrics;
+    const w = this.w;
+    const frames = vm.host.frames;
+    const stamps = frames.stamps !== null;
+    const pt = vm.pool.pt;
+    const t0 = m.t;
+    const wall0 = performance.now();
+    let faults = 0;
+    this.enterGuest();
+    let n = 0;
+    for (; n < budget; n++) {
+      const a = src.next();
+      if (a < 0) break;
+      const write = (a & 1) === 1;
+      const gfn = a >>> 1;
+      for (;;) {
+        if (Atomics.load(w, kVcpuMode) !== IN_GUEST_MODE) this.handleKick();
+        let pfn = tlbLookup(w, gfn, write);
+        if (pfn >= 0) {
+          count(m, kOpTlbHit);
+        } else {
+          count(m, kOpTlbMiss);
+          if (eptWalk(pt, vm.root, gfn, write) !== kWalkOk) {
+            countN(m, kOpWalkStep, walkOut.steps);
+            this.exitForFault(gfn, write, hist, faults++ % wallEvery === 0);
+            continue;
+          }
+          countN(m, kOpWalkStep, walkOut.steps);
+          pfn = walkOut.pfn;
+          tlbFill(w, gfn, pfn, walkOut.flags);
+          if (walkOut.dirtied && this.onHwDirty !== null) this.onHwDirty(this, gfn);
+        }
+        count(m, kOpGuestAccess);
+        if (write && stamps) frames.writeStamp(pfn, this.stampId, src.iteration);
+        break;
+      }
+      if (this.pendingExit !== 0) {
+        n++;
+        break;
+      }
+    }
+    this.exitGuest();
+    const f = this.f;
+    f[kVcpuStatModeledNs]! += m.t - t0;
+    f[kVcpuStatAccesses]! += n;
+    f[kVcpuStatWallNs]! += (performance.now() - wall0) * 1e6;
+    return n;
+  }
+
+  private exitForFault(gfn: number, write: boolean, hist: OpHistograms | null, timeWall: boolean): void {
+    const m = this.vm.ctx.metrics;
+    const w = this.w;
+    Atomics.store(w, kVcpuMode, OUTSIDE_GUEST_MODE);
+    count(m, kOpVmExit);
+    const f = this.f;
+    f[kStatExits]!++;
+    f[kStatPfTaken]!++;
+    const tm = m.t;
+    const tw = timeWall ? performance.now() : 0;
+    const r = kvmTdpPageFault(this, gfn, write);
+    if (r === RET_PF_FIXED) f[kStatPfFixed]!++;
+    else if (r === RET_PF_SPURIOUS) f[kStatPfSpurious]!++;
+    if (hist !== null) {
+      if (timeWall) hist.wall.recordValue(Math.max(1, Math.round((performance.now() - tw) * 1e6)));
+      hist.modeled.recordValue(Math.max(1, Math.round(m.t - tm)));
+    }
+    this.enterGuest();
+  }
+
+  /** vcpu_enter_guest(): publish IN_GUEST_MODE, then re-check requests (Dekker with kickers). */
+  enterGuest(): void {
+    const w = this.w;
+    for (;;) {
+      this.epochSeen = this.vm.epoch.enterIfMoved(this.id, this.epochSeen);
+      Atomics.store(w, kVcpuMode, IN_GUEST_MODE);
+      if (Atomics.load(w, kVcpuRequests) === 0) return;
+      Atomics.store(w, kVcpuMode, OUTSIDE_GUEST_MODE);
+      this.processRequests();
+    }
+  }
+
+  exitGuest(): void {
+    Atomics.store(this.w, kVcpuMode, OUTSIDE_GUEST_MODE);
+    Atomics.notify(this.w, kVcpuMode);
+    this.processRequests();
+    this.vm.epoch.exit(this.id);
+    this.epochSeen = kEpochIdle;
+  }
+
+  /** Epoch this vCPU last published (kEpochIdle outside a run slice). */
+  private epochSeen = kEpochIdle;
+
+  /** A kick arrived (mode was moved to EXITING): leave guest mode, serve requests, re-enter. */
+  private handleKick(): void {
+    const w = this.w;
+    Atomics.store(w, kVcpuMode, OUTSIDE_GUEST_MODE);
+    Atomics.notify(w, kVcpuMode);
+    this.f[kStatExits]!++;
+    this.processRequests();
+    this.enterGuest();
+  }
+
+  private processRequests(): void {
+    const req = Atomics.exchange(this.w, kVcpuRequests, 0);
+    if ((req & KVM_REQ_TLB_FLUSH) !== 0) {
+      tlbFlushAll(this.w);
+      this.f[kStatTlbFlush]!++;
+      count(this.vm.ctx.metrics, kOpTlbFlushVcpu);
+    }
+    if ((req & ~KVM_REQ_TLB_FLUSH) !== 0 && this.onRequest !== null) this.onRequest(this, req & ~KVM_REQ_TLB_FLUSH);
+  }
+
+  /** Handler for requests beyond TLB flushes (dirty ring soft-full). */
+  onRequest: ((vcpu: Vcpu, req: number) => void) | null = null;
+
+  /** mmu_topup_memory_caches(): enough page-table pages for one fault, before mmu_lock. */
+  topupMmuCache(): void {
+    const w = this.w;
+    const n = w[kVcpuMmuCacheCount]!;
+    if (n >= kMmuCacheMin) return;
+    const got = this.vm.pool.allocBatch(w, kVcpuMmuCache + n, kMmuCacheMax - n);
+    w[kVcpuMmuCacheCount] = n + got;
+    if (n + got === 0) fail('ENOMEM', `VM ${this.vm.id}: page-table page pool exhausted`);
+  }
+
+  takeMmuPage(): number {
+    const w = this.w;
+    const n = w[kVcpuMmuCacheCount]! - 1;
+    if (n < 0) fail('ENOMEM', `VM ${this.vm.id}: vCPU ${this.id} page cache empty under mmu_lock`);
+    w[kVcpuMmuCacheCount] = n;
+    return w[kVcpuMmuCache + n]!;
+  }
+
+  returnMmuPage(sp: number): void {
+    const w = this.w;
+    const n = w[kVcpuMmuCacheCount]!;
+    w[kVcpuMmuCache + n] = sp;
+    w[kVcpuMmuCacheCount] = n + 1;
+  }
+
+  /** Pages this vCPU holds in its cache (for the audit). */
+  cachedMmuPages(): number[] {
+    const w = this.w;
+    const out: number[] = [];
+    for (let i = 0; i < w[kVcpuMmuCacheCount]!; i++) out.push(w[kVcpuMmuCache + i]!);
+    return out;
+  }
+
+  /** Give cached pages back to the pool (vCPU teardown, pool growth). */
+  freeMmuCache(): void {
+    const w = this.w;
+    const n = w[kVcpuMmuCacheCount]!;
+    if (n > 0) this.vm.pool.freeUnused(w, kVcpuMmuCache, n);
+    w[kVcpuMmuCacheCount] = 0;
+  }
+
+  /** The host zeroed a newly populated folio of `order`. */
+  countZeroing(order: number): void {
+    const m = this.vm.ctx.metrics;
+    count(m, kOpFrameAlloc);
+    countN(m, kOpPageZero4k, 2 ** order);
+  }
+
+  getStats(): VcpuStats {
+    const out = {} as VcpuStats;
+    kVcpuStatNames.forEach((name, i) => (out[name] = this.f[kVcpuStats + i]!));
+    return out;
+  }
+
+  modeledNs(): number {
+    return this.f[kVcpuStatModeledNs]!;
+  }
+  accesses(): number {
+    return this.f[kVcpuStatAccesses]!;
+  }
+  wallNs(): number {
+    return this.f[kVcpuStatWallNs]!;
+  }
+}

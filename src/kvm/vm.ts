@@ -1,0 +1,464 @@
+/**
+ * A VM: KVM's `struct kvm` with the uAPI that selftests drive (KVM_SET_USER_MEMORY_REGION2,
+ * KVM_CREATE_VCPU, stats) plus the mmu_notifier entry point a host-side invalidation uses.
+ *
+ * All state that threads share lives in SABs; a `Vm` object is one thread's view of it. The main
+ * thread creates VMs; workers `Vm.attach()` the handle. Changes that replace SABs (memslot
+ * create/delete/move, page-table pool growth) bump the memslot generation and must happen while
+ * no vCPU runs; workers re-attach when they see a new generation.
+ */
+import { allocSab } from '../shm/arena.js';
+import { EpochDomain } from '../shm/epoch.js';
+import { writeLock, writeUnlock } from '../shm/rwlock.js';
+import { fail } from '../host/errno.js';
+import type { Host, HostThread, NumaPolicy } from '../host/host.js';
+import { Vma, type VmaHandle, type BackingSource, backingPageOrder, isBackingSource, madviseDontneed } from '../host/mm.js';
+import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
+import { kOpInvalidate, kOpLockWrite, kOpLockWaitNs } from '../metrics/ops.js';
+import {
+  KVM_ADDRESS_SPACE_NUM, KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, Memslot, type MemslotHandle, kMaxGfn,
+  kValidMemslotFlags, allocDirtyBitmap,
+} from './memslot.js';
+import { PtPool, type PtPoolHandle } from './mmu/tdp/pt-pages.js';
+import { TdpIter } from './mmu/tdp/iter.js';
+import { tdpMmuZapLeafs, tdpMmuZapRange } from './mmu/tdp/zap.js';
+import { PT64_ROOT_4LEVEL, SPTE_ENT_PER_PAGE } from './mmu/spte.js';
+import { kvmFlushRemoteTlbs } from './requests.js';
+import { kvmMmuInvalidateBegin, kvmMmuInvalidateEnd, kvmMmuInvalidateRangeAdd } from './invalidate.js';
+import {
+  kVmMemslotGen, kVmMmuLock, kVmRoot, kVmStatPages1g, kVmStatPages2m, kVmStatPages4k, kVmStatRemoteTlbFlush,
+  kVmStatRemoteTlbFlushRequests, kVmWords, kVmOnline,
+} from './vm-layout.js';
+import { kVcpuBytes } from './vcpu-layout.js';
+import { Vcpu } from './vcpu.js';
+import { type VmStats, type VcpuStats, encodeBinaryStats } from './stats.js';
+
+/** What a thread brings to every VM it touches: its counters and its frame caches. */
+export interface ThreadCtx {
+  metrics: Metrics;
+  hostThread: HostThread;
+}
+
+export interface VmOptions {
+  /** KVM_CAP_MAX_VCPUS for this VM (sizes the epoch domain). Default 1024. */
+  maxVcpus?: number;
+}
+
+export interface UserspaceMemoryRegion2 {
+  slot: number;
+  flags: number;
+  guestPhysAddr: number;
+  memorySize: number;
+  userspaceAddr: number;
+}
+
+export interface MmapOptions {
+  size: number;
+  backing: BackingSource;
+  policy?: NumaPolicy;
+}
+
+export interface VmHandle {
+  readonly id: number;
+  readonly maxVcpus: number;
+  readonly words: SharedArrayBuffer;
+  readonly epoch: SharedArrayBuffer;
+  readonly pool: PtPoolHandle;
+  readonly slots: MemslotHandle[];
+  readonly vmas: VmaHandle[];
+  readonly vcpus: SharedArrayBuffer[];
+  readonly generation: number;
+}
+
+/** Participants in the VM's epoch domain: one per vCPU plus the VMM thread. */
+function vmmParticipant(maxVcpus: number): number {
+  return maxVcpus;
+}
+
+const kHvaBase = 0x40000000;
+
+export class Vm {
+  readonly id: number;
+  /** Frame owner id (0 means "no owner"). */
+  readonly owner: number;
+  readonly maxVcpus: number;
+  readonly w: Int32Array;
+  readonly epoch: EpochDomain;
+  pool: PtPool;
+  /** This thread's iterator for VMM-side operations. */
+  iter: TdpIter;
+  readonly slots = new Map<number, Memslot>();
+  /** Address space 0 slots sorted by base gfn (the fault path's search array). */
+  memslots: Memslot[] = [];
+  readonly vmas: Vma[] = [];
+  readonly vcpuWords: Int32Array[] = [];
+  readonly vcpus: Vcpu[] = [];
+  generation = 0;
+  /** Callback when a present leaf goes away (folio dirty/accessed policy, dirty logging). */
+  onLeafRemoved: ((vm: Vm, gfn: number, level: number, flags: number, pfn: number) => void) | null = null;
+  private nextHva = kHvaBase;
+
+  private constructor(readonly host: Host, readonly ctx: ThreadCtx, h: VmHandle) {
+    this.id = h.id;
+    this.owner = h.id + 1;
+    this.maxVcpus = h.maxVcpus;
+    this.w = new Int32Array(h.words);
+    this.epoch = new EpochDomain(h.epoch, h.maxVcpus + 1);
+    this.pool = new PtPool(h.pool, this.w, this.epoch);
+    this.iter = new TdpIter(this.pool.pt);
+    this.loadLayout(h);
+  }
+
+  /** KVM_CREATE_VM */
+  static create(host: Host, id: number, ctx: ThreadCtx, opts: VmOptions = {}): Vm {
+    const maxVcpus = opts.maxVcpus ?? 1024;
+    if (!Number.isInteger(id) || id < 0 || id >= 4095) fail('EINVAL', `VM id must be 0..4094, got ${id}`);
+    if (!Number.isInteger(maxVcpus) || maxVcpus < 1 || maxVcpus > 4096) fail('EINVAL', `maxVcpus must be 1..4096 (KVM_MAX_VCPUS), got ${maxVcpus}`);
+    const words = allocSab(kVmWords * 4);
+    const epoch = EpochDomain.create(maxVcpus + 1);
+    const poolHandle = PtPool.createHandle(64);
+    const h: VmHandle = { id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, slots: [], vmas: [], vcpus: [], generation: 0 };
+    const vm = new Vm(host, ctx, h);
+    vm.pool.initFree();
+    // The root (one 4-level TDP root; this model has no SMM or guest-mode roots).
+    const root = new Int32Array(1);
+    vm.pool.allocBatch(root, 0, 1);
+    vm.pool.setInfo(root[0]!, PT64_ROOT_4LEVEL, 0);
+    Atomics.store(vm.w, kVmRoot, root[0]!);
+    Atomics.store(vm.w, kVmOnline, 1);
+    return vm;
+  }
+
+  static attach(host: Host, h: VmHandle, ctx: ThreadCtx): Vm {
+    return new Vm(host, ctx, h);
+  }
+
+  /** Re-read slots, VMAs, vCPUs and the pool from a newer handle (same thread). */
+  reattach(h: VmHandle): void {
+    if (h.generation === this.generation) return;
+    this.pool = new PtPool(h.pool, this.w, this.epoch);
+    this.iter = new TdpIter(this.pool.pt);
+    this.slots.clear();
+    this.vmas.length = 0;
+    this.vcpuWords.length = 0;
+    this.loadLayout(h);
+    for (const v of this.vcpus) v.reattach();
+  }
+
+  private loadLayout(h: VmHandle): void {
+    for (const vh of h.vmas) this.vmas.push(new Vma(vh));
+    for (const sh of h.slots) this.slots.set((sh.asId << 16) | sh.id, new Memslot(sh, this.vmaById(sh.vmaId)));
+    this.sortMemslots();
+    for (const s of h.vcpus) this.vcpuWords.push(new Int32Array(s));
+    this.generation = h.generation;
+  }
+
+  private vmaById(id: number): Vma | null {
+    return this.vmas.find((v) => v.id === id) ?? null;
+  }
+
+  get root(): number {
+    return this.w[kVmRoot]!;
+  }
+
+  handle(): VmHandle {
+    return {
+      id: this.id, maxVcpus: this.maxVcpus, words: this.w.buffer as SharedArrayBuffer, epoch: this.epoch.sab,
+      pool: this.pool.handle, slots: [...this.slots.values()].map((s) => ({ ...s.handle, flags: s.flags })),
+      vmas: this.vmas.map((v) => v.handle), vcpus: this.vcpuWords.map((w) => w.buffer as SharedArrayBuffer),
+      generation: this.generation,
+    };
+  }
+
+  private bumpGeneration(): void {
+    this.generation = Atomics.add(this.w, kVmMemslotGen, 1) + 1;
+  }
+
+  private sortMemslots(): void {
+    this.memslots = [...this.slots.values()].filter((s) => s.asId === 0).sort((a, b) => a.baseGfn - b.baseGfn);
+  }
+
+  /** Binary search of address space 0 (search_memslots). */
+  searchMemslots(gfn: number): Memslot | null {
+    const a = this.memslots;
+    let lo = 0;
+    let hi = a.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const s = a[mid]!;
+      if (gfn < s.baseGfn) hi = mid - 1;
+      else if (gfn >= s.baseGfn + s.npages) lo = mid + 1;
+      else return s;
+    }
+    return null;
+  }
+
+  /**
+   * The VMM process's mmap(): an anonymous or hugetlb mapping to back memslots. Aligned to the
+   * larger of 2 MiB and the backing page size, as memstress aligns guest memory.
+   */
+  mmap(opts: MmapOptions): number {
+    if (!isBackingSource(opts.backing)) fail('EINVAL', `unknown backing source '${String(opts.backing)}'`);
+    if (!(opts.size > 0) || opts.size % 4096 !== 0) fail('EINVAL', `mmap size must be a positive multiple of 4 KiB, got ${opts.size}`);
+    const align = 4096 * 2 ** Math.max(9, backingPageOrder(opts.backing));
+    const hva = Math.ceil(this.nextHva / align) * align;
+    this.nextHva = hva + opts.size;
+    const policy = opts.policy ?? { mode: 'preferred', node: this.id % this.host.zones.length };
+    if (policy.node < 0 || policy.node >= this.host.zones.length) fail('EINVAL', `NUMA node ${policy.node} does not exist (host has ${this.host.zones.length})`);
+    const vma = Vma.create(this.vmas.length, this.owner, opts.backing, hva / 4096, opts.size / 4096, policy);
+    this.vmas.push(vma);
+    this.bumpGeneration();
+    return hva;
+  }
+
+  private vmaCovering(hva: number, bytes: number): Vma | null {
+    const first = hva / 4096;
+    const n = bytes / 4096;
+    for (const v of this.vmas) if (first >= v.startPage && first + n <= v.startPage + v.npages) return v;
+    return null;
+  }
+
+  /** KVM_SET_USER_MEMORY_REGION2, following __kvm_set_memory_region(). */
+  setUserMemoryRegion2(r: UserspaceMemoryRegion2): void {
+    for (const k of ['slot', 'flags', 'guestPhysAddr', 'memorySize', 'userspaceAddr'] as const) {
+      if (!Number.isSafeInteger(r[k]) || r[k] < 0) fail('EINVAL', `region.${k} must be a non-negative integer, got ${String(r[k])}`);
+    }
+    if ((r.flags & ~kValidMemslotFlags) !== 0) fail('EINVAL', `invalid memslot flags 0x${r.flags.toString(16)} (KVM_MEM_GUEST_MEMFD needs a guest_memfd, not modelled yet)`);
+    const asId = Math.floor(r.slot / 65536);
+    const id = r.slot % 65536;
+    if (asId >= KVM_ADDRESS_SPACE_NUM || id >= KVM_USER_MEM_SLOTS) fail('EINVAL', `slot ${r.slot}: id must be < ${KVM_USER_MEM_SLOTS} and address space < ${KVM_ADDRESS_SPACE_NUM}`);
+    if (r.memorySize % 4096 !== 0) fail('EINVAL', `memory_size 0x${r.memorySize.toString(16)} is not page aligned`);
+    if (r.guestPhysAddr % 4096 !== 0) fail('EINVAL', `guest_phys_addr 0x${r.guestPhysAddr.toString(16)} is not page aligned`);
+    if (r.userspaceAddr % 4096 !== 0) fail('EINVAL', `userspace_addr 0x${r.userspaceAddr.toString(16)} is not page aligned`);
+    const npages = r.memorySize / 4096;
+    const baseGfn = r.guestPhysAddr / 4096;
+    if (baseGfn + npages > kMaxGfn + 1) fail('EINVAL', `guest range ends at 0x${(r.guestPhysAddr + r.memorySize).toString(16)}, past this model's 43-bit guest physical address space`);
+    const key = (asId << 16) | id;
+    const old = this.slots.get(key) ?? null;
+    if (npages === 0) {
+      if (old === null) fail('EINVAL', `slot ${r.slot} does not exist, cannot delete it`);
+      this.deleteMemslot(old);
+      return;
+    }
+    if (old === null) {
+      this.checkOverlap(asId, baseGfn, npages, null);
+      this.installMemslot(Memslot.createHandle(id, asId, r.flags, baseGfn, npages, r.userspaceAddr, -1));
+      return;
+    }
+    if (r.userspaceAddr !== old.userspaceAddr || npages !== old.npages || ((r.flags ^ old.flags) & 2) !== 0) {
+      fail('EINVAL', `slot ${r.slot}: only base_gfn (move) or KVM_MEM_LOG_DIRTY_PAGES (flags-only) may change on an existing slot`);
+    }
+    if (baseGfn !== old.baseGfn) {
+      this.checkOverlap(asId, baseGfn, npages, old);
+      this.deleteMemslot(old);
+      this.installMemslot(Memslot.createHandle(id, asId, r.flags, baseGfn, npages, r.userspaceAddr, -1));
+      return;
+    }
+    if (r.flags !== old.flags) this.commitFlagsOnly(old, r.flags);
+  }
+
+  private checkOverlap(asId: number, baseGfn: number, npages: number, self: Memslot | null): void {
+    for (const s of this.slots.values()) {
+      if (s === self || s.asId !== asId) continue;
+      if (baseGfn < s.baseGfn + s.npages && s.baseGfn < baseGfn + npages) {
+        fail('EEXIST', `gfn range [0x${baseGfn.toString(16)}, 0x${(baseGfn + npages).toString(16)}) overlaps slot ${s.id}`);
+      }
+    }
+  }
+
+  private installMemslot(h0: MemslotHandle): void {
+    const vma = this.vmaCovering(h0.userspaceAddr, h0.npages * 4096);
+    const h: MemslotHandle = { ...h0, vmaId: vma ? vma.id : -1 };
+    const slot = new Memslot(h, vma);
+    this.slots.set((slot.asId << 16) | slot.id, slot);
+    this.sortMemslots();
+    this.ensurePoolCapacity();
+    this.bumpGeneration();
+    if (slot.dirtyLogging()) this.dirtyLogHooks.onCreate(this, slot);
+  }
+
+  private deleteMemslot(slot: Memslot): void {
+    // kvm_arch_flush_shadow_memslot(): nothing may map the slot once it is gone.
+    this.withMmuWriteLock(() => {
+      if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
+    });
+    this.slots.delete((slot.asId << 16) | slot.id);
+    this.sortMemslots();
+    this.bumpGeneration();
+  }
+
+  /** KVM_MR_FLAGS_ONLY: toggling dirty logging goes through kvm_mmu_slot_apply_flags(). */
+  private commitFlagsOnly(slot: Memslot, flags: number): void {
+    const old = slot.flags;
+    const logNow = (flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
+    const logBefore = (old & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
+    if (logNow && slot.dirtyBitmap === null) {
+      (slot.handle as { dirtyBitmap: SharedArrayBuffer | null }).dirtyBitmap = allocDirtyBitmap(slot.npages);
+      slot.dirtyBitmap = new Int32Array(slot.handle.dirtyBitmap!);
+      this.bumpGeneration();
+    }
+    slot.flags = flags;
+    (slot.handle as { flags: number }).flags = flags;
+    if (logNow !== logBefore) this.dirtyLogHooks.applyFlags(this, slot, logNow);
+  }
+
+  /** Dirty-logging behaviour on flag changes; replaced by src/kvm/dirty when logging is set up. */
+  dirtyLogHooks: DirtyLogHooks = kNoDirtyLogHooks;
+
+  /** Whether a fault installing a SPTE at `level` for `gfn` may map it writable (dirty logging). */
+  makeSpteWritable(slot: Memslot, gfn: number, level: number, write: boolean): boolean {
+    return this.dirtyLogHooks.makeSpteWritable(this, slot, gfn, level, write);
+  }
+
+  afterSpteInstalled(slot: Memslot, gfn: number, level: number, flags: number, write: boolean): void {
+    this.dirtyLogHooks.afterSpteInstalled(this, slot, gfn, level, flags, write);
+  }
+
+  /** Capacity for every slot mapped at 4K, plus slack for tables waiting out their epoch. */
+  private ensurePoolCapacity(): void {
+    let need = 1;
+    for (const s of this.slots.values()) {
+      for (let level = 1; level < PT64_ROOT_4LEVEL; level++) need += Math.ceil(s.npages / SPTE_ENT_PER_PAGE ** level) + 1;
+    }
+    need = Math.ceil(need * 1.25) + 64 + this.maxVcpusInUse() * 8;
+    if (need <= this.pool.capacity) return;
+    const h = PtPool.grow(this.pool, need);
+    this.pool = new PtPool(h, this.w, this.epoch);
+    this.iter = new TdpIter(this.pool.pt);
+    for (const v of this.vcpus) v.reattach();
+  }
+
+  private maxVcpusInUse(): number {
+    return this.vcpuWords.length;
+  }
+
+  /** KVM_CREATE_VCPU */
+  createVcpu(id = this.vcpuWords.length): Vcpu {
+    if (!Number.isInteger(id) || id < 0 || id >= this.maxVcpus) fail('EINVAL', `vCPU id ${id} out of range (max ${this.maxVcpus})`);
+    if (id !== this.vcpuWords.length) fail('EINVAL', `vCPU ids are dense here: next id is ${this.vcpuWords.length}`);
+    if (this.dirtyLogHooks.beforeCreateVcpu) this.dirtyLogHooks.beforeCreateVcpu(this);
+    const sab = allocSab(kVcpuBytes);
+    this.vcpuWords.push(new Int32Array(sab));
+    this.ensurePoolCapacity();
+    this.bumpGeneration();
+    return this.vcpu(id);
+  }
+
+  /** This thread's Vcpu object for vCPU `id`. */
+  vcpu(id: number): Vcpu {
+    let v = this.vcpus[id];
+    if (v === undefined) {
+      if (id >= this.vcpuWords.length) fail('ENOENT', `vCPU ${id} does not exist`);
+      v = new Vcpu(this, id);
+      this.vcpus[id] = v;
+    }
+    return v;
+  }
+
+  get nrVcpus(): number {
+    return this.vcpuWords.length;
+  }
+
+  /** Run fn with mmu_lock held for write, inside the VMM's epoch section. */
+  withMmuWriteLock<T>(fn: () => T): T {
+    const m = this.ctx.metrics;
+    const p = vmmParticipant(this.maxVcpus);
+    const waited = writeLock(this.w, kVmMmuLock);
+    count(m, kOpLockWrite);
+    if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
+    this.epoch.enter(p);
+    try {
+      return fn();
+    } finally {
+      this.epoch.exit(p);
+      writeUnlock(this.w, kVmMmuLock);
+    }
+  }
+
+  /** Enter/leave the VMM's epoch section for read-lock walks. */
+  vmmEpochEnter(): void {
+    this.epoch.enter(vmmParticipant(this.maxVcpus));
+  }
+  vmmEpochExit(): void {
+    this.epoch.exit(vmmParticipant(this.maxVcpus));
+  }
+
+  /**
+   * An mmu_notifier invalidation of guest frames [start, end), as the host's MADV_DONTNEED (or
+   * migration, or a hole punch) would send: invalidate_range_start zaps SPTEs and flushes, the
+   * host drops its pages (`unmap`), invalidate_range_end bumps mmu_invalidate_seq.
+   */
+  invalidateRange(start: number, end: number, opts: { unmap?: boolean; between?: () => void } = {}): void {
+    if (!(start >= 0 && end > start && end <= kMaxGfn + 1)) fail('EINVAL', `bad gfn range [${start}, ${end})`);
+    count(this.ctx.metrics, kOpInvalidate);
+    this.withMmuWriteLock(() => {
+      kvmMmuInvalidateBegin(this);
+      kvmMmuInvalidateRangeAdd(this, start, end);
+      if (tdpMmuZapLeafs(this, start, end)) kvmFlushRemoteTlbs(this);
+    });
+    if (opts.unmap !== false) {
+      for (const s of this.memslots) {
+        const lo = Math.max(start, s.baseGfn);
+        const hi = Math.min(end, s.endGfn);
+        if (lo >= hi || s.vma === null) continue;
+        madviseDontneed(this.ctx.hostThread, s.vma, s.vmaOffset + (lo - s.baseGfn), hi - lo);
+      }
+    }
+    opts.between?.();
+    this.withMmuWriteLock(() => kvmMmuInvalidateEnd(this));
+  }
+
+  /** Reclaim retired page-table pages that no walker can reach any more. */
+  reclaimPtPages(): number {
+    return this.pool.reclaim();
+  }
+
+  getStats(): VmStats {
+    const w = this.w;
+    return {
+      remote_tlb_flush: Atomics.load(w, kVmStatRemoteTlbFlush),
+      remote_tlb_flush_requests: Atomics.load(w, kVmStatRemoteTlbFlushRequests),
+      pages_4k: Atomics.load(w, kVmStatPages4k),
+      pages_2m: Atomics.load(w, kVmStatPages2m),
+      pages_1g: Atomics.load(w, kVmStatPages1g),
+    };
+  }
+
+  vcpuStats(): VcpuStats[] {
+    return this.vcpuWords.map((_, i) => this.vcpu(i).getStats());
+  }
+
+  /** KVM_GET_STATS_FD's content for this VM, in KVM's binary layout. */
+  getStatsFd(): Buffer {
+    return encodeBinaryStats(`kvm-${this.id}`, this.getStats());
+  }
+
+  /** Tear the VM down: unmap everything, release host memory (KVM_DESTROY + munmap). */
+  destroy(): void {
+    this.withMmuWriteLock(() => {
+      if (tdpMmuZapRange(this, 0, kMaxGfn + 1)) kvmFlushRemoteTlbs(this);
+    });
+    for (const v of this.vmas) madviseDontneed(this.ctx.hostThread, v, 0, v.npages);
+    this.reclaimPtPages();
+    Atomics.store(this.w, kVmOnline, 0);
+  }
+}
+
+export interface DirtyLogHooks {
+  onCreate(vm: Vm, slot: Memslot): void;
+  applyFlags(vm: Vm, slot: Memslot, enable: boolean): void;
+  makeSpteWritable(vm: Vm, slot: Memslot, gfn: number, level: number, write: boolean): boolean;
+  afterSpteInstalled(vm: Vm, slot: Memslot, gfn: number, level: number, flags: number, write: boolean): void;
+  beforeCreateVcpu?(vm: Vm): void;
+}
+
+const kNoDirtyLogHooks: DirtyLogHooks = {
+  onCreate() {
+    fail('EINVAL', 'KVM_MEM_LOG_DIRTY_PAGES is not supported by this build of the model');
+  },
+  applyFlags() {
+    fail('EINVAL', 'KVM_MEM_LOG_DIRTY_PAGES is not supported by this build of the model');
+  },
+  makeSpteWritable: () => true,
+  afterSpteInstalled() {},
+};

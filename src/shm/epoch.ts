@@ -1,0 +1,66 @@
+/**
+ * Epoch-based deferred free, standing in for RCU in the TDP MMU: a page-table page that was
+ * unlinked while other threads may still walk it (mmu_lock held for read, or a vCPU's
+ * hardware walk in guest mode) is retired with the current epoch and freed only when every
+ * participant has either gone idle or entered a later epoch.
+ *
+ * Participants publish the global epoch when they enter a read-side section
+ * (`epochEnter`) and kEpochIdle when they leave. A participant that stays inside across
+ * several walks keeps its older epoch, which only delays reclamation.
+ *
+ * Layout: words[kEpochGlobal] the global epoch; participant p at words[kEpochParticipants + p*kPadWords].
+ */
+import { allocSab, kPadWords } from './arena.js';
+
+export const kEpochGlobal = 0;
+export const kEpochParticipants = kPadWords;
+export const kEpochIdle = -1;
+
+export class EpochDomain {
+  readonly words: Int32Array;
+  constructor(readonly sab: SharedArrayBuffer, readonly participants: number) {
+    this.words = new Int32Array(sab);
+  }
+  static create(participants: number): EpochDomain {
+    const d = new EpochDomain(allocSab((1 + participants) * kPadWords * 4), participants);
+    for (let p = 0; p < participants; p++) Atomics.store(d.words, kEpochParticipants + p * kPadWords, kEpochIdle);
+    return d;
+  }
+  enter(p: number): void {
+    Atomics.store(this.words, kEpochParticipants + p * kPadWords, Atomics.load(this.words, kEpochGlobal));
+  }
+  /**
+   * enter() for a participant that stays inside across many short sections (a vCPU between
+   * guest entries): publish only when the global epoch moved since `seen`; returns the epoch now
+   * published. A stale read of the global epoch only publishes an older one, which is safe.
+   */
+  enterIfMoved(p: number, seen: number): number {
+    const g = this.words[kEpochGlobal]!;
+    if (g === seen) return seen;
+    Atomics.store(this.words, kEpochParticipants + p * kPadWords, g);
+    return g;
+  }
+  exit(p: number): void {
+    Atomics.store(this.words, kEpochParticipants + p * kPadWords, kEpochIdle);
+  }
+  /** Advance the epoch; returns the epoch that retirements made before this call belong to. */
+  advance(): number {
+    return Atomics.add(this.words, kEpochGlobal, 1);
+  }
+  current(): number {
+    return Atomics.load(this.words, kEpochGlobal);
+  }
+  /** Oldest epoch any participant is still in, or Infinity when all are idle. */
+  oldestActive(): number {
+    let min = Infinity;
+    for (let p = 0; p < this.participants; p++) {
+      const e = Atomics.load(this.words, kEpochParticipants + p * kPadWords);
+      if (e !== kEpochIdle && e < min) min = e;
+    }
+    return min;
+  }
+  /** True when memory retired in `epoch` can no longer be reached by any participant. */
+  safeToFree(epoch: number): boolean {
+    return this.oldestActive() > epoch;
+  }
+}
