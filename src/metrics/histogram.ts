@@ -80,6 +80,7 @@ export interface HistogramSummary {
 export class HistogramMerger {
   private readonly merged = new Map<string, hdr.Histogram>();
   add(set: EncodedHistograms, prefix = ''): void {
+    ensureWasm();
     for (const [op, clocks] of Object.entries(set)) {
       for (const clock of ['wall', 'modeled'] as const) {
         const key = `${prefix}${op}/${clock}`;

@@ -1,0 +1,42 @@
+/**
+ * The terminal view of a RunResult: phases in both clocks, KVM stats, one percentile row per
+ * histogram, the audit, memory per guest page, and the machine's noise.
+ */
+import type { RunResult } from '../scenario/result.js';
+
+export function fmtNs(ns: number): string {
+  if (ns >= 1e9) return `${(ns / 1e9).toFixed(3)} s`;
+  if (ns >= 1e6) return `${(ns / 1e6).toFixed(3)} ms`;
+  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} µs`;
+  return `${Math.round(ns)} ns`;
+}
+
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+export function renderText(r: RunResult): string {
+  const out: string[] = [];
+  out.push('');
+  out.push(table(['phase', 'wall', 'modeled'], r.phases.map((p) => [p.name, fmtNs(p.wallNs), fmtNs(p.modeledNs)])));
+  out.push('');
+  const statNames = ['pages_4k', 'pages_2m', 'pages_1g', 'remote_tlb_flush', 'remote_tlb_flush_requests', 'pf_taken', 'pf_fixed', 'pf_fast', 'pf_spurious', 'tlb_flush'];
+  out.push(table(['stats after', ...statNames], Object.entries(r.stats).map(([phase, s]) => [phase, ...statNames.map((n) => String((s.total as Record<string, number>)[n] ?? 0))])));
+  out.push('');
+  const hist = Object.entries(r.histograms);
+  if (hist.length > 0) {
+    out.push(table(['histogram', 'count', 'min', 'p50', 'p90', 'p99', 'p99.9', 'max', 'mean'],
+      hist.map(([k, h]) => [k, h.count, fmtNs(h.min), fmtNs(h.p50), fmtNs(h.p90), fmtNs(h.p99), fmtNs(h.p999), fmtNs(h.max), fmtNs(h.mean)])));
+    out.push('');
+  }
+  out.push(`audit: ${r.audit.ok ? 'ok' : `${r.audit.violations.length} violation(s)`}`);
+  for (const v of r.audit.violations.slice(0, 10)) out.push(`  ${v.vm === null ? 'host' : `vm ${v.vm}`}: ${v.kind}: ${v.detail}`);
+  out.push(`memory: ${(r.memory.sabBytes / 2 ** 20).toFixed(1)} MiB of shared state for ${r.memory.guestPagesMapped} mapped guest pages = ${r.memory.bytesPerGuestPage} B/page (RSS ${(r.memory.rssBytes / 2 ** 20).toFixed(0)} MiB)`);
+  const h = r.host;
+  out.push(`host: node ${h.node}, ${h.cpus} CPUs (${h.cpuModel}), load ${h.loadavg.before.map((x) => x.toFixed(2)).join('/')} -> ${h.loadavg.after.map((x) => x.toFixed(2)).join('/')}, CPU/wall ${h.cpuUsage.cpuPerWall}${h.stealPercent !== null ? `, steal ${h.stealPercent}%` : ''}, seed ${r.seed}`);
+  for (const n of h.notes) out.push(`  noisy: ${n}`);
+  return out.join('\n');
+}

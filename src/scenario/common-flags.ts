@@ -1,0 +1,35 @@
+/** Flags every memstress-style scenario takes. */
+import { availableParallelism } from 'node:os';
+import { kBackingSources } from '../host/mm.js';
+import { UsageError, type FlagSpec } from './flags.js';
+import type { MemstressConfig } from './memstress-vm.js';
+
+export function memstressFlags(defaults: { bytes: number; vcpus: number }): FlagSpec[] {
+  return [
+    { name: 'vms', type: 'int', default: 1, min: 1, max: 4094, help: 'number of VMs (each its own VMM process)' },
+    { name: 'vcpus', short: 'v', type: 'int', default: defaults.vcpus, min: 1, max: 4096, help: 'vCPUs per VM' },
+    { name: 'bytes', short: 'b', type: 'size', default: defaults.bytes, min: 4096, help: 'guest memory per vCPU' },
+    { name: 'backing', short: 's', type: 'enum', choices: kBackingSources, default: 'anonymous', help: 'backing source of guest memory' },
+    { name: 'overlap', short: 'o', type: 'bool', default: false, help: 'every vCPU walks the whole region instead of its own part' },
+    { name: 'seed', short: 'r', type: 'int', default: 1, min: 0, max: 2 ** 31 - 1, help: 'random seed (guest_random_seed)' },
+    { name: 'workers', type: 'int', default: availableParallelism(), min: 1, max: 64, help: 'worker threads vCPUs are sharded over' },
+    { name: 'host-memory', type: 'size', default: null, help: 'host memory (default: sized to fit, hugetlb pools included)' },
+    { name: 'numa-nodes', type: 'int', default: 1, min: 1, max: 64, help: 'host NUMA nodes' },
+    { name: 'cost-model', type: 'string', default: 'default', help: 'cost-model profile (name or JSON path) for modeled time' },
+    { name: 'wall-sample', type: 'int', default: 16, min: 1, max: 1 << 20, help: 'time 1 in N faults in wall time (all are timed in modeled time)' },
+    { name: 'slice', type: 'int', default: 4096, min: 1, max: 1 << 24, help: 'guest accesses per vCPU time slice on a worker' },
+    { name: 'json', type: 'string', default: null, help: 'write the result JSON to this file' },
+    { name: 'quiet', short: 'q', type: 'bool', default: false, help: 'print only the selftest lines' },
+  ];
+}
+
+export function memstressConfig(f: Record<string, unknown>, extra: { slots?: number; stamps?: boolean } = {}): MemstressConfig {
+  const c: MemstressConfig = {
+    vms: f.vms as number, vcpus: f.vcpus as number, bytesPerVcpu: f.bytes as number, backing: f.backing as MemstressConfig['backing'],
+    overlap: f.overlap as boolean, slots: extra.slots ?? 1, seed: f.seed as number, workers: f.workers as number,
+    hostMemory: (f['host-memory'] as number | null) ?? null, nodes: f['numa-nodes'] as number, costModel: f['cost-model'] as string,
+    stamps: extra.stamps ?? false,
+  };
+  if (c.vms * c.vcpus > 65536) throw new UsageError(`${c.vms * c.vcpus} vCPUs in all is more than this harness schedules (65536)`);
+  return c;
+}

@@ -1,0 +1,118 @@
+/**
+ * VM setup shared by memstress-style scenarios (lib/memstress.c's memstress_create_vm): each VM
+ * gets `slots` memslots starting at slot 1 at the top of guest physical memory, each backed by
+ * its own mapping, and `vcpus` vCPUs that own [base + i * bytes, +bytes) — or all of it with
+ * overlap. The host is sized to fit, hugetlb pools included, unless --host-memory says otherwise.
+ */
+import { Host } from '../host/host.js';
+import { KvmError } from '../host/errno.js';
+import { type BackingSource, backingPageOrder } from '../host/mm.js';
+import { Vm, type ThreadCtx } from '../kvm/vm.js';
+import { kMaxGfn } from '../kvm/memslot.js';
+import { Metrics } from '../metrics/counters.js';
+import { costVector, loadCostModel } from '../metrics/cost-model.js';
+import { UsageError, formatSize } from './flags.js';
+import type { AccessOrder, StreamSpec } from '../workload/memstress.js';
+import type { VcpuRef } from './runner.js';
+
+export const MEMSTRESS_MEM_SLOT_INDEX = 1;
+
+export interface MemstressConfig {
+  vms: number;
+  vcpus: number;
+  bytesPerVcpu: number;
+  backing: BackingSource;
+  overlap: boolean;
+  slots: number;
+  seed: number;
+  workers: number;
+  hostMemory: number | null;
+  nodes: number;
+  costModel: string;
+  stamps: boolean;
+}
+
+export interface MemstressLayout {
+  guestPages: number;
+  gpa: number;
+  pagesPerVcpu: number;
+  slotPages: number;
+  backingPageBytes: number;
+}
+
+export function memstressLayout(c: MemstressConfig): MemstressLayout {
+  if (c.bytesPerVcpu % 4096 !== 0 || c.bytesPerVcpu === 0) throw new UsageError(`-b ${c.bytesPerVcpu}: bytes per vCPU must be a positive multiple of 4 KiB`);
+  const guestBytes = c.overlap ? c.bytesPerVcpu : c.bytesPerVcpu * c.vcpus;
+  const guestPages = guestBytes / 4096;
+  const backingPageBytes = 4096 * 2 ** backingPageOrder(c.backing);
+  if (guestPages % c.slots !== 0) throw new UsageError(`${formatSize(guestBytes)} of guest memory does not split evenly into ${c.slots} memslots`);
+  const slotPages = guestPages / c.slots;
+  const hugetlb = c.backing.includes('hugetlb');
+  if (hugetlb && (slotPages * 4096) % backingPageBytes !== 0) {
+    throw new UsageError(`each memslot (${formatSize(slotPages * 4096)}) must be a multiple of the ${formatSize(backingPageBytes)} ${c.backing} page`);
+  }
+  // memstress: the test region sits at the top of guest physical memory, aligned down to the
+  // backing page size.
+  let gpa = (kMaxGfn + 1 - guestPages - 1) * 4096;
+  gpa -= gpa % Math.max(backingPageBytes, 2 ** 21);
+  if (gpa < 0) throw new UsageError(`${formatSize(guestBytes)} per VM exceeds the 8 TiB guest physical space`);
+  return { guestPages, gpa, pagesPerVcpu: c.overlap ? guestPages : c.bytesPerVcpu / 4096, slotPages, backingPageBytes };
+}
+
+/** Host size and hugetlb pools that fit the scenario. */
+export function sizeHost(c: MemstressConfig, l: MemstressLayout): { memory: number; hugepages2m: number; hugepages1g: number } {
+  const perVm = l.guestPages * 4096;
+  const huge = c.backing === 'anonymous_hugetlb_2mb' ? 2 ** 21 : c.backing === 'anonymous_hugetlb_1gb' ? 2 ** 30 : 0;
+  const hugePages = huge ? (perVm / huge) * c.vms : 0;
+  const slack = 64 * 2 ** 20;
+  const memory = c.hostMemory ?? (huge ? hugePages * huge : perVm * c.vms) + slack * c.nodes;
+  return { memory, hugepages2m: huge === 2 ** 21 ? hugePages : 0, hugepages1g: huge === 2 ** 30 ? hugePages : 0 };
+}
+
+export interface MemstressSetup {
+  host: Host;
+  vms: Vm[];
+  ctx: ThreadCtx;
+  cost: Float64Array;
+  layout: MemstressLayout;
+}
+
+/** Build the host and VMs; a KvmError here means the configuration cannot work (exit 2). */
+export function createMemstressVms(c: MemstressConfig): MemstressSetup {
+  const layout = memstressLayout(c);
+  const size = sizeHost(c, layout);
+  const cost = costVector(loadCostModel(c.costModel));
+  try {
+    const host = Host.create({ memory: size.memory, nodes: c.nodes, hugepages2m: size.hugepages2m, hugepages1g: size.hugepages1g, stamps: c.stamps });
+    const ctx: ThreadCtx = { metrics: new Metrics(cost), hostThread: host.thread() };
+    const vms: Vm[] = [];
+    for (let i = 0; i < c.vms; i++) {
+      const vm = Vm.create(host, i, ctx, { maxVcpus: Math.max(c.vcpus, 1) });
+      for (let s = 0; s < c.slots; s++) {
+        const bytes = layout.slotPages * 4096;
+        const hva = vm.mmap({ size: bytes, backing: c.backing });
+        vm.setUserMemoryRegion2({
+          slot: MEMSTRESS_MEM_SLOT_INDEX + s, flags: 0, guestPhysAddr: layout.gpa + s * bytes, memorySize: bytes, userspaceAddr: hva,
+        });
+      }
+      for (let v = 0; v < c.vcpus; v++) vm.createVcpu();
+      vms.push(vm);
+    }
+    return { host, vms, ctx, cost, layout };
+  } catch (e) {
+    if (e instanceof KvmError) throw new UsageError(`cannot set up ${c.vms} VM(s) x ${formatSize(layout.guestPages * 4096)}: ${e.message}`);
+    throw e;
+  }
+}
+
+export function memstressStream(c: MemstressConfig, l: MemstressLayout, ref: VcpuRef, vmId: number, order: AccessOrder, writePercent: number, iteration: number): StreamSpec {
+  const base = l.gpa / 4096 + (c.overlap ? 0 : ref.vcpu * l.pagesPerVcpu);
+  return { baseGfn: base, pages: l.pagesPerVcpu, order, writePercent, seed: c.seed, vm: vmId, vcpu: ref.vcpu, iteration };
+}
+
+/** "%ld.%.9lds" as the selftests print timespecs. */
+export function fmtTimespec(ns: number): string {
+  const s = Math.floor(ns / 1e9);
+  const rest = Math.round(ns - s * 1e9);
+  return `${s}.${String(Math.min(rest, 999_999_999)).padStart(9, '0')}s`;
+}

@@ -1,0 +1,127 @@
+/**
+ * The worker side of a phase: attach to the shared host and VMs, run this worker's vCPUs in
+ * round-robin slices (a fixed number of guest accesses each, so a single-worker run is
+ * deterministic), and return counters, per-vCPU clocks and encoded histograms.
+ *
+ * Workers keep their attached views between phases of one run (keyed by run id) and re-attach a
+ * VM when its memslot generation moved.
+ */
+import { threadId } from 'node:worker_threads';
+import { Host, type HostHandle } from '../host/host.js';
+import { Vm, type ThreadCtx, type VmHandle } from '../kvm/vm.js';
+import { Metrics } from '../metrics/counters.js';
+import { HistogramSet, type EncodedHistograms } from '../metrics/histogram.js';
+import { MemstressStream, type StreamSpec } from '../workload/memstress.js';
+import type { Vcpu } from '../kvm/vcpu.js';
+
+export interface VcpuWork {
+  vm: number;
+  vcpu: number;
+  stream: StreamSpec;
+}
+
+export interface PhaseTask {
+  runId: string;
+  slot: number;
+  phase: string;
+  host: HostHandle;
+  vms: VmHandle[];
+  work: VcpuWork[];
+  cost: Float64Array;
+  sliceAccesses: number;
+  /** Time one fault in `wallEvery` in wall time (every fault is timed in modeled time). */
+  wallEvery: number;
+  /** Histogram name for vCPU faults in this phase. */
+  faultHistogram: string;
+}
+
+export interface VcpuPhaseResult {
+  vm: number;
+  vcpu: number;
+  accesses: number;
+  modeledNs: number;
+  wallNs: number;
+}
+
+export interface PhaseTaskResult {
+  slot: number;
+  threadId: number;
+  wallNs: number;
+  counters: Float64Array;
+  vcpus: VcpuPhaseResult[];
+  histograms: EncodedHistograms;
+}
+
+interface Attached {
+  runId: string;
+  host: Host;
+  ctx: ThreadCtx;
+  vms: Map<number, Vm>;
+}
+
+let attached: Attached | null = null;
+
+function attach(task: PhaseTask): Attached {
+  if (attached === null || attached.runId !== task.runId) {
+    const host = Host.attach(task.host);
+    attached = { runId: task.runId, host, ctx: { metrics: new Metrics(task.cost), hostThread: host.thread() }, vms: new Map() };
+  }
+  const a = attached;
+  for (const w of task.work) {
+    const h = task.vms[w.vm]!;
+    const vm = a.vms.get(h.id);
+    if (vm === undefined) a.vms.set(h.id, Vm.attach(a.host, h, a.ctx));
+    else vm.reattach(h);
+  }
+  return a;
+}
+
+export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
+  const t0 = performance.now();
+  const a = attach(task);
+  const m = a.ctx.metrics;
+  m.reset();
+  const hists = new HistogramSet();
+  try {
+    const faultHist = hists.get(task.faultHistogram);
+    const vcpus: Vcpu[] = [];
+    const streams: MemstressStream[] = [];
+    const before: { modeled: number; wall: number; accesses: number }[] = [];
+    for (const w of task.work) {
+      const vm = a.vms.get(task.vms[w.vm]!.id)!;
+      const v = vm.vcpu(w.vcpu);
+      vcpus.push(v);
+      streams.push(new MemstressStream(w.stream));
+      before.push({ modeled: v.modeledNs(), wall: v.wallNs(), accesses: v.accesses() });
+    }
+    // Round-robin slices until every stream ends.
+    let live = vcpus.length;
+    const done = new Uint8Array(vcpus.length);
+    while (live > 0) {
+      for (let i = 0; i < vcpus.length; i++) {
+        if (done[i]) continue;
+        const n = vcpus[i]!.run(streams[i]!, task.sliceAccesses, faultHist, task.wallEvery);
+        if (n < task.sliceAccesses && vcpus[i]!.pendingExit === 0) {
+          done[i] = 1;
+          live--;
+        }
+      }
+    }
+    a.ctx.hostThread.drain();
+    for (const vm of a.vms.values()) vm.reclaimPtPages();
+    return {
+      slot: task.slot,
+      threadId,
+      wallNs: (performance.now() - t0) * 1e6,
+      counters: m.c.slice(),
+      vcpus: vcpus.map((v, i) => ({
+        vm: task.work[i]!.vm, vcpu: v.id, accesses: v.accesses() - before[i]!.accesses,
+        modeledNs: v.modeledNs() - before[i]!.modeled, wallNs: v.wallNs() - before[i]!.wall,
+      })),
+      histograms: hists.encode(),
+    };
+  } finally {
+    a.ctx.hostThread.drain();
+    hists.destroy();
+  }
+}
