@@ -107,10 +107,12 @@ export class Vma {
 export function hostFault(t: HostThread, vma: Vma, idx: number): number {
   const frames = t.host.frames;
   const g = idx >>> vma.granuleOrder;
-  const e = Atomics.load(vma.map, g);
+  // A plain read is a hint: a stale 0 ends in a failed cmpxchg below, a stale pfn in a fault that
+  // the mmu_invalidate_seq check retries (the entry only goes away under an invalidation).
+  const e = vma.map[g]!;
   if (e !== 0) {
     const pfn = e - 1 + (idx & ((1 << vma.granuleOrder) - 1));
-    t.lastOrder = frames.meta(pfn) & kMetaOrderMask;
+    t.lastOrder = frames.chunk(pfn)[frames.slot(pfn) + 1]! & kMetaOrderMask;
     t.populated = false;
     return pfn;
   }

@@ -57,8 +57,9 @@ export function mmuInvalidateRetryGfn(vm: Vm, mmuSeq: number, gfn: number): bool
  * without contending mmu_lock. The sequence itself was just read, so only in_progress matters.
  */
 export function mmuInvalidateRetryGfnUnsafe(vm: Vm, gfn: number): boolean {
+  // READ_ONCE in KVM: a hint only; the check under mmu_lock is the one that counts.
   const w = vm.w;
-  return Atomics.load(w, kVmInvInProgress) !== 0 && gfn >= w[kVmInvRangeStart]! && gfn < w[kVmInvRangeEnd]!;
+  return w[kVmInvInProgress] !== 0 && gfn >= w[kVmInvRangeStart]! && gfn < w[kVmInvRangeEnd]!;
 }
 
 /** is_page_fault_stale() (the TDP MMU has one root and no obsolete roots to check). */

@@ -16,8 +16,12 @@ export const kValidMemslotFlags = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
 export const KVM_USER_MEM_SLOTS = 32764;
 /** x86 with SMM: two address spaces. */
 export const KVM_ADDRESS_SPACE_NUM = 2;
-/** Guest frames must stay below 2^31 (8 TiB of guest physical space) in this model. */
-export const kMaxGfn = 2 ** 31 - 1;
+/**
+ * Guest frames stay below 2^30 (a 42-bit, 4 TiB guest physical space per VM) so every gfn is a
+ * small integer for V8 (Smi): a gfn that needs a heap number costs an allocation per access.
+ */
+export const kMaxGfn = 2 ** 30 - 1;
+export const kGuestPhysBits = 42;
 
 export interface MemslotHandle {
   readonly id: number;

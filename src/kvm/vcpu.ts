@@ -15,6 +15,7 @@ import {
 } from '../metrics/ops.js';
 import type { OpHistograms } from '../metrics/histogram.js';
 import { TdpIter } from './mmu/tdp/iter.js';
+import { PT64_ROOT_4LEVEL, PT_WRITABLE_MASK, SPTE_ACCESSED, SPTE_DIRTY } from './mmu/spte.js';
 import { eptWalk, kWalkOk, walkOut } from './mmu/tdp/walk.js';
 import { KvmPageFault, RET_PF_FIXED, RET_PF_SPURIOUS, kvmTdpPageFault } from './mmu/tdp/fault.js';
 import { tlbFill, tlbFlushAll, tlbLookup } from './mmu/tlb.js';
@@ -26,9 +27,14 @@ import { kVcpuStat, kVcpuStatNames, type VcpuStats } from './stats.js';
 import type { Memslot } from './memslot.js';
 import type { Vm } from './vm.js';
 
-/** A guest access stream: next() returns gfn * 2 + (write ? 1 : 0), or -1 when done. */
+/**
+ * A guest access stream: next() returns the gfn of the next access (and sets `write`), or -1 when
+ * done. Plain small integers only: no allocation per access.
+ */
 export interface AccessSource {
   next(): number;
+  /** Whether the access next() just returned is a store. */
+  write: boolean;
   /** Value written into a frame's stamp on stores (the memstress/dirty_log_test iteration). */
   readonly iteration: number;
 }
@@ -92,10 +98,9 @@ export class Vcpu {
     this.enterGuest();
     let n = 0;
     for (; n < budget; n++) {
-      const a = src.next();
-      if (a < 0) break;
-      const write = (a & 1) === 1;
-      const gfn = a >>> 1;
+      const gfn = src.next();
+      if (gfn < 0) break;
+      const write = src.write;
       for (;;) {
         if (Atomics.load(w, kVcpuMode) !== IN_GUEST_MODE) this.handleKick();
         let pfn = tlbLookup(w, gfn, write);
@@ -143,6 +148,16 @@ export class Vcpu {
     const r = kvmTdpPageFault(this, gfn, write);
     if (r === RET_PF_FIXED) f[kStatPfFixed]!++;
     else if (r === RET_PF_SPURIOUS) f[kStatPfSpurious]!++;
+    // The retried access would re-walk and find this leaf. Fill the TLB from the fault instead
+    // (the walk is still priced), but only when the walk would not have to set A/D, and before
+    // entering guest mode, so a flush requested meanwhile drops the entry at entry.
+    const fault = this.fault;
+    const need = write ? SPTE_ACCESSED | SPTE_DIRTY | PT_WRITABLE_MASK : SPTE_ACCESSED;
+    if (fault.leafFlags !== 0 && (fault.leafFlags & need) === need) {
+      tlbFill(w, gfn, fault.leafPfn, fault.leafFlags);
+      count(m, kOpTlbMiss);
+      countN(m, kOpWalkStep, PT64_ROOT_4LEVEL + 1 - fault.leafLevel);
+    }
     if (hist !== null) {
       if (timeWall) hist.wall.recordValue(Math.max(1, Math.round((performance.now() - tw) * 1e6)));
       hist.modeled.recordValue(Math.max(1, Math.round(m.t - tm)));

@@ -232,7 +232,7 @@ export class Vm {
     if (r.userspaceAddr % 4096 !== 0) fail('EINVAL', `userspace_addr 0x${r.userspaceAddr.toString(16)} is not page aligned`);
     const npages = r.memorySize / 4096;
     const baseGfn = r.guestPhysAddr / 4096;
-    if (baseGfn + npages > kMaxGfn + 1) fail('EINVAL', `guest range ends at 0x${(r.guestPhysAddr + r.memorySize).toString(16)}, past this model's 43-bit guest physical address space`);
+    if (baseGfn + npages > kMaxGfn + 1) fail('EINVAL', `guest range ends at 0x${(r.guestPhysAddr + r.memorySize).toString(16)}, past this model's 42-bit (4 TiB) guest physical address space`);
     const key = (asId << 16) | id;
     const old = this.slots.get(key) ?? null;
     if (npages === 0) {
@@ -320,7 +320,7 @@ export class Vm {
     for (const s of this.slots.values()) {
       for (let level = 1; level < PT64_ROOT_4LEVEL; level++) need += Math.ceil(s.npages / SPTE_ENT_PER_PAGE ** level) + 1;
     }
-    need = Math.ceil(need * 1.25) + 64 + this.maxVcpusInUse() * 8;
+    need = Math.ceil(need * 1.03) + 16 + this.maxVcpusInUse() * 8;
     if (need <= this.pool.capacity) return;
     const h = PtPool.grow(this.pool, need);
     this.pool = new PtPool(h, this.w, this.epoch);

@@ -6,6 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Runner } from './runner.js';
+import { kGuestPhysBits } from '../kvm/memslot.js';
 import { createMemstressVms, fmtTimespec, memstressStream, type MemstressConfig } from './memstress-vm.js';
 import { memstressConfig, memstressFlags } from './common-flags.js';
 import { assembleResult, statsSnapshot } from './assemble.js';
@@ -30,7 +31,7 @@ export const demandPaging: ScenarioDef = {
 export async function runDemandPaging(c: MemstressConfig, random: boolean, flags: Record<string, unknown>, io: ScenarioIo): Promise<RunResult> {
   const setup = createMemstressVms(c);
   const { host, vms, layout } = setup;
-  io.print(`Testing guest mode: PA-bits:43, VA-bits:48,  4K pages`);
+  io.print(`Testing guest mode: PA-bits:${kGuestPhysBits}, VA-bits:48,  4K pages`);
   io.print(`guest physical test memory: [0x${layout.gpa.toString(16)}, 0x${(layout.gpa + layout.guestPages * 4096).toString(16)})`);
   const start = snapshot();
   const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: flags.slice as number, wallEvery: flags['wall-sample'] as number });

@@ -55,7 +55,7 @@ export function memstressLayout(c: MemstressConfig): MemstressLayout {
   // backing page size.
   let gpa = (kMaxGfn + 1 - guestPages - 1) * 4096;
   gpa -= gpa % Math.max(backingPageBytes, 2 ** 21);
-  if (gpa < 0) throw new UsageError(`${formatSize(guestBytes)} per VM exceeds the 8 TiB guest physical space`);
+  if (gpa < 0) throw new UsageError(`${formatSize(guestBytes)} per VM exceeds the 4 TiB guest physical space`);
   return { guestPages, gpa, pagesPerVcpu: c.overlap ? guestPages : c.bytesPerVcpu / 4096, slotPages, backingPageBytes };
 }
 

@@ -27,6 +27,7 @@ export interface StreamSpec {
 
 export class MemstressStream implements AccessSource {
   pos = 0;
+  write = false;
   readonly iteration: number;
   private readonly baseGfn: number;
   private readonly pages: number;
@@ -60,8 +61,8 @@ export class MemstressStream implements AccessSource {
       this.rng = xorshift32(this.rng);
       page = this.rng % this.pages;
     }
-    const write = this.writeThreshold >= 2 ** 32 ? 1 : mix32(this.writeKey ^ i) < this.writeThreshold ? 1 : 0;
-    return (this.baseGfn + page) * 2 + write;
+    this.write = this.writeThreshold >= 2 ** 32 || mix32(this.writeKey ^ i) < this.writeThreshold;
+    return this.baseGfn + page;
   }
 
   /** Resume at `pos` (a vCPU continuing on another worker); random order replays its draws. */

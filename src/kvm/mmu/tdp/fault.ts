@@ -4,7 +4,7 @@
  * protocol and the mmu_invalidate_seq retry rule.
  */
 import {
-  PG_LEVEL_1G, PG_LEVEL_4K, isFrozenSpte, isLargePte, isLastSpte, isShadowPresentPte, isWritablePte,
+  PG_LEVEL_1G, PG_LEVEL_4K, gfnRoundForLevel, isFrozenSpte, isLargePte, isLastSpte, isShadowPresentPte, isWritablePte,
   kNonLeafFlags, makeSpteFlags, maxLevelForOrder, pagesPerHpage,
 } from '../spte.js';
 import { lpageMaxLevel } from '../lpage.js';
@@ -42,6 +42,10 @@ export class KvmPageFault {
   maxLevel = PG_LEVEL_4K;
   goalLevel = PG_LEVEL_4K;
   mapWritable = true;
+  /** The leaf the fault installed or found (for the TLB fill on re-entry); flags 0 if none. */
+  leafFlags = 0;
+  leafPfn = 0;
+  leafLevel = 0;
 }
 
 /** kvm_tdp_page_fault(): returns a RET_PF_* code. */
@@ -51,6 +55,7 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean): number
   const fault = vcpu.fault;
   fault.gfn = gfn;
   fault.write = write;
+  fault.leafFlags = 0;
 
   // kvm_mmu_faultin_pfn(): snapshot the invalidation sequence before resolving the pfn.
   fault.mmuSeq = Atomics.load(vm.w, kVmInvSeq);
@@ -150,7 +155,10 @@ function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
   const level = it.level;
   const old = it.oldFlags;
   // Already mapped with the access allowed: another vCPU won the race (RET_PF_SPURIOUS).
-  if (isShadowPresentPte(old) && isLastSpte(old, level) && (!fault.write || isWritablePte(old))) return RET_PF_SPURIOUS;
+  if (isShadowPresentPte(old) && isLastSpte(old, level) && (!fault.write || isWritablePte(old))) {
+    setLeaf(fault, old, it.oldPfn, level);
+    return RET_PF_SPURIOUS;
+  }
   const pfn = fault.pfn - (fault.gfn - it.gfn);
   if (level > PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) throw new Error(`BUG: huge pfn 0x${pfn.toString(16)} misaligned at level ${level}`);
   const writable = fault.mapWritable && vm.makeSpteWritable(fault.slot!, fault.gfn, level, fault.write);
@@ -159,7 +167,14 @@ function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
   // Replacing a present non-leaf (a table where a huge page now goes) needs a flush.
   if (isShadowPresentPte(old) && !isLastSpte(old, level)) kvmFlushRemoteTlbs(vm);
   vm.afterSpteInstalled(fault.slot!, fault.gfn, level, flags, fault.write);
+  setLeaf(fault, flags, pfn, level);
   return RET_PF_FIXED;
+}
+
+function setLeaf(fault: KvmPageFault, flags: number, pfn: number, level: number): void {
+  fault.leafFlags = flags;
+  fault.leafPfn = pfn + (fault.gfn - gfnRoundForLevel(fault.gfn, level));
+  fault.leafLevel = level;
 }
 
 export { kOpPageZero4k };
