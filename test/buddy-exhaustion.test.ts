@@ -119,11 +119,11 @@ describe('KVM_RUN when the host runs out of memory', () => {
     expect(audit(host, [vm]).ok).toBe(true);
   });
 
-  // BUG (src/kvm/vcpu.ts, Vcpu.run lines 92-125): a KvmError thrown by the fault handler
+  // BUG (src/kvm/vcpu.ts, Vcpu.run lines 89-132): a KvmError thrown by the fault handler
   // escapes run() before exitGuest(), so the vCPU stays published in the VM's epoch domain
   // (the RCU stand-in). KVM_RUN returning -EFAULT leaves no read-side section open; here every
   // page-table page retired afterwards stays unreclaimable until the vCPU runs again.
-  it.fails('leaves the epoch (RCU) read side when KVM_RUN fails with EFAULT', () => {
+  it('leaves the epoch (RCU) read side when KVM_RUN fails with EFAULT', () => {
     const { vm, vcpu } = hugetlbVm();
     expect(kvmError(() => vcpu.run(accesses([0, 512, 1024, 1536, 2048]), 100, null)).errno).toBe('EFAULT');
     expect(vm.epoch.oldestActive()).toBe(Infinity);

@@ -10,8 +10,8 @@
  * All state is guarded by the zone spinlock (zone->lock). Order-0 traffic goes through per-thread
  * caches (pcp.ts) so faults on two workers do not fight over this lock.
  *
- * Zone words (Int32, padded): kZoneLock, kZoneFree (free frames), kZonePcp (frames held in
- * per-thread caches), then one free-block count per order.
+ * Zone words (Int32, padded): kZoneLock, kZoneFree (free frames), then one free-block count per
+ * order.
  */
 import { allocSab, kPadWords } from '../shm/arena.js';
 import { BitTree, type BitTreeHandle } from '../shm/bittree.js';
@@ -20,8 +20,7 @@ import { spinLock, spinUnlock } from '../shm/spinlock.js';
 export const kMaxOrder = 18;
 export const kZoneLock = 0;
 export const kZoneFree = kPadWords;
-export const kZonePcp = kZoneFree + 1;
-export const kZoneOrderCount = kZoneFree + 2;
+export const kZoneOrderCount = kZoneFree + 1;
 const kZoneWords = kZoneOrderCount + kMaxOrder + 1;
 
 export interface ZoneHandle {
@@ -75,9 +74,6 @@ export class Zone {
 
   freePages(): number {
     return Atomics.load(this.w, kZoneFree);
-  }
-  pcpPages(): number {
-    return Atomics.load(this.w, kZonePcp);
   }
 
   /** Allocate a 2^order block; returns its pfn or -1. Caller holds the zone lock. */

@@ -132,11 +132,10 @@ export class Host {
 
   /** Accounting snapshot for results and the audit. */
   accounting(): HostAccounting {
-    const z = this.zones.map((zone) => ({ node: zone.node, pages: zone.npages, free: zone.freePages(), pcp: zone.pcpPages() }));
+    const z = this.zones.map((zone) => ({ node: zone.node, pages: zone.npages, free: zone.freePages() }));
     return {
       pages: this.zones.reduce((s, zone) => s + zone.npages, 0),
       free: z.reduce((s, x) => s + x.free, 0),
-      pcp: z.reduce((s, x) => s + x.pcp, 0),
       hugetlb2m: { total: this.pools2m.reduce((s, p) => s + p.total(), 0), free: this.hugetlbFree(kOrder2M) },
       hugetlb1g: { total: this.pools1g.reduce((s, p) => s + p.total(), 0), free: this.hugetlbFree(kOrder1G) },
       nodes: z,
@@ -149,10 +148,9 @@ export class Host {
 export interface HostAccounting {
   pages: number;
   free: number;
-  pcp: number;
   hugetlb2m: { total: number; free: number };
   hugetlb1g: { total: number; free: number };
-  nodes: { node: number; pages: number; free: number; pcp: number }[];
+  nodes: { node: number; pages: number; free: number }[];
   frameTableBytes: number;
   buddyBytes: number;
 }

@@ -10,7 +10,6 @@
 import { allocSab } from '../shm/arena.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
 import { fail } from './errno.js';
-import { kMetaOrderMask } from './frame-table.js';
 import { type Host, type HostThread, type NumaPolicy, kOrder1G, kOrder2M, kPageShift } from './host.js';
 
 /** Backing sources, named as KVM's selftests name them (lib/test_util.c). */
@@ -42,6 +41,8 @@ export interface VmaHandle {
   readonly policy: NumaPolicy;
   readonly map: SharedArrayBuffer;
   readonly lock: SharedArrayBuffer;
+  /** THP only: one word per 2M region, 1 while a 2M folio is PMD-mapped there. */
+  readonly pmd: SharedArrayBuffer | null;
 }
 
 export class Vma {
@@ -56,6 +57,7 @@ export class Vma {
   readonly policy: NumaPolicy;
   readonly map: Int32Array;
   readonly lockw: Int32Array;
+  readonly pmd: Int32Array | null;
 
   constructor(readonly handle: VmaHandle) {
     this.id = handle.id;
@@ -69,6 +71,17 @@ export class Vma {
     this.policy = handle.policy;
     this.map = new Int32Array(handle.map);
     this.lockw = new Int32Array(handle.lock);
+    this.pmd = handle.pmd ? new Int32Array(handle.pmd) : null;
+  }
+
+  /**
+   * Order of the host mapping that covers page idx (host_pfn_mapping_level()'s answer): the
+   * hugetlb page, a THP only while it is still PMD-mapped, else 4K.
+   */
+  mappingOrder(idx: number): number {
+    if (this.hugetlb) return this.granuleOrder;
+    if (this.pmd !== null && this.pmd[idx >>> kOrder2M] !== 0) return kOrder2M;
+    return 0;
   }
 
   static create(id: number, owner: number, backing: BackingSource, startPage: number, npages: number, policy: NumaPolicy): Vma {
@@ -79,6 +92,7 @@ export class Vma {
     return new Vma({
       id, owner, backing, startPage, npages, granuleOrder, policy,
       map: allocSab((npages >>> granuleOrder) * 4), lock: allocSab(4),
+      pmd: backing === 'anonymous_thp' ? allocSab(Math.ceil(npages / (1 << kOrder2M)) * 4) : null,
     });
   }
 
@@ -111,10 +125,9 @@ export function hostFault(t: HostThread, vma: Vma, idx: number): number {
   // the mmu_invalidate_seq check retries (the entry only goes away under an invalidation).
   const e = vma.map[g]!;
   if (e !== 0) {
-    const pfn = e - 1 + (idx & ((1 << vma.granuleOrder) - 1));
-    t.lastOrder = frames.chunk(pfn)[frames.slot(pfn) + 1]! & kMetaOrderMask;
+    t.lastOrder = vma.mappingOrder(idx);
     t.populated = false;
-    return pfn;
+    return e - 1 + (idx & ((1 << vma.granuleOrder) - 1));
   }
   t.populated = true;
   if (vma.hugetlb) return hugetlbFault(t, vma, idx, g);
@@ -153,14 +166,13 @@ function hugetlbFault(t: HostThread, vma: Vma, idx: number, g: number): number {
 
 /** THP "always": a 2M folio when the aligned 2M range lies inside the VMA, else 4K. */
 function thpFault(t: HostThread, vma: Vma, idx: number): number {
-  const frames = t.host.frames;
   const base = idx - (idx & ((1 << kOrder2M) - 1));
   const hvaAligned = ((vma.startPage + base) & ((1 << kOrder2M) - 1)) === 0;
   spinLock(vma.lockw, 0);
   try {
     const e = Atomics.load(vma.map, idx);
     if (e !== 0) {
-      t.lastOrder = frames.meta(e - 1) & kMetaOrderMask;
+      t.lastOrder = vma.mappingOrder(idx);
       t.populated = false;
       return e - 1;
     }
@@ -170,6 +182,7 @@ function thpFault(t: HostThread, vma: Vma, idx: number): number {
       const head = t.allocFolio(kOrder2M, vma.owner, vma.policy, base, 1 << kOrder2M);
       if (head >= 0) {
         for (let i = 0; i < 1 << kOrder2M; i++) Atomics.store(vma.map, base + i, head + i + 1);
+        Atomics.store(vma.pmd!, base >>> kOrder2M, 1);
         t.lastOrder = kOrder2M;
         return head + (idx - base);
       }
@@ -195,6 +208,9 @@ export function madviseDontneed(t: HostThread, vma: Vma, first: number, n: numbe
   const g0 = first >>> go;
   const g1 = (first + n + (1 << go) - 1) >>> go;
   let dropped = 0;
+  // Unmapping any part of a PMD-mapped THP splits the PMD (split_huge_pmd): what stays mapped is
+  // mapped by 4K PTEs, so KVM may no longer map it huge.
+  if (vma.pmd !== null) for (let r = first >>> kOrder2M; r <= (first + n - 1) >>> kOrder2M && r < vma.pmd.length; r++) Atomics.store(vma.pmd, r, 0);
   for (let g = g0; g < g1 && g < vma.map.length; g++) {
     const e = Atomics.exchange(vma.map, g, 0);
     if (e === 0) continue;

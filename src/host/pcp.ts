@@ -1,11 +1,11 @@
 /**
  * Per-thread page caches for order-0 frames (the kernel's per-cpu pageset): a thread refills
  * `kPcpBatch` frames under the zone lock at once and frees into its cache, so a 4K fault takes
- * no shared lock in the common case. Frames sitting in a cache are counted in the zone's
- * kZonePcp word so the audit can balance free + cached + owned = total; every thread drains its
- * caches before it reports (end of a task), so the audit never sees stale caches.
+ * no shared lock in the common case. Every thread drains its caches before it reports (end of a
+ * task, end of a VMM-side call), so the audit's free + owned + hugetlb = total holds whenever
+ * nothing runs. (Counting cached frames exactly would need a shared atomic per allocation.)
  */
-import { kZonePcp, type Zone } from './buddy.js';
+import type { Zone } from './buddy.js';
 
 export const kPcpBatch = 64;
 const kPcpBlockOrder = 6;
@@ -42,7 +42,6 @@ export class PcpCache {
       this.pfns[kPcpBatch - 1 - n] = pfn;
     }
     if (n > 0 && n < kPcpBatch) this.pfns.copyWithin(0, kPcpBatch - n, kPcpBatch);
-    z.w[kZonePcp] = z.w[kZonePcp]! + n;
     z.unlock();
     this.count = n;
     return n > 0;
@@ -53,7 +52,6 @@ export class PcpCache {
     const z = this.zone;
     z.lock();
     for (let i = 0; i < n; i++) z.freeLocked(this.pfns[--this.count]!, 0);
-    z.w[kZonePcp] = z.w[kZonePcp]! - n;
     z.unlock();
   }
 }

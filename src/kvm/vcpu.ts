@@ -24,6 +24,7 @@ import {
   kVcpuMode, kVcpuRequests, kVcpuStats, kVcpuStatAccesses, kVcpuStatModeledNs, kVcpuStatWallNs,
 } from './vcpu-layout.js';
 import { kVcpuStat, kVcpuStatNames, type VcpuStats } from './stats.js';
+import { kVmStaleWrites, kVmStaleWriteGfn } from './vm-layout.js';
 import type { Memslot } from './memslot.js';
 import type { Vm } from './vm.js';
 
@@ -85,24 +86,26 @@ export class Vcpu {
    * budget means the stream ended or an exit to userspace (pendingExit) was requested.
    * `hist` receives per-fault latency (wall sampled every `wallEvery` faults, modeled always).
    */
-  run(src: AccessSource, budget: number, hist: OpHistograms | null, wallEvery = 1): number {
+  run(src: AccessSource, budget: number, hist: OpHistograms | null = null, wallEvery = 1): number {
     const vm = this.vm;
     const m = vm.ctx.metrics;
     const w = this.w;
-    const frames = vm.host.frames;
-    const stamps = frames.stamps !== null;
+    const stamps = vm.host.frames.stamps !== null;
     const pt = vm.pool.pt;
     const t0 = m.t;
     const wall0 = performance.now();
     let faults = 0;
     this.enterGuest();
     let n = 0;
+    try {
     for (; n < budget; n++) {
       const gfn = src.next();
       if (gfn < 0) break;
       const write = src.write;
+      // A kick is noticed before each access; right after a fault's re-entry (which checked
+      // requests) the first access goes ahead, as if the IPI landed one instruction later.
+      if (Atomics.load(w, kVcpuMode) !== IN_GUEST_MODE) this.handleKick();
       for (;;) {
-        if (Atomics.load(w, kVcpuMode) !== IN_GUEST_MODE) this.handleKick();
         let pfn = tlbLookup(w, gfn, write);
         if (pfn >= 0) {
           count(m, kOpTlbHit);
@@ -119,7 +122,7 @@ export class Vcpu {
           if (walkOut.dirtied && this.onHwDirty !== null) this.onHwDirty(this, gfn);
         }
         count(m, kOpGuestAccess);
-        if (write && stamps) frames.writeStamp(pfn, this.stampId, src.iteration);
+        if (write && stamps) this.storeChecked(gfn, pfn, src.iteration);
         break;
       }
       if (this.pendingExit !== 0) {
@@ -127,12 +130,32 @@ export class Vcpu {
         break;
       }
     }
-    this.exitGuest();
-    const f = this.f;
-    f[kVcpuStatModeledNs]! += m.t - t0;
-    f[kVcpuStatAccesses]! += n;
-    f[kVcpuStatWallNs]! += (performance.now() - wall0) * 1e6;
+    } finally {
+      // Even when a fault fails (EFAULT out of KVM_RUN): leave guest mode and the epoch, so
+      // flushes do not wait for us and retired tables can be freed, and keep the stats.
+      this.exitGuest();
+      const f = this.f;
+      f[kVcpuStatModeledNs]! += m.t - t0;
+      f[kVcpuStatAccesses]! += n;
+      f[kVcpuStatWallNs]! += (performance.now() - wall0) * 1e6;
+    }
     return n;
+  }
+
+  /**
+   * The store oracle (on with content stamps): the frame written must be the one the host maps
+   * for this gfn right now. The host drops a page only after the invalidation's TLB flush
+   * completed, so a store that misses is a write through a stale translation.
+   */
+  private storeChecked(gfn: number, pfn: number, iteration: number): void {
+    const vm = this.vm;
+    const slot = this.gfnToMemslot(gfn);
+    const host = slot === null || slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn - slot.baseGfn));
+    if (host !== pfn) {
+      if (Atomics.add(vm.w, kVmStaleWrites, 1) === 0) Atomics.store(vm.w, kVmStaleWriteGfn, gfn);
+      return;
+    }
+    vm.host.frames.writeStamp(pfn, this.stampId, iteration);
   }
 
   private exitForFault(gfn: number, write: boolean, hist: OpHistograms | null, timeWall: boolean): void {

@@ -44,6 +44,9 @@ export const kVmNrSlotsDirtyLogging = kVmRoot + 2;
 export const kVmDirtyCaps = kVmRoot + 3;
 export const kVmDirtyRingSize = kVmRoot + 4;
 export const kVmOnline = kVmRoot + 5;
+/** Guest stores that landed on a frame the host no longer maps for that gfn (oracle, stamps on). */
+export const kVmStaleWrites = kVmRoot + 6;
+export const kVmStaleWriteGfn = kVmRoot + 7;
 
 export const kVmWords = kPadWords * 9;
 

@@ -202,10 +202,10 @@ export class Vm {
     if (!(opts.size > 0) || opts.size % 4096 !== 0) fail('EINVAL', `mmap size must be a positive multiple of 4 KiB, got ${opts.size}`);
     const align = 4096 * 2 ** Math.max(9, backingPageOrder(opts.backing));
     const hva = Math.ceil(this.nextHva / align) * align;
-    this.nextHva = hva + opts.size;
     const policy = opts.policy ?? { mode: 'preferred', node: this.id % this.host.zones.length };
     if (policy.node < 0 || policy.node >= this.host.zones.length) fail('EINVAL', `NUMA node ${policy.node} does not exist (host has ${this.host.zones.length})`);
     const vma = Vma.create(this.vmas.length, this.owner, opts.backing, hva / 4096, opts.size / 4096, policy);
+    this.nextHva = hva + opts.size;
     this.vmas.push(vma);
     this.bumpGeneration();
     return hva;
@@ -267,6 +267,7 @@ export class Vm {
   }
 
   private installMemslot(h0: MemslotHandle): void {
+    if ((h0.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0) this.dirtyLogHooks.check(this);
     const vma = this.vmaCovering(h0.userspaceAddr, h0.npages * 4096);
     const h: MemslotHandle = { ...h0, vmaId: vma ? vma.id : -1 };
     const slot = new Memslot(h, vma);
@@ -289,6 +290,7 @@ export class Vm {
 
   /** KVM_MR_FLAGS_ONLY: toggling dirty logging goes through kvm_mmu_slot_apply_flags(). */
   private commitFlagsOnly(slot: Memslot, flags: number): void {
+    if ((flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0) this.dirtyLogHooks.check(this);
     const old = slot.flags;
     const logNow = (flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
     const logBefore = (old & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
@@ -406,6 +408,8 @@ export class Vm {
     }
     opts.between?.();
     this.withMmuWriteLock(() => kvmMmuInvalidateEnd(this));
+    // A VMM-side call leaves nothing in this thread's caches: the audit can run right after.
+    this.ctx.hostThread.drain();
   }
 
   /** Reclaim retired page-table pages that no walker can reach any more. */
@@ -439,12 +443,15 @@ export class Vm {
       if (tdpMmuZapRange(this, 0, kMaxGfn + 1)) kvmFlushRemoteTlbs(this);
     });
     for (const v of this.vmas) madviseDontneed(this.ctx.hostThread, v, 0, v.npages);
+    this.ctx.hostThread.drain();
     this.reclaimPtPages();
     Atomics.store(this.w, kVmOnline, 0);
   }
 }
 
 export interface DirtyLogHooks {
+  /** Throws if logging cannot be enabled on this VM (before anything changes). */
+  check(vm: Vm): void;
   onCreate(vm: Vm, slot: Memslot): void;
   applyFlags(vm: Vm, slot: Memslot, enable: boolean): void;
   makeSpteWritable(vm: Vm, slot: Memslot, gfn: number, level: number, write: boolean): boolean;
@@ -453,12 +460,11 @@ export interface DirtyLogHooks {
 }
 
 const kNoDirtyLogHooks: DirtyLogHooks = {
-  onCreate() {
+  check() {
     fail('EINVAL', 'KVM_MEM_LOG_DIRTY_PAGES is not supported by this build of the model');
   },
-  applyFlags() {
-    fail('EINVAL', 'KVM_MEM_LOG_DIRTY_PAGES is not supported by this build of the model');
-  },
+  onCreate() {},
+  applyFlags() {},
   makeSpteWritable: () => true,
   afterSpteInstalled() {},
 };

@@ -2,7 +2,8 @@
  * Cost-model profiles: JSON files of ns per counted operation. The modeled clock of a thread
  * is Σ count(op) × price(op); `lock_wait_ns` is wall time and never priced.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kOpCount, kOpNames, kOp } from './ops.js';
 import { fail } from '../host/errno.js';
@@ -17,8 +18,11 @@ export const kDefaultCostModel = 'default';
 
 export function costModelPath(name: string): string {
   if (name.includes('/') || name.endsWith('.json')) return name;
-  // Profiles ship as JSON beside the sources; dist/ code resolves them from the package root.
-  return fileURLToPath(new URL(`../../../src/metrics/cost-models/${name}.json`, import.meta.url));
+  // Profiles ship as JSON in src/metrics/cost-models; this module runs from src/ (tests) or
+  // dist/src/ (CLI, workers), so find the package root first.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return join(dir, 'src', 'metrics', 'cost-models', `${name}.json`);
 }
 
 export function loadCostModel(nameOrPath: string = kDefaultCostModel): CostModel {

@@ -72,11 +72,12 @@ export function assembleResult(i: AssembleInput): RunResult {
   // Every vCPU phase and every VMM-side phase (runner.vmmPhase) is in the runner's counters.
   const counters = new Float64Array(kOpCount);
   addCounters(counters, i.runner.counters);
+  const memory = memoryReport(i.host, i.vms);
   const a = audit(i.host, i.vms);
   return {
     schema: kResultSchema, scenario: i.scenario, config: i.config, seed: i.seed, host: i.info,
     phases: i.runner.phases.map((p) => ({ name: p.name, wallNs: Math.round(p.wallNs), modeledNs: Math.round(p.modeledNs) })),
     histograms: i.runner.histograms.summaries(), stats: i.stats, counters: countersToRecord(counters),
-    audit: { ok: a.ok, violations: a.violations }, memory: memoryReport(i.host, i.vms), metrics: i.metrics, output: i.output,
+    audit: { ok: a.ok, violations: a.violations }, memory, metrics: i.metrics, output: i.output,
   };
 }

@@ -76,7 +76,8 @@ export function writeLock(a: Int32Array, base: number): number {
 }
 
 export function writeUnlock(a: Int32Array, base: number): void {
-  Atomics.store(a, base + kRwState, 0);
+  // Subtract, never store 0: a reader's optimistic +1 (about to be backed out) may be in the word.
+  Atomics.sub(a, base + kRwState, kRwWriter);
   spinUnlock(a, base + kRwWriterMutex);
   if (Atomics.load(a, base + kRwSleepers) !== 0) Atomics.notify(a, base + kRwState);
 }

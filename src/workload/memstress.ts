@@ -16,6 +16,8 @@ export interface StreamSpec {
   /** First gfn of this vCPU's region. */
   baseGfn: number;
   pages: number;
+  /** Accesses in this stream (default: pages). */
+  accesses?: number;
   order: AccessOrder;
   /** 0..100 */
   writePercent: number;
@@ -31,6 +33,7 @@ export class MemstressStream implements AccessSource {
   readonly iteration: number;
   private readonly baseGfn: number;
   private readonly pages: number;
+  private readonly accesses: number;
   private readonly order: number;
   private readonly writeThreshold: number;
   private rng: number;
@@ -40,6 +43,7 @@ export class MemstressStream implements AccessSource {
   constructor(spec: StreamSpec) {
     this.baseGfn = spec.baseGfn;
     this.pages = spec.pages;
+    this.accesses = spec.accesses ?? spec.pages;
     this.iteration = spec.iteration;
     this.order = spec.order === 'sequential' ? 0 : spec.order === 'permute' ? 1 : 2;
     // Compare a 32-bit draw against percent * 2^32 / 100 (__guest_random_bool).
@@ -52,11 +56,12 @@ export class MemstressStream implements AccessSource {
 
   next(): number {
     const i = this.pos;
-    if (i >= this.pages) return -1;
+    if (i >= this.accesses) return -1;
     this.pos = i + 1;
     let page: number;
-    if (this.order === 0) page = i;
-    else if (this.order === 1) page = this.perm!.at(i);
+    const wrapped = i < this.pages ? i : i % this.pages;
+    if (this.order === 0) page = wrapped;
+    else if (this.order === 1) page = this.perm!.at(wrapped);
     else {
       this.rng = xorshift32(this.rng);
       page = this.rng % this.pages;

@@ -15,7 +15,7 @@ export const KVM_NR_HUGE_LEVELS = 2;
 /** gfn_to_index() */
 export function gfnToIndex(gfn: number, baseGfn: number, level: number): number {
   const s = levelShift(level);
-  return Math.floor(gfn / 2 ** s) - Math.floor(baseGfn / 2 ** s);
+  return (gfn >>> s) - (baseGfn >>> s);
 }
 
 export function lpageCount(baseGfn: number, npages: number, level: number): number {

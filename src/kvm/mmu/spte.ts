@@ -72,8 +72,7 @@ export function spteIndex(gfn: number, level: number): number {
 }
 /** gfn_round_for_level() */
 export function gfnRoundForLevel(gfn: number, level: number): number {
-  const n = pagesPerHpage(level);
-  return gfn - (gfn % n);
+  return gfn & -pagesPerHpage(level);
 }
 /** Level a folio of `order` can be mapped at (kvm_max_level_for_order). */
 export function maxLevelForOrder(order: number): number {

@@ -49,9 +49,9 @@ export class TdpIter {
     this.valid = true;
   }
 
+  /** gfn_round_for_level(); gfns are < 2^31 here, so masks are exact. */
   private roundGfn(gfn: number, level: number): number {
-    const n = pagesPerHpage(level);
-    return gfn - (gfn % n);
+    return gfn & -pagesPerHpage(level);
   }
 
   refreshSptep(): void {
@@ -83,7 +83,7 @@ export class TdpIter {
 
   private tryStepSide(): boolean {
     if (spteIndex(this.gfn, this.level) === SPTE_ENT_PER_PAGE - 1) return false;
-    this.gfn += 2 ** levelShift(this.level);
+    this.gfn += 1 << levelShift(this.level);
     this.nextLastLevelGfn = this.gfn;
     this.sptep += kSpteWords;
     this.read();
