@@ -1,0 +1,27 @@
+/**
+ * kvm-mmu-harness: the public API. Names follow KVM's uAPI so a selftest's flow ports one to one:
+ *
+ *   const host = Host.create({ memory: 2 ** 31, hugepages2m: 512 });
+ *   const vm = host.createVm();                                  // KVM_CREATE_VM
+ *   const hva = vm.mmap({ size: 2 ** 30, backing: 'anonymous_hugetlb_2mb' });
+ *   vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 2 ** 32, memorySize: 2 ** 30, userspaceAddr: hva });
+ *   const vcpu = vm.createVcpu();                                // KVM_CREATE_VCPU
+ *   vcpu.run(stream, budget);                                    // KVM_RUN over a guest access stream
+ *   vm.getStats();                                               // pages_4k, pages_2m, remote_tlb_flush, …
+ *   vm.invalidateRange(startGfn, endGfn);                        // an mmu_notifier invalidation
+ *
+ * Errors are KvmError with a KVM errno ('EINVAL', 'EEXIST', 'ENOMEM', 'EFAULT', …).
+ */
+export { KvmHost as Host, type KvmHostOptions as HostOptions } from './kvm/kvm-host.js';
+export { KvmError, type Errno } from './host/errno.js';
+export { kBackingSources, type BackingSource } from './host/mm.js';
+export { Vm, type VmOptions, type UserspaceMemoryRegion2, type MmapOptions } from './kvm/vm.js';
+export { Vcpu, type AccessSource } from './kvm/vcpu.js';
+export { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS, kMaxGfn } from './kvm/memslot.js';
+export { kVmStatNames, kVcpuStatNames, encodeBinaryStats, decodeBinaryStats, type VmStats, type VcpuStats } from './kvm/stats.js';
+export { audit, type AuditResult, type AuditViolation } from './kvm/audit.js';
+export { MemstressStream, type StreamSpec, type AccessOrder } from './workload/memstress.js';
+export { Runner, type RunnerOptions, type PhaseOutcome } from './scenario/runner.js';
+export { kScenarios, findScenario } from './scenario/index.js';
+export { kResultSchema, type RunResult } from './scenario/result.js';
+export { renderText } from './report/text.js';

@@ -1,0 +1,25 @@
+// mmu_lock on real threads: readers take the optimistic path (add, back out if a writer is
+// there) while writers come and go. Regression: a writer that released by storing 0 wiped a
+// reader's in-flight +1 and the count underflowed, deadlocking every later writer.
+import { describe, expect, it } from 'vitest';
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+
+const fixture = fileURLToPath(new URL('./fixtures/rwlock-hammer.mjs', import.meta.url));
+
+describe('rwlock under contention', () => {
+  it('excludes writers from readers and each other, and ends unlocked', async () => {
+    const sab = new SharedArrayBuffer(64 * 4);
+    const w = new Int32Array(sab);
+    const threads = 3;
+    const runs = Array.from({ length: threads }, (_, t) => new Promise<void>((resolve, reject) => {
+      const wk = new Worker(fixture, { workerData: { sab, threads, seed: 7 + t, iterations: 200_000, writePercent: t === 0 ? 20 : 2 } });
+      wk.once('message', () => resolve());
+      wk.once('error', reject);
+    }));
+    await Promise.all(runs);
+    expect(Atomics.load(w, 34)).toBe(0); // violations
+    expect(Atomics.load(w, 0)).toBe(0); // lock word back to unlocked, no reader count left behind
+    expect(Atomics.load(w, 1)).toBe(0); // writer mutex free
+  }, 60_000);
+});
