@@ -149,20 +149,16 @@ describe('KVM_SET_USER_MEMORY_REGION2 errors leave the VM unchanged', () => {
     expect(vm.memslots.map((s) => [s.slotId, s.baseGfn])).toEqual([[0, 0], [1, 4096]]);
   });
 
-  // BUG (src/kvm/vm.ts, setUserMemoryRegion2 -> installMemslot, lines 243-246 and 269-277): the
-  // new slot is inserted and the generation bumped before dirtyLogHooks.onCreate() rejects
-  // KVM_MEM_LOG_DIRTY_PAGES with EINVAL, so the "failed" ioctl leaves the slot behind (and a
-  // retry of the same gfn range then fails with EEXIST instead).
-  it('EINVAL for KVM_MEM_LOG_DIRTY_PAGES on a new slot (unsupported here) creates no slot', () => {
+  it('EINVAL for an unknown flag bit on a new slot creates no slot', () => {
     const { vm, hva } = fixture();
-    expectErrno(vm, { slot: 2, flags: KVM_MEM_LOG_DIRTY_PAGES, guestPhysAddr: 32 * kMiB, memorySize: kMiB, userspaceAddr: hva + 6 * kMiB }, 'EINVAL');
+    expectErrno(vm, { slot: 2, flags: KVM_MEM_LOG_DIRTY_PAGES | (1 << 7), guestPhysAddr: 32 * kMiB, memorySize: kMiB, userspaceAddr: hva + 6 * kMiB }, 'EINVAL');
   });
 
-  // BUG (src/kvm/vm.ts, commitFlagsOnly, lines 291-303): the dirty bitmap is allocated, the
-  // generation bumped and slot.flags overwritten before dirtyLogHooks.applyFlags() throws
-  // EINVAL, so the slot is left claiming KVM_MEM_LOG_DIRTY_PAGES after the ioctl failed.
-  it('EINVAL for turning on KVM_MEM_LOG_DIRTY_PAGES (unsupported here) leaves the slot flags alone', () => {
+  it('KVM_MEM_LOG_DIRTY_PAGES on a new slot and as a flags-only change both log', () => {
     const { vm, hva } = fixture();
-    expectErrno(vm, { slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guestPhysAddr: 2 * kMiB, memorySize: 4 * kMiB, userspaceAddr: hva }, 'EINVAL');
+    vm.setUserMemoryRegion2({ slot: 2, flags: KVM_MEM_LOG_DIRTY_PAGES, guestPhysAddr: 32 * kMiB, memorySize: kMiB, userspaceAddr: hva + 6 * kMiB });
+    expect(vm.getDirtyLog(2).every((x) => x === 0)).toBe(true);
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guestPhysAddr: 2 * kMiB, memorySize: 4 * kMiB, userspaceAddr: hva });
+    expect(vm.getDirtyLog(0)).toHaveLength(32);
   });
 });

@@ -20,6 +20,8 @@ export const kFrameMeta = 1;
 export const kMetaOrderMask = 0x1f;
 export const kMetaHugetlb = 1 << 5;
 export const kMetaHead = 1 << 6;
+/** folio_mark_dirty(): the folio has data the host must write back / migrate. */
+export const kMetaDirty = 1 << 7;
 export const kMetaNodeShift = 10;
 export const kMetaNodeMask = 0x3f;
 export const kMetaOwnerShift = 16;
@@ -92,6 +94,18 @@ export class FrameTable {
       c[s + kFrameMeta] = i === 0 ? meta | kMetaHead : meta;
       c[s + kFrameRefcount] = i === 0 ? refcount : 0;
     }
+  }
+
+  /** folio_mark_dirty() on the folio holding pfn; true if it was clean. */
+  markDirty(pfn: number): boolean {
+    const head = this.head(pfn);
+    const c = this.chunk(head);
+    const s = this.slot(head) + kFrameMeta;
+    if ((c[s]! & kMetaDirty) !== 0) return false;
+    return (Atomics.or(c, s, kMetaDirty) & kMetaDirty) === 0;
+  }
+  isDirty(pfn: number): boolean {
+    return (this.meta(this.head(pfn)) & kMetaDirty) !== 0;
   }
 
   addRef(head: number, delta: number): number {

@@ -26,47 +26,61 @@ export const kGuestPhysBits = 42;
 export interface MemslotHandle {
   readonly id: number;
   readonly asId: number;
-  readonly flags: number;
+  /** The slot's shared words: [0] flags (toggled by flags-only updates while vCPUs run). */
+  readonly words: SharedArrayBuffer;
   readonly baseGfn: number;
   readonly npages: number;
   readonly userspaceAddr: number;
   readonly vmaId: number;
   readonly lpage: SharedArrayBuffer[];
-  readonly dirtyBitmap: SharedArrayBuffer | null;
+  /**
+   * Allocated with the slot (1 bit per page) rather than when logging starts, so that toggling
+   * logging never replaces a SAB under running workers.
+   */
+  readonly dirtyBitmap: SharedArrayBuffer;
 }
 
 export class Memslot {
   readonly id: number;
   readonly asId: number;
-  flags: number;
+  readonly words: Int32Array;
   readonly baseGfn: number;
   readonly npages: number;
   readonly userspaceAddr: number;
   readonly lpage: Int32Array[];
-  dirtyBitmap: Int32Array | null;
+  readonly dirtyBitmap: Int32Array;
   /** Page index into the VMA of the slot's first gfn; -1 when no VMA covers the slot. */
   readonly vmaOffset: number;
 
   constructor(readonly handle: MemslotHandle, readonly vma: Vma | null) {
     this.id = handle.id;
     this.asId = handle.asId;
-    this.flags = handle.flags;
+    this.words = new Int32Array(handle.words);
     this.baseGfn = handle.baseGfn;
     this.npages = handle.npages;
     this.userspaceAddr = handle.userspaceAddr;
     this.lpage = handle.lpage.map((s) => new Int32Array(s));
-    this.dirtyBitmap = handle.dirtyBitmap ? new Int32Array(handle.dirtyBitmap) : null;
+    this.dirtyBitmap = new Int32Array(handle.dirtyBitmap);
     this.vmaOffset = vma ? handle.userspaceAddr / 4096 - vma.startPage : -1;
   }
 
   static createHandle(
     id: number, asId: number, flags: number, baseGfn: number, npages: number, userspaceAddr: number, vmaId: number,
   ): MemslotHandle {
+    const words = allocSab(8);
+    new Int32Array(words)[0] = flags;
     return {
-      id, asId, flags, baseGfn, npages, userspaceAddr, vmaId,
+      id, asId, words, baseGfn, npages, userspaceAddr, vmaId,
       lpage: allocLpageInfo(baseGfn, npages, Math.floor(userspaceAddr / 4096)),
-      dirtyBitmap: flags & KVM_MEM_LOG_DIRTY_PAGES ? allocDirtyBitmap(npages) : null,
+      dirtyBitmap: allocDirtyBitmap(npages),
     };
+  }
+
+  get flags(): number {
+    return this.words[0]!;
+  }
+  setFlags(flags: number): void {
+    Atomics.store(this.words, 0, flags);
   }
 
   get endGfn(): number {
@@ -79,8 +93,9 @@ export class Memslot {
   get slotId(): number {
     return (this.asId << 16) | this.id;
   }
+  /** kvm_slot_dirty_track_enabled(); a plain read, as KVM reads slot->flags. */
   dirtyLogging(): boolean {
-    return (this.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
+    return (this.words[0]! & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
   }
 }
 

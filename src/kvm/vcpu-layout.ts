@@ -9,8 +9,9 @@
  *   Int32 [64..319]  software TLB: kTlbEntries x (gfn, pfn, flags, gen)   (bytes 256..1279)
  *   Float64 [160..]  (byte 1280) workload cursor: position, iteration, …
  *   Float64 [192..]  (byte 1536) stats, kVcpuStatNames order; then modeled ns, accesses, wall ns
+ *   Int32 [512..1023] (byte 2048) the PML buffer: 512 logged gfns
  */
-export const kVcpuBytes = 2048;
+export const kVcpuBytes = 4096;
 
 export const OUTSIDE_GUEST_MODE = 0;
 export const IN_GUEST_MODE = 1;
@@ -21,6 +22,12 @@ export const kVcpuRequests = 1;
 
 export const KVM_REQ_TLB_FLUSH = 1 << 0;
 export const KVM_REQ_DIRTY_RING_SOFT_FULL = 1 << 1;
+/** Drain CPU dirty logs (PML) — any exit drains, so this is a kick that waits. */
+export const KVM_REQ_FLUSH_CPU_DIRTY_LOG = 1 << 2;
+/** PML on/off changed (KVM_REQ_UPDATE_CPU_DIRTY_LOGGING). */
+export const KVM_REQ_UPDATE_CPU_DIRTY_LOGGING = 1 << 3;
+/** vcpu->run->exit_reason values this model produces. */
+export const KVM_EXIT_DIRTY_RING_FULL = 31;
 
 export const kVcpuMmuCacheCount = 32;
 export const kVcpuMmuCache = 33;
@@ -32,6 +39,10 @@ export const kVcpuTlbGen = 48;
 export const kVcpuRingDirtyIndex = 49;
 export const kVcpuRingResetIndex = 50;
 export const kVcpuPmlIndex = 51;
+/** The VMM's harvest cursor into this vCPU's dirty ring (userspace's fetch index). */
+export const kVcpuRingFetchIndex = 52;
+export const kVcpuPmlBuffer = 512;
+export const PML_LOG_NR_ENTRIES = 512;
 
 export const kTlbEntries = 64;
 export const kTlbBase = 64;

@@ -20,11 +20,14 @@ import { eptWalk, kWalkOk, walkOut } from './mmu/tdp/walk.js';
 import { KvmPageFault, RET_PF_FIXED, RET_PF_SPURIOUS, kvmTdpPageFault } from './mmu/tdp/fault.js';
 import { tlbFill, tlbFlushAll, tlbLookup } from './mmu/tlb.js';
 import {
-  IN_GUEST_MODE, KVM_REQ_TLB_FLUSH, OUTSIDE_GUEST_MODE, kMmuCacheMax, kMmuCacheMin, kVcpuMmuCache, kVcpuMmuCacheCount,
+  IN_GUEST_MODE, KVM_REQ_TLB_FLUSH, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, KVM_EXIT_DIRTY_RING_FULL, kVcpuPmlIndex, OUTSIDE_GUEST_MODE, kMmuCacheMax, kMmuCacheMin, kVcpuMmuCache, kVcpuMmuCacheCount,
   kVcpuMode, kVcpuRequests, kVcpuStats, kVcpuStatAccesses, kVcpuStatModeledNs, kVcpuStatWallNs,
 } from './vcpu-layout.js';
 import { kVcpuStat, kVcpuStatNames, type VcpuStats } from './stats.js';
 import { kVmStaleWrites, kVmStaleWriteGfn } from './vm-layout.js';
+import { pmlDrain, pmlEnabled, pmlLog } from './dirty/pml.js';
+import { ringSoftFull } from './dirty/ring.js';
+import { kOpRingFullExit } from '../metrics/ops.js';
 import type { Memslot } from './memslot.js';
 import type { Vm } from './vm.js';
 
@@ -45,6 +48,8 @@ const kStatPfFixed = kVcpuStats + kVcpuStat.pf_fixed;
 const kStatPfSpurious = kVcpuStats + kVcpuStat.pf_spurious;
 const kStatTlbFlush = kVcpuStats + kVcpuStat.tlb_flush;
 const kStatExits = kVcpuStats + kVcpuStat.exits;
+const kStatPfFast = kVcpuStats + kVcpuStat.pf_fast;
+const kStatRingFull = kVcpuStats + kVcpuStat.dirty_ring_full_exits;
 
 export class Vcpu {
   w!: Int32Array;
@@ -54,10 +59,12 @@ export class Vcpu {
   private lastSlot: Memslot | null = null;
   /** Global id written into frame stamps (vm id << 12 | vcpu id). */
   readonly stampId: number;
-  /** Hook for dirty tracking when the walk sets a D bit (PML logging). */
-  onHwDirty: ((vcpu: Vcpu, gfn: number) => void) | null = null;
-  /** Exits the dirty ring or PML asked for; the run loop returns to its caller when set. */
+  /** An exit to userspace (KVM_EXIT_DIRTY_RING_FULL): the run loop returns to its caller. */
   pendingExit = 0;
+  /** This vCPU's dirty ring (kvm_dirty_gfn entries as 4 Int32), when the ring is on. */
+  ring: Int32Array | null = null;
+  /** Whether PML logs this vCPU's D-bit transitions (re-read at every entry after a request). */
+  private pml = false;
 
   constructor(readonly vm: Vm, readonly id: number) {
     this.stampId = (vm.id << 12) | id;
@@ -70,6 +77,9 @@ export class Vcpu {
     this.f = new Float64Array(sab);
     this.iter = new TdpIter(this.vm.pool.pt);
     this.lastSlot = null;
+    const ring = this.vm.rings[this.id];
+    this.ring = ring ? new Int32Array(ring) : null;
+    this.pml = pmlEnabled(this.vm);
   }
 
   /** gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot). */
@@ -95,6 +105,15 @@ export class Vcpu {
     const t0 = m.t;
     const wall0 = performance.now();
     let faults = 0;
+    this.pendingExit = 0;
+    // A vCPU whose ring is still soft-full exits again right away (kvm_dirty_ring_check_request).
+    if (this.ring !== null && ringSoftFull(this)) {
+      this.pendingExit = KVM_EXIT_DIRTY_RING_FULL;
+      this.f[kStatRingFull]!++;
+      count(m, kOpRingFullExit);
+      return 0;
+    }
+    this.pml = pmlEnabled(vm);
     this.enterGuest();
     let n = 0;
     try {
@@ -113,13 +132,14 @@ export class Vcpu {
           count(m, kOpTlbMiss);
           if (eptWalk(pt, vm.root, gfn, write) !== kWalkOk) {
             countN(m, kOpWalkStep, walkOut.steps);
-            this.exitForFault(gfn, write, hist, faults++ % wallEvery === 0);
+            this.exitForFault(gfn, write, walkOut.presentLeaf, hist, faults++ % wallEvery === 0);
             continue;
           }
           countN(m, kOpWalkStep, walkOut.steps);
           pfn = walkOut.pfn;
           tlbFill(w, gfn, pfn, walkOut.flags);
-          if (walkOut.dirtied && this.onHwDirty !== null) this.onHwDirty(this, gfn);
+          // The CPU set D (0 -> 1): PML logs the gfn.
+          if (walkOut.dirtied && this.pml) pmlLog(this, gfn);
         }
         count(m, kOpGuestAccess);
         if (write && stamps) this.storeChecked(gfn, pfn, src.iteration);
@@ -158,9 +178,11 @@ export class Vcpu {
     vm.host.frames.writeStamp(pfn, this.stampId, iteration);
   }
 
-  private exitForFault(gfn: number, write: boolean, hist: OpHistograms | null, timeWall: boolean): void {
+  private exitForFault(gfn: number, write: boolean, present: boolean, hist: OpHistograms | null, timeWall: boolean): void {
     const m = this.vm.ctx.metrics;
     const w = this.w;
+    // vmx_flush_pml_buffer() on every exit, before the VMM can see us outside guest mode.
+    if (w[kVcpuPmlIndex] !== 0) pmlDrain(this);
     Atomics.store(w, kVcpuMode, OUTSIDE_GUEST_MODE);
     count(m, kOpVmExit);
     const f = this.f;
@@ -168,7 +190,7 @@ export class Vcpu {
     f[kStatPfTaken]!++;
     const tm = m.t;
     const tw = timeWall ? performance.now() : 0;
-    const r = kvmTdpPageFault(this, gfn, write);
+    const r = kvmTdpPageFault(this, gfn, write, present);
     if (r === RET_PF_FIXED) f[kStatPfFixed]!++;
     else if (r === RET_PF_SPURIOUS) f[kStatPfSpurious]!++;
     // The retried access would re-walk and find this leaf. Fill the TLB from the fault instead
@@ -201,6 +223,7 @@ export class Vcpu {
   }
 
   exitGuest(): void {
+    if (this.w[kVcpuPmlIndex] !== 0) pmlDrain(this);
     Atomics.store(this.w, kVcpuMode, OUTSIDE_GUEST_MODE);
     Atomics.notify(this.w, kVcpuMode);
     this.processRequests();
@@ -214,6 +237,7 @@ export class Vcpu {
   /** A kick arrived (mode was moved to EXITING): leave guest mode, serve requests, re-enter. */
   private handleKick(): void {
     const w = this.w;
+    if (w[kVcpuPmlIndex] !== 0) pmlDrain(this);
     Atomics.store(w, kVcpuMode, OUTSIDE_GUEST_MODE);
     Atomics.notify(w, kVcpuMode);
     this.f[kStatExits]!++;
@@ -228,11 +252,13 @@ export class Vcpu {
       this.f[kStatTlbFlush]!++;
       count(this.vm.ctx.metrics, kOpTlbFlushVcpu);
     }
-    if ((req & ~KVM_REQ_TLB_FLUSH) !== 0 && this.onRequest !== null) this.onRequest(this, req & ~KVM_REQ_TLB_FLUSH);
+    if ((req & KVM_REQ_UPDATE_CPU_DIRTY_LOGGING) !== 0) this.pml = pmlEnabled(this.vm);
+    // KVM_REQ_FLUSH_CPU_DIRTY_LOG needs nothing more: the exit that served it drained PML.
   }
 
-  /** Handler for requests beyond TLB flushes (dirty ring soft-full). */
-  onRequest: ((vcpu: Vcpu, req: number) => void) | null = null;
+  countFastFault(): void {
+    this.f[kStatPfFast]!++;
+  }
 
   /** mmu_topup_memory_caches(): enough page-table pages for one fault, before mmu_lock. */
   topupMmuCache(): void {

@@ -47,6 +47,10 @@ export const kVmOnline = kVmRoot + 5;
 /** Guest stores that landed on a frame the host no longer maps for that gfn (oracle, stamps on). */
 export const kVmStaleWrites = kVmRoot + 6;
 export const kVmStaleWriteGfn = kVmRoot + 7;
+/** Dirty-logging strategy bits (dirty/strategy.ts). */
+export const kVmStrategy = kVmRoot + 8;
+/** Bumped by KVM_RESET_DIRTY_RINGS so vCPUs parked on a full ring can look again. */
+export const kVmRingResetGen = kVmRoot + 9;
 
 export const kVmWords = kPadWords * 9;
 

@@ -17,7 +17,7 @@ import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { kOpInvalidate, kOpLockWrite, kOpLockWaitNs } from '../metrics/ops.js';
 import {
   KVM_ADDRESS_SPACE_NUM, KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, Memslot, type MemslotHandle, kMaxGfn,
-  kValidMemslotFlags, allocDirtyBitmap,
+  kValidMemslotFlags,
 } from './memslot.js';
 import { PtPool, type PtPoolHandle } from './mmu/tdp/pt-pages.js';
 import { TdpIter } from './mmu/tdp/iter.js';
@@ -27,9 +27,21 @@ import { kvmFlushRemoteTlbs } from './requests.js';
 import { kvmMmuInvalidateBegin, kvmMmuInvalidateEnd, kvmMmuInvalidateRangeAdd } from './invalidate.js';
 import {
   kVmMemslotGen, kVmMmuLock, kVmRoot, kVmStatPages1g, kVmStatPages2m, kVmStatPages4k, kVmStatRemoteTlbFlush,
-  kVmStatRemoteTlbFlushRequests, kVmWords, kVmOnline,
+  kVmStatRemoteTlbFlushRequests, kVmWords, kVmOnline, kVmStrategy, kVmNrSlotsDirtyLogging, kVmDirtyCaps, kVmDirtyRingSize,
 } from './vm-layout.js';
-import { kVcpuBytes } from './vcpu-layout.js';
+import { kVcpuBytes, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING } from './vcpu-layout.js';
+import { kvmMakeAllCpusRequest } from './requests.js';
+import {
+  type DirtyStrategy, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_INITIALLY_SET,
+  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, decodeStrategy, encodeStrategy, kDefaultDirtyStrategy, kStratFolioOnZap,
+} from './dirty/strategy.js';
+import { kvmMmuSlotApplyFlags, type ApplyFlagsOutcome } from './dirty/apply-flags.js';
+import { manualProtectAndInitSet } from './dirty/masked.js';
+import { getDirtyLog, markPageDirtyInSlot } from './dirty/bitmap.js';
+import { clearDirtyLog, type ClearDirtyLog } from './dirty/clear.js';
+import { allocDirtyRing, enableDirtyRing, harvestDirtyRings, resetDirtyRings } from './dirty/ring.js';
+import { SPTE_DIRTY } from './mmu/spte.js';
+import { kOpFolioMarkDirty } from '../metrics/ops.js';
 import { Vcpu } from './vcpu.js';
 import { type VmStats, type VcpuStats, encodeBinaryStats } from './stats.js';
 
@@ -42,6 +54,8 @@ export interface ThreadCtx {
 export interface VmOptions {
   /** KVM_CAP_MAX_VCPUS for this VM (sizes the epoch domain). Default 1024. */
   maxVcpus?: number;
+  /** Dirty-logging strategy (module parameters / kernel generation); defaults: upstream KVM. */
+  strategy?: Partial<DirtyStrategy>;
 }
 
 export interface UserspaceMemoryRegion2 {
@@ -67,6 +81,8 @@ export interface VmHandle {
   readonly slots: MemslotHandle[];
   readonly vmas: VmaHandle[];
   readonly vcpus: SharedArrayBuffer[];
+  /** Per-vCPU dirty rings (null when the ring is off). */
+  readonly rings: (SharedArrayBuffer | null)[];
   readonly generation: number;
 }
 
@@ -92,10 +108,12 @@ export class Vm {
   memslots: Memslot[] = [];
   readonly vmas: Vma[] = [];
   readonly vcpuWords: Int32Array[] = [];
+  readonly rings: (SharedArrayBuffer | null)[] = [];
   readonly vcpus: Vcpu[] = [];
   generation = 0;
   /** Callback when a present leaf goes away (folio dirty/accessed policy, dirty logging). */
-  onLeafRemoved: ((vm: Vm, gfn: number, level: number, flags: number, pfn: number) => void) | null = null;
+  onLeafRemoved: ((vm: Vm, gfn: number, level: number, flags: number, pfn: number) => void) | null = (vm, _gfn, level, flags, pfn) =>
+    vm.onSpteCleaned(flags, pfn, level);
   private nextHva = kHvaBase;
 
   private constructor(readonly host: Host, readonly ctx: ThreadCtx, h: VmHandle) {
@@ -117,8 +135,9 @@ export class Vm {
     const words = allocSab(kVmWords * 4);
     const epoch = EpochDomain.create(maxVcpus + 1);
     const poolHandle = PtPool.createHandle(64);
-    const h: VmHandle = { id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, slots: [], vmas: [], vcpus: [], generation: 0 };
+    const h: VmHandle = { id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, slots: [], vmas: [], vcpus: [], rings: [], generation: 0 };
     const vm = new Vm(host, ctx, h);
+    Atomics.store(vm.w, kVmStrategy, encodeStrategy({ ...kDefaultDirtyStrategy, ...opts.strategy }));
     vm.pool.initFree();
     // The root (one 4-level TDP root; this model has no SMM or guest-mode roots).
     const root = new Int32Array(1);
@@ -141,6 +160,7 @@ export class Vm {
     this.slots.clear();
     this.vmas.length = 0;
     this.vcpuWords.length = 0;
+    this.rings.length = 0;
     this.loadLayout(h);
     for (const v of this.vcpus) v.reattach();
   }
@@ -150,6 +170,7 @@ export class Vm {
     for (const sh of h.slots) this.slots.set((sh.asId << 16) | sh.id, new Memslot(sh, this.vmaById(sh.vmaId)));
     this.sortMemslots();
     for (const s of h.vcpus) this.vcpuWords.push(new Int32Array(s));
+    for (const r of h.rings) this.rings.push(r);
     this.generation = h.generation;
   }
 
@@ -164,7 +185,7 @@ export class Vm {
   handle(): VmHandle {
     return {
       id: this.id, maxVcpus: this.maxVcpus, words: this.w.buffer as SharedArrayBuffer, epoch: this.epoch.sab,
-      pool: this.pool.handle, slots: [...this.slots.values()].map((s) => ({ ...s.handle, flags: s.flags })),
+      pool: this.pool.handle, slots: [...this.slots.values()].map((s) => s.handle), rings: this.rings.slice(),
       vmas: this.vmas.map((v) => v.handle), vcpus: this.vcpuWords.map((w) => w.buffer as SharedArrayBuffer),
       generation: this.generation,
     };
@@ -267,7 +288,6 @@ export class Vm {
   }
 
   private installMemslot(h0: MemslotHandle): void {
-    if ((h0.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0) this.dirtyLogHooks.check(this);
     const vma = this.vmaCovering(h0.userspaceAddr, h0.npages * 4096);
     const h: MemslotHandle = { ...h0, vmaId: vma ? vma.id : -1 };
     const slot = new Memslot(h, vma);
@@ -275,7 +295,12 @@ export class Vm {
     this.sortMemslots();
     this.ensurePoolCapacity();
     this.bumpGeneration();
-    if (slot.dirtyLogging()) this.dirtyLogHooks.onCreate(this, slot);
+    // A slot created with logging on: nothing is mapped yet, so only the bitmap and PML matter.
+    if (slot.dirtyLogging()) {
+      this.initDirtyBitmap(slot);
+      Atomics.add(this.w, kVmNrSlotsDirtyLogging, 1);
+      kvmMakeAllCpusRequest(this, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
+    }
   }
 
   private deleteMemslot(slot: Memslot): void {
@@ -283,6 +308,7 @@ export class Vm {
     this.withMmuWriteLock(() => {
       if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
     });
+    if (slot.dirtyLogging()) Atomics.sub(this.w, kVmNrSlotsDirtyLogging, 1);
     this.slots.delete((slot.asId << 16) | slot.id);
     this.sortMemslots();
     this.bumpGeneration();
@@ -290,30 +316,114 @@ export class Vm {
 
   /** KVM_MR_FLAGS_ONLY: toggling dirty logging goes through kvm_mmu_slot_apply_flags(). */
   private commitFlagsOnly(slot: Memslot, flags: number): void {
-    if ((flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0) this.dirtyLogHooks.check(this);
-    const old = slot.flags;
     const logNow = (flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
-    const logBefore = (old & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
-    if (logNow && slot.dirtyBitmap === null) {
-      (slot.handle as { dirtyBitmap: SharedArrayBuffer | null }).dirtyBitmap = allocDirtyBitmap(slot.npages);
-      slot.dirtyBitmap = new Int32Array(slot.handle.dirtyBitmap!);
-      this.bumpGeneration();
+    const logBefore = slot.dirtyLogging();
+    // kvm_prepare_memory_region(): a fresh bitmap (all ones under INITIALLY_SET) before the flip.
+    if (logNow && !logBefore) this.initDirtyBitmap(slot);
+    slot.setFlags(flags);
+    if (logNow !== logBefore) this.lastApplyFlags = kvmMmuSlotApplyFlags(this, slot, logNow);
+  }
+
+  /** What the last enable/disable of dirty logging did (splits, TLB flushes). */
+  lastApplyFlags: ApplyFlagsOutcome = { splits: 0, tlbFlushes: 0 };
+
+  private initDirtyBitmap(slot: Memslot): void {
+    const bm = slot.dirtyBitmap;
+    bm.fill(0);
+    if (manualProtectAndInitSet(this)) {
+      for (let i = 0; i < slot.npages; i++) bm[i >>> 5]! |= 1 << (i & 31);
     }
-    slot.flags = flags;
-    (slot.handle as { flags: number }).flags = flags;
-    if (logNow !== logBefore) this.dirtyLogHooks.applyFlags(this, slot, logNow);
   }
 
-  /** Dirty-logging behaviour on flag changes; replaced by src/kvm/dirty when logging is set up. */
-  dirtyLogHooks: DirtyLogHooks = kNoDirtyLogHooks;
-
-  /** Whether a fault installing a SPTE at `level` for `gfn` may map it writable (dirty logging). */
-  makeSpteWritable(slot: Memslot, gfn: number, level: number, write: boolean): boolean {
-    return this.dirtyLogHooks.makeSpteWritable(this, slot, gfn, level, write);
+  /** Current dirty-logging strategy. */
+  get dirtyStrategy(): DirtyStrategy {
+    return decodeStrategy(Atomics.load(this.w, kVmStrategy));
+  }
+  /** Choose the strategy; EBUSY while any slot logs (KVM's module parameters are read at enable). */
+  setDirtyStrategy(s: Partial<DirtyStrategy>): void {
+    if (Atomics.load(this.w, kVmNrSlotsDirtyLogging) !== 0) fail('EBUSY', 'change the dirty-logging strategy while no slot logs');
+    Atomics.store(this.w, kVmStrategy, encodeStrategy({ ...this.dirtyStrategy, ...s }));
   }
 
-  afterSpteInstalled(slot: Memslot, gfn: number, level: number, flags: number, write: boolean): void {
-    this.dirtyLogHooks.afterSpteInstalled(this, slot, gfn, level, flags, write);
+  /** KVM_ENABLE_CAP on the VM: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 or KVM_CAP_DIRTY_LOG_RING. */
+  enableCap(cap: 'KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2' | 'KVM_CAP_DIRTY_LOG_RING' | number, arg: number): void {
+    const c = cap === 'KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2' ? KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 : cap === 'KVM_CAP_DIRTY_LOG_RING' ? KVM_CAP_DIRTY_LOG_RING : cap;
+    if (c === KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) {
+      const allowed = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
+      if (!Number.isInteger(arg) || (arg & ~allowed) !== 0) fail('EINVAL', `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: unknown flags 0x${Number(arg).toString(16)}`);
+      if ((arg & KVM_DIRTY_LOG_INITIALLY_SET) !== 0 && (arg & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) === 0) {
+        fail('EINVAL', 'KVM_DIRTY_LOG_INITIALLY_SET needs KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE');
+      }
+      if ((arg & KVM_DIRTY_LOG_INITIALLY_SET) !== 0 && Atomics.load(this.w, kVmDirtyRingSize) !== 0) {
+        fail('EINVAL', 'KVM_DIRTY_LOG_INITIALLY_SET with the dirty ring: the ring cannot report pages that were never written');
+      }
+      Atomics.store(this.w, kVmDirtyCaps, arg);
+      return;
+    }
+    if (c === KVM_CAP_DIRTY_LOG_RING) {
+      enableDirtyRing(this, arg);
+      return;
+    }
+    fail('EINVAL', `KVM_ENABLE_CAP: capability ${String(cap)} is not modelled`);
+  }
+
+  /** KVM_GET_DIRTY_LOG */
+  getDirtyLog(slot: number): Uint32Array {
+    return getDirtyLog(this, slot);
+  }
+  /** KVM_CLEAR_DIRTY_LOG; returns the number of pages re-armed. */
+  clearDirtyLog(log: ClearDirtyLog): number {
+    return clearDirtyLog(this, log);
+  }
+  /** Collect DIRTY ring entries of every vCPU (marking them RESET); returns how many. */
+  harvestDirtyRings(sink: (slot: number, offset: number) => void): number {
+    return harvestDirtyRings(this, sink);
+  }
+  /** KVM_RESET_DIRTY_RINGS; returns the number of entries reset. */
+  resetDirtyRings(): number {
+    return resetDirtyRings(this);
+  }
+
+  /** mark_page_dirty_in_slot() */
+  markPageDirtyInSlot(slot: Memslot, gfn: number, vcpu: Vcpu | null): void {
+    markPageDirtyInSlot(this, slot, gfn, vcpu);
+  }
+
+  /** A writable SPTE was created: with folio-dirty 'on-create', the folio is dirty now. */
+  onWritableSpte(pfn: number, level: number, fast: boolean): void {
+    if (fast || (this.w[kVmStrategy]! & kStratFolioOnZap) !== 0) return;
+    this.folioMarkDirty(pfn);
+  }
+
+  /** A dirty SPTE lost W or D (or went away): with 'on-zap', the folio is dirty now. */
+  onSpteCleaned(oldFlags: number, pfn: number, level: number): void {
+    void level;
+    if ((this.w[kVmStrategy]! & kStratFolioOnZap) === 0 || (oldFlags & SPTE_DIRTY) === 0) return;
+    this.folioMarkDirty(pfn);
+  }
+
+  private folioMarkDirty(pfn: number): void {
+    count(this.ctx.metrics, kOpFolioMarkDirty);
+    this.host.frames.markDirty(pfn);
+  }
+
+  /** Page-table pages for VMM-side splits (the VMM thread's mmu cache). */
+  private readonly vmmPages = new Int32Array(64);
+  private vmmPageCount = 0;
+  takeVmmPage(): number {
+    if (this.vmmPageCount === 0) {
+      this.vmmPageCount = this.pool.allocBatch(this.vmmPages, 0, this.vmmPages.length);
+      if (this.vmmPageCount === 0) fail('ENOMEM', `VM ${this.id}: page-table page pool exhausted while splitting huge pages`);
+    }
+    return this.vmmPages[--this.vmmPageCount]!;
+  }
+  returnVmmPage(sp: number): void {
+    this.vmmPages[this.vmmPageCount++] = sp;
+  }
+  /** Give unused VMM-side pages back (end of every VMM-side operation, so the audit balances). */
+  releaseVmmPages(): void {
+    if (this.vmmPageCount > 0) this.pool.freeUnused(this.vmmPages, 0, this.vmmPageCount);
+    this.vmmPageCount = 0;
   }
 
   /** Capacity for every slot mapped at 4K, plus slack for tables waiting out their epoch. */
@@ -338,9 +448,10 @@ export class Vm {
   createVcpu(id = this.vcpuWords.length): Vcpu {
     if (!Number.isInteger(id) || id < 0 || id >= this.maxVcpus) fail('EINVAL', `vCPU id ${id} out of range (max ${this.maxVcpus})`);
     if (id !== this.vcpuWords.length) fail('EINVAL', `vCPU ids are dense here: next id is ${this.vcpuWords.length}`);
-    if (this.dirtyLogHooks.beforeCreateVcpu) this.dirtyLogHooks.beforeCreateVcpu(this);
     const sab = allocSab(kVcpuBytes);
     this.vcpuWords.push(new Int32Array(sab));
+    const ring = Atomics.load(this.w, kVmDirtyRingSize);
+    this.rings.push(ring !== 0 ? allocDirtyRing(ring) : null);
     this.ensurePoolCapacity();
     this.bumpGeneration();
     return this.vcpu(id);
@@ -448,23 +559,3 @@ export class Vm {
     Atomics.store(this.w, kVmOnline, 0);
   }
 }
-
-export interface DirtyLogHooks {
-  /** Throws if logging cannot be enabled on this VM (before anything changes). */
-  check(vm: Vm): void;
-  onCreate(vm: Vm, slot: Memslot): void;
-  applyFlags(vm: Vm, slot: Memslot, enable: boolean): void;
-  makeSpteWritable(vm: Vm, slot: Memslot, gfn: number, level: number, write: boolean): boolean;
-  afterSpteInstalled(vm: Vm, slot: Memslot, gfn: number, level: number, flags: number, write: boolean): void;
-  beforeCreateVcpu?(vm: Vm): void;
-}
-
-const kNoDirtyLogHooks: DirtyLogHooks = {
-  check() {
-    fail('EINVAL', 'KVM_MEM_LOG_DIRTY_PAGES is not supported by this build of the model');
-  },
-  onCreate() {},
-  applyFlags() {},
-  makeSpteWritable: () => true,
-  afterSpteInstalled() {},
-};

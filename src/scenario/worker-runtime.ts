@@ -13,6 +13,7 @@ import { Metrics } from '../metrics/counters.js';
 import { HistogramSet, type EncodedHistograms } from '../metrics/histogram.js';
 import { MemstressStream, type StreamSpec } from '../workload/memstress.js';
 import type { Vcpu } from '../kvm/vcpu.js';
+import { kVmRingResetGen } from '../kvm/vm-layout.js';
 
 export interface VcpuWork {
   vm: number;
@@ -94,17 +95,27 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       streams.push(new MemstressStream(w.stream));
       before.push({ modeled: v.modeledNs(), wall: v.wallNs(), accesses: v.accesses() });
     }
-    // Round-robin slices until every stream ends.
+    // Round-robin slices until every stream ends. A vCPU that exited with a full dirty ring
+    // stays out until the VMM resets rings; when every live vCPU here is in that state, sleep on
+    // the VM's reset generation instead of spinning.
     let live = vcpus.length;
     const done = new Uint8Array(vcpus.length);
     while (live > 0) {
+      let progressed = false;
       for (let i = 0; i < vcpus.length; i++) {
         if (done[i]) continue;
-        const n = vcpus[i]!.run(streams[i]!, task.sliceAccesses, faultHist, task.wallEvery);
-        if (n < task.sliceAccesses && vcpus[i]!.pendingExit === 0) {
+        const v = vcpus[i]!;
+        const n = v.run(streams[i]!, task.sliceAccesses, faultHist, task.wallEvery);
+        if (n > 0) progressed = true;
+        if (n < task.sliceAccesses && v.pendingExit === 0) {
           done[i] = 1;
           live--;
+          progressed = true;
         }
+      }
+      if (!progressed && live > 0) {
+        const w = vcpus.find((_, i) => !done[i])!.vm.w;
+        Atomics.wait(w, kVmRingResetGen, Atomics.load(w, kVmRingResetGen), 1);
       }
     }
     a.ctx.hostThread.drain();

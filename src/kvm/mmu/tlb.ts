@@ -5,13 +5,14 @@
  * after a zap's flush has completed is exactly the bug the oracles look for.
  */
 import { kTlbBase, kTlbEntries, kTlbFlags, kTlbGenWord, kTlbGfn, kTlbPfn, kTlbWords, kVcpuTlbGen } from '../vcpu-layout.js';
-import { PT_WRITABLE_MASK } from './spte.js';
+import { PT_WRITABLE_MASK, SPTE_DIRTY } from './spte.js';
 
 /** pfn for gfn if cached with sufficient permission, else -1. */
 export function tlbLookup(w: Int32Array, gfn: number, write: boolean): number {
   const e = kTlbBase + (gfn & (kTlbEntries - 1)) * kTlbWords;
   if (w[e + kTlbGfn] !== gfn || w[e + kTlbGenWord] !== w[kVcpuTlbGen]) return -1;
-  if (write && (w[e + kTlbFlags]! & PT_WRITABLE_MASK) === 0) return -1;
+  // A store needs W, and D already set: with D clear the CPU walks to set it (what PML logs).
+  if (write && (w[e + kTlbFlags]! & (PT_WRITABLE_MASK | SPTE_DIRTY)) !== (PT_WRITABLE_MASK | SPTE_DIRTY)) return -1;
   return w[e + kTlbPfn]!;
 }
 

@@ -20,6 +20,7 @@ import { kvmFlushRemoteTlbs } from '../../requests.js';
 import { tdpMmuSetSpteAtomic } from './spte-change.js';
 import { tdpMmuSplitHugePage, clearSp } from './split.js';
 import type { Vcpu } from '../../vcpu.js';
+import { fastPageFault } from './fast-pf.js';
 import type { Memslot } from '../../memslot.js';
 
 // enum ret_pf (mmu_internal.h)
@@ -49,7 +50,7 @@ export class KvmPageFault {
 }
 
 /** kvm_tdp_page_fault(): returns a RET_PF_* code. */
-export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean): number {
+export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present = false): number {
   const vm = vcpu.vm;
   const m = vm.ctx.metrics;
   const fault = vcpu.fault;
@@ -64,6 +65,14 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean): number
   if (slot === null) fail('EFAULT', `KVM_RUN: guest access to gfn 0x${gfn.toString(16)} outside every memslot (MMIO is not modelled)`);
   fault.slot = slot;
   if (write && (slot.flags & KVM_MEM_READONLY) !== 0) fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot.id} at gfn 0x${gfn.toString(16)}`);
+  // fast_page_fault() before anything else: a write-protected, MMU-writable leaf needs no lock.
+  if (write && present) {
+    const r = fastPageFault(vcpu, slot, gfn, write);
+    if (r !== RET_PF_INVALID) {
+      if (r === RET_PF_FIXED) vcpu.countFastFault();
+      return r;
+    }
+  }
   if (mmuInvalidateRetryGfnUnsafe(vm, gfn)) {
     count(m, kOpFaultRetry);
     return RET_PF_RETRY;
@@ -109,6 +118,19 @@ export function kvmMmuHugepageAdjust(fault: KvmPageFault, slot: Memslot): void {
   else if (max > PG_LEVEL_4K) max = lpageMaxLevel(slot.lpage, slot.baseGfn, fault.gfn, max);
   fault.maxLevel = max;
   fault.goalLevel = max;
+}
+
+/**
+ * kvm_mmu_max_mapping_level(): the largest level the host mapping and lpage_info allow for gfn,
+ * ignoring dirty logging (used when recovering huge pages).
+ */
+export function kvmMmuMaxMappingLevel(slot: Memslot, gfn: number): number {
+  const vma = slot.vma;
+  if (vma === null) return PG_LEVEL_4K;
+  const idx = slot.vmaOffset + (gfn - slot.baseGfn);
+  if (vma.lookup(idx) < 0) return PG_LEVEL_4K;
+  const host = Math.min(maxLevelForOrder(vma.mappingOrder(idx)), PG_LEVEL_1G);
+  return host > PG_LEVEL_4K ? lpageMaxLevel(slot.lpage, slot.baseGfn, gfn, host) : PG_LEVEL_4K;
 }
 
 /** kvm_tdp_mmu_map() */
@@ -161,12 +183,15 @@ function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
   }
   const pfn = fault.pfn - (fault.gfn - it.gfn);
   if (level > PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) throw new Error(`BUG: huge pfn 0x${pfn.toString(16)} misaligned at level ${level}`);
-  const writable = fault.mapWritable && vm.makeSpteWritable(fault.slot!, fault.gfn, level, fault.write);
-  const flags = makeSpteFlags(level, writable, true);
+  const flags = makeSpteFlags(level, fault.mapWritable, true);
   if (!tdpMmuSetSpteAtomic(vm, it, flags, pfn)) return retry(vm.ctx.metrics);
   // Replacing a present non-leaf (a table where a huge page now goes) needs a flush.
   if (isShadowPresentPte(old) && !isLastSpte(old, level)) kvmFlushRemoteTlbs(vm);
-  vm.afterSpteInstalled(fault.slot!, fault.gfn, level, flags, fault.write);
+  // make_spte(): a writable SPTE in a dirty-logged slot means the page is dirty now.
+  if (fault.mapWritable) {
+    if (fault.slot!.dirtyLogging()) vm.markPageDirtyInSlot(fault.slot!, fault.gfn, vcpu);
+    vm.onWritableSpte(pfn, level, false);
+  }
   setLeaf(fault, flags, pfn, level);
   return RET_PF_FIXED;
 }

@@ -3,7 +3,7 @@
  * map the same memory with the same permissions, then swap it in for the huge SPTE. The
  * translation does not change, so no TLB flush is needed.
  */
-import { SPTE_ENT_PER_PAGE, kPtPageWords, kSpteWords, kNonLeafFlags, makeSmallSpteFlags, pagesPerHpage } from '../spte.js';
+import { SPTE_ENT_PER_PAGE, kPtPageWords, kSpteWords, kNonLeafFlags, makeSmallSpteFlags, pagesPerHpage, isLargePte, isShadowPresentPte } from '../spte.js';
 import { pageStatWord } from '../../vm-layout.js';
 import { count, countN } from '../../../metrics/counters.js';
 import { kOpSplitHuge, kOpSpteWrite } from '../../../metrics/ops.js';
@@ -47,4 +47,27 @@ export function tdpMmuSplitHugePage(vm: Vm, it: TdpIter, sp: number, shared: boo
 /** Clear a child table that lost its race, so it can go back to the cache. */
 export function clearSp(vm: Vm, sp: number): void {
   vm.pool.pt.fill(0, sp * kPtPageWords, (sp + 1) * kPtPageWords);
+}
+
+/**
+ * Eager page splitting over [start, end) (tdp_mmu_split_huge_pages_root): split every huge leaf
+ * above `targetLevel`, top-down (a 1G page becomes 2M pages, which are split in turn). Runs under
+ * mmu_lock for read at enable (shared) and for write in CLEAR. Returns the number of splits.
+ */
+export function tdpSplitHugePagesRange(vm: Vm, start: number, end: number, targetLevel: number, shared: boolean): number {
+  const it = vm.iter;
+  let splits = 0;
+  for (it.start(vm.root, targetLevel + 1, start); it.valid && it.gfn < end; it.next()) {
+    for (;;) {
+      if (!isShadowPresentPte(it.oldFlags) || !isLargePte(it.oldFlags) || it.level <= targetLevel) break;
+      const sp = vm.takeVmmPage();
+      if (tdpMmuSplitHugePage(vm, it, sp, shared)) {
+        splits++;
+        break;
+      }
+      clearSp(vm, sp);
+      vm.returnVmmPage(sp);
+    }
+  }
+  return splits;
 }

@@ -13,7 +13,7 @@ export const kWalkOk = 0;
 export const kWalkViolation = 1;
 
 /** Result of the last walk on this thread (no allocation per walk). */
-export const walkOut = { pfn: 0, flags: 0, level: 0, steps: 0, sptep: 0, dirtied: false };
+export const walkOut = { pfn: 0, flags: 0, level: 0, steps: 0, sptep: 0, dirtied: false, presentLeaf: false };
 
 export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolean): number {
   let page = root;
@@ -27,12 +27,14 @@ export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolea
     const flags = pt[sptep]!;
     if ((flags & SPTE_MMU_PRESENT_MASK) === 0) {
       walkOut.steps = steps;
+      walkOut.presentLeaf = false;
       return kWalkViolation;
     }
     const pfn = pt[sptep + 1]!;
     if (level === 1 || (flags & PT_PAGE_SIZE_MASK) !== 0) {
       if (write && (flags & PT_WRITABLE_MASK) === 0) {
         walkOut.steps = steps;
+        walkOut.presentLeaf = true;
         return kWalkViolation;
       }
       const want = write ? flags | SPTE_ACCESSED | SPTE_DIRTY : flags | SPTE_ACCESSED;
@@ -51,5 +53,6 @@ export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolea
     }
     page = pfn;
   }
+  walkOut.presentLeaf = false;
   return kWalkViolation;
 }

@@ -1,0 +1,89 @@
+/**
+ * kvm_mmu_slot_apply_flags() (x86.c) for a flags-only change that toggles
+ * KVM_MEM_LOG_DIRTY_PAGES:
+ *
+ *  enable   with MANUAL_PROTECT + INITIALLY_SET: nothing (the bitmap starts all ones and CLEAR
+ *           arms tracking gradually) — unless a strategy asks for the older behaviours;
+ *           otherwise eager split (kvm.eager_page_split), then PML: clear D on 4K leaves and
+ *           write-protect ≥ 2M, or write-protect everything; then one remote TLB flush.
+ *  disable  recover huge mappings: zap collapsible tables or rebuild huge SPTEs in place.
+ * All of it under mmu_lock held for read (TDP MMU), with vCPUs possibly running.
+ */
+import { readLock, readUnlock } from '../../shm/rwlock.js';
+import { count, countWaitNs } from '../../metrics/counters.js';
+import { kOpLockRead, kOpLockWaitNs } from '../../metrics/ops.js';
+import { PG_LEVEL_2M, PG_LEVEL_4K } from '../mmu/spte.js';
+import { tdpClearDirtyRange, tdpWrprotRange } from '../mmu/tdp/wrprot.js';
+import { tdpSplitHugePagesRange } from '../mmu/tdp/split.js';
+import { tdpRecoverHugePages, tdpZapCollapsibleSptes } from '../mmu/tdp/recover.js';
+import { kvmFlushRemoteTlbs, kvmMakeAllCpusRequest } from '../requests.js';
+import { KVM_REQ_UPDATE_CPU_DIRTY_LOGGING } from '../vcpu-layout.js';
+import { kVmMmuLock, kVmNrSlotsDirtyLogging, kVmStrategy } from '../vm-layout.js';
+import { kSplitEager, kSplitEagerEnable, kStratPml, kStratSplitMask, kStratSplitShift, kStratWrprotHuge, kStratZapCollapsible } from './strategy.js';
+import { manualProtectAndInitSet } from './masked.js';
+import type { Memslot } from '../memslot.js';
+import type { Vm } from '../vm.js';
+
+export interface ApplyFlagsOutcome {
+  splits: number;
+  tlbFlushes: number;
+}
+
+function withReadLock<T>(vm: Vm, fn: () => T): T {
+  const m = vm.ctx.metrics;
+  const waited = readLock(vm.w, kVmMmuLock);
+  count(m, kOpLockRead);
+  if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
+  vm.vmmEpochEnter();
+  try {
+    return fn();
+  } finally {
+    vm.vmmEpochExit();
+    readUnlock(vm.w, kVmMmuLock);
+  }
+}
+
+export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): ApplyFlagsOutcome {
+  const strat = vm.w[kVmStrategy]!;
+  const out: ApplyFlagsOutcome = { splits: 0, tlbFlushes: 0 };
+  if (!enable) {
+    out.tlbFlushes = withReadLock(vm, () =>
+      (strat & kStratZapCollapsible) !== 0 ? tdpZapCollapsibleSptes(vm, slot) : tdpRecoverHugePages(vm, slot));
+    Atomics.sub(vm.w, kVmNrSlotsDirtyLogging, 1);
+    kvmMakeAllCpusRequest(vm, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
+    vm.releaseVmmPages();
+    return out;
+  }
+  Atomics.add(vm.w, kVmNrSlotsDirtyLogging, 1);
+  // PML is VM-wide: vCPUs start logging at their next entry.
+  kvmMakeAllCpusRequest(vm, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
+  const split = (strat & kStratSplitMask) >>> kStratSplitShift;
+  if (manualProtectAndInitSet(vm)) {
+    // KVM returns here. The alternatives model older kernels / other choices.
+    let flush = false;
+    withReadLock(vm, () => {
+      if (split === kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_4K, true);
+      if ((strat & kStratWrprotHuge) !== 0) flush = tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_2M);
+    });
+    if (flush) {
+      kvmFlushRemoteTlbs(vm);
+      out.tlbFlushes++;
+    }
+    vm.releaseVmmPages();
+    return out;
+  }
+  withReadLock(vm, () => {
+    if (split === kSplitEager || split === kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_4K, true);
+    if ((strat & kStratPml) !== 0) {
+      tdpClearDirtyRange(vm, slot.baseGfn, slot.endGfn);
+      tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_2M);
+    } else {
+      tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_4K);
+    }
+  });
+  // kvm_flush_remote_tlbs_memslot(), unconditionally.
+  kvmFlushRemoteTlbs(vm);
+  out.tlbFlushes++;
+  vm.releaseVmmPages();
+  return out;
+}

@@ -1,0 +1,66 @@
+/**
+ * fast_page_fault(): a write fault on a present leaf that is MMU-writable but not writable —
+ * write-protected for dirty logging — is fixed without mmu_lock by a cmpxchg that sets W (and D,
+ * which the retried store would set), then the page is marked dirty in the slot. Not for huge
+ * leaves in a dirty-logged slot (those must be split by the slow path). At most 4 attempts.
+ */
+import {
+  PG_LEVEL_4K, PT64_ROOT_4LEVEL, PT_PAGE_SIZE_MASK, PT_WRITABLE_MASK, SPTE_ACCESSED, SPTE_DIRTY, SPTE_MMU_PRESENT_MASK,
+  SPTE_MMU_WRITABLE, kPtPageWords, kSpteWords, gfnRoundForLevel,
+} from '../spte.js';
+import { count, countN } from '../../../metrics/counters.js';
+import { kOpSpteCmpxchg, kOpSpteCmpxchgFail, kOpSpteRead } from '../../../metrics/ops.js';
+import type { Vcpu } from '../../vcpu.js';
+import type { Memslot } from '../../memslot.js';
+import { RET_PF_FIXED, RET_PF_INVALID, RET_PF_SPURIOUS } from './fault.js';
+
+const kFastPfRetries = 4;
+
+export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boolean): number {
+  if (!write) return RET_PF_INVALID;
+  const vm = vcpu.vm;
+  const m = vm.ctx.metrics;
+  const pt = vm.pool.pt;
+  for (let attempt = 0; attempt < kFastPfRetries; attempt++) {
+    // kvm_tdp_mmu_fast_pf_get_last_sptep(): lockless walk to the last SPTE.
+    let page = vm.root;
+    let level = PT64_ROOT_4LEVEL;
+    let sptep = 0;
+    let flags = 0;
+    for (; level >= PG_LEVEL_4K; level--) {
+      sptep = page * kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * kSpteWords;
+      flags = pt[sptep]!;
+      if ((flags & SPTE_MMU_PRESENT_MASK) === 0) break;
+      if (level === PG_LEVEL_4K || (flags & PT_PAGE_SIZE_MASK) !== 0) break;
+      page = pt[sptep + 1]!;
+    }
+    countN(m, kOpSpteRead, PT64_ROOT_4LEVEL + 1 - Math.max(level, 1));
+    if ((flags & SPTE_MMU_PRESENT_MASK) === 0) return RET_PF_INVALID;
+    if ((flags & PT_WRITABLE_MASK) !== 0) {
+      // Someone else made it writable: the access is allowed now.
+      const f = vcpu.fault;
+      f.leafFlags = flags;
+      f.leafPfn = pt[sptep + 1]! + (gfn - gfnRoundForLevel(gfn, level));
+      f.leafLevel = level;
+      return RET_PF_SPURIOUS;
+    }
+    if ((flags & SPTE_MMU_WRITABLE) === 0) return RET_PF_INVALID;
+    // A huge page in a dirty-logged slot must be split by the slow path.
+    if (level > PG_LEVEL_4K && slot.dirtyLogging()) return RET_PF_INVALID;
+    const want = flags | PT_WRITABLE_MASK | SPTE_DIRTY | SPTE_ACCESSED;
+    count(m, kOpSpteCmpxchg);
+    if (Atomics.compareExchange(pt, sptep, flags, want) !== flags) {
+      count(m, kOpSpteCmpxchgFail);
+      continue;
+    }
+    const pfn = pt[sptep + 1]!;
+    if (slot.dirtyLogging()) vm.markPageDirtyInSlot(slot, gfn, vcpu);
+    vm.onWritableSpte(pfn, level, true);
+    const f = vcpu.fault;
+    f.leafFlags = want;
+    f.leafPfn = pfn + (gfn - gfnRoundForLevel(gfn, level));
+    f.leafLevel = level;
+    return RET_PF_FIXED;
+  }
+  return RET_PF_INVALID;
+}

@@ -1,0 +1,120 @@
+/**
+ * Arming dirty tracking on SPTEs (tdp_mmu.c): write-protect leaves (wrprot_gfn_range,
+ * kvm_tdp_mmu_wrprot_slot), clear D bits (clear_dirty_gfn_range), and the per-64-page masked
+ * forms CLEAR_DIRTY_LOG and ring reset use (clear_dirty_pt_masked).
+ *
+ * W and D are volatile: a vCPU's walker may set D (or the fast path W) at any moment, so every
+ * change is a cmpxchg loop on the flags word, as KVM's atomic fetch_and for such SPTEs. Dropping
+ * W keeps MMU-writable, so the fast page fault can restore it without mmu_lock; the caller
+ * flushes TLBs before the ioctl returns whenever this reports a change.
+ */
+import {
+  PG_LEVEL_4K, PT_WRITABLE_MASK, SPTE_DIRTY, SPTE_ENT_PER_PAGE, isLastSpte, isShadowPresentPte, kPtPageWords,
+  kSpteWords, PT64_ROOT_4LEVEL, SPTE_MMU_PRESENT_MASK, PT_PAGE_SIZE_MASK,
+} from '../spte.js';
+import { count } from '../../../metrics/counters.js';
+import { kOpSpteRead, kOpWrprotSpte } from '../../../metrics/ops.js';
+import type { Vm } from '../../vm.js';
+
+/** Clear `bits` in a leaf's flags word; returns the old flags (0 if it was not present). */
+function clearBits(pt: Int32Array, sptep: number, bits: number): number {
+  for (;;) {
+    const old = Atomics.load(pt, sptep);
+    if ((old & SPTE_MMU_PRESENT_MASK) === 0 || (old & bits) === 0) return old;
+    if (Atomics.compareExchange(pt, sptep, old, old & ~bits) === old) return old;
+  }
+}
+
+/**
+ * Remove W from every leaf at level ≥ minLevel in [start, end). Returns whether any SPTE changed
+ * (the caller flushes).
+ */
+export function tdpWrprotRange(vm: Vm, start: number, end: number, minLevel: number): boolean {
+  const it = vm.iter;
+  const m = vm.ctx.metrics;
+  let flush = false;
+  for (it.start(vm.root, minLevel, start); it.valid && it.gfn < end; it.next()) {
+    count(m, kOpSpteRead);
+    if (!isShadowPresentPte(it.oldFlags) || !isLastSpte(it.oldFlags, it.level) || it.level < minLevel) continue;
+    if ((it.oldFlags & PT_WRITABLE_MASK) === 0) continue;
+    const old = clearBits(it.pt, it.sptep, PT_WRITABLE_MASK);
+    if ((old & PT_WRITABLE_MASK) !== 0) {
+      count(m, kOpWrprotSpte);
+      if ((old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, it.oldPfn, it.level);
+      flush = true;
+    }
+  }
+  return flush;
+}
+
+/** Clear D on every 4K leaf in [start, end) (kvm_mmu_slot_leaf_clear_dirty for PML). */
+export function tdpClearDirtyRange(vm: Vm, start: number, end: number): boolean {
+  const it = vm.iter;
+  const m = vm.ctx.metrics;
+  let flush = false;
+  for (it.start(vm.root, PG_LEVEL_4K, start); it.valid && it.gfn < end; it.next()) {
+    count(m, kOpSpteRead);
+    if (it.level !== PG_LEVEL_4K || !isShadowPresentPte(it.oldFlags) || (it.oldFlags & SPTE_DIRTY) === 0) continue;
+    const old = clearBits(it.pt, it.sptep, SPTE_DIRTY);
+    if ((old & SPTE_DIRTY) !== 0) {
+      count(m, kOpWrprotSpte);
+      vm.onSpteCleaned(old, it.oldPfn, it.level);
+      flush = true;
+    }
+  }
+  return flush;
+}
+
+/**
+ * clear_dirty_pt_masked(): for each set bit i of the 64-bit mask (lo, hi), re-arm tracking on
+ * the 4K leaf of gfn + i: remove W (`wrprot`) or clear D. Huge leaves are skipped (the caller
+ * write-protects or splits them first). Walks to each 4K table once, not once per page.
+ */
+export function tdpClearDirtyPtMasked(vm: Vm, gfn: number, lo: number, hi: number, wrprot: boolean): boolean {
+  const pt = vm.pool.pt;
+  const m = vm.ctx.metrics;
+  const bits = wrprot ? PT_WRITABLE_MASK : SPTE_DIRTY;
+  let flush = false;
+  let tableGfn = -1;
+  let table = 0;
+  for (let half = 0; half < 2; half++) {
+    let mask = half === 0 ? lo : hi;
+    while (mask !== 0) {
+      const b = 31 - Math.clz32(mask & -mask);
+      mask &= mask - 1;
+      const g = gfn + half * 32 + b;
+      const tg = g & ~(SPTE_ENT_PER_PAGE - 1);
+      if (tg !== tableGfn) {
+        tableGfn = tg;
+        table = leafTableFor(vm, g);
+      }
+      if (table <= 0) continue;
+      const sptep = table * kPtPageWords + (g & (SPTE_ENT_PER_PAGE - 1)) * kSpteWords;
+      count(m, kOpSpteRead);
+      const old = clearBits(pt, sptep, bits);
+      if ((old & bits) !== 0) {
+        count(m, kOpWrprotSpte);
+        if (!wrprot || (old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, pt[sptep + 1]!, PG_LEVEL_4K);
+        flush = true;
+      }
+    }
+  }
+  return flush;
+}
+
+/**
+ * The 4K page table holding gfn's SPTE: > 0 the page, 0 when no table exists (nothing mapped
+ * there), -1 when a huge leaf maps it.
+ */
+export function leafTableFor(vm: Vm, gfn: number): number {
+  const pt = vm.pool.pt;
+  let page = vm.root;
+  for (let level = PT64_ROOT_4LEVEL; level > PG_LEVEL_4K; level--) {
+    const sptep = page * kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * kSpteWords;
+    const flags = pt[sptep]!;
+    if ((flags & SPTE_MMU_PRESENT_MASK) === 0) return 0;
+    if ((flags & PT_PAGE_SIZE_MASK) !== 0) return -1;
+    page = pt[sptep + 1]!;
+  }
+  return page;
+}
