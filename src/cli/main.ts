@@ -60,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!parsed.quiet) process.stdout.write(renderText(result) + '\n');
     const json = parsed.json as string | null;
     if (json) writeFileSync(json, JSON.stringify(result, null, 2) + '\n');
+    if (typeof result.metrics.checksFailed === 'number' && result.metrics.checksFailed > 0) return die(1, `${result.metrics.checksFailed} check(s) failed`);
     if (!result.audit.ok) return die(1, `audit failed: ${result.audit.violations.length} violation(s), first: ${result.audit.violations[0]!.kind}: ${result.audit.violations[0]!.detail}`);
     return 0;
   } catch (e) {

@@ -1,8 +1,10 @@
 /** The scenario registry. */
 import { demandPaging } from './demand-paging.js';
+import { dirtyLogPerf } from './dirty-log-perf.js';
+import { dirtyLogPageSplitting } from './dirty-log-page-splitting.js';
 import type { ScenarioDef } from './scenario.js';
 
-export const kScenarios: ScenarioDef[] = [demandPaging];
+export const kScenarios: ScenarioDef[] = [demandPaging, dirtyLogPerf, dirtyLogPageSplitting];
 
 export function findScenario(name: string): ScenarioDef | undefined {
   return kScenarios.find((s) => s.name === name);

@@ -12,6 +12,7 @@ import { kMaxGfn } from '../kvm/memslot.js';
 import { Metrics } from '../metrics/counters.js';
 import { costVector, loadCostModel } from '../metrics/cost-model.js';
 import { UsageError, formatSize } from './flags.js';
+import type { DirtyStrategy } from '../kvm/dirty/strategy.js';
 import type { AccessOrder, StreamSpec } from '../workload/memstress.js';
 import type { VcpuRef } from './runner.js';
 
@@ -77,8 +78,14 @@ export interface MemstressSetup {
   layout: MemstressLayout;
 }
 
+export interface MemstressVmOptions {
+  strategy?: Partial<DirtyStrategy>;
+  /** Called after memslots are set and before vCPUs exist (KVM_CAP_DIRTY_LOG_RING's window). */
+  beforeVcpus?: (vm: Vm) => void;
+}
+
 /** Build the host and VMs; a KvmError here means the configuration cannot work (exit 2). */
-export function createMemstressVms(c: MemstressConfig): MemstressSetup {
+export function createMemstressVms(c: MemstressConfig, opts: MemstressVmOptions = {}): MemstressSetup {
   const layout = memstressLayout(c);
   const size = sizeHost(c, layout);
   const cost = costVector(loadCostModel(c.costModel));
@@ -87,7 +94,7 @@ export function createMemstressVms(c: MemstressConfig): MemstressSetup {
     const ctx: ThreadCtx = { metrics: new Metrics(cost), hostThread: host.thread() };
     const vms: Vm[] = [];
     for (let i = 0; i < c.vms; i++) {
-      const vm = Vm.create(host, i, ctx, { maxVcpus: Math.max(c.vcpus, 1) });
+      const vm = Vm.create(host, i, ctx, { maxVcpus: Math.max(c.vcpus, 1), strategy: opts.strategy });
       for (let s = 0; s < c.slots; s++) {
         const bytes = layout.slotPages * 4096;
         const hva = vm.mmap({ size: bytes, backing: c.backing });
@@ -95,6 +102,7 @@ export function createMemstressVms(c: MemstressConfig): MemstressSetup {
           slot: MEMSTRESS_MEM_SLOT_INDEX + s, flags: 0, guestPhysAddr: layout.gpa + s * bytes, memorySize: bytes, userspaceAddr: hva,
         });
       }
+      opts.beforeVcpus?.(vm);
       for (let v = 0; v < c.vcpus; v++) vm.createVcpu();
       vms.push(vm);
     }
