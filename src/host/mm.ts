@@ -148,20 +148,29 @@ export function hostFault(t: HostThread, vma: Vma, idx: number): number {
   return pfn;
 }
 
+/**
+ * hugetlb_fault(): faults on one huge page are serialized (the kernel's hugetlb fault mutex,
+ * hashed by mapping and index; one lock per VMA here, hugetlb faults are rare), so two vCPUs
+ * racing for the same page never take two pages from a pool sized exactly for the guest.
+ */
 function hugetlbFault(t: HostThread, vma: Vma, idx: number, g: number): number {
-  const frames = t.host.frames;
-  const head = t.allocHugetlb(vma.granuleOrder, vma.owner, vma.policy, g, 1);
-  if (head < 0) return -1;
-  const prev = Atomics.compareExchange(vma.map, g, 0, head + 1);
-  t.lastOrder = vma.granuleOrder;
   const off = idx & ((1 << vma.granuleOrder) - 1);
-  if (prev !== 0) {
-    frames.addRef(head, -1);
-    t.freeFolio(head);
-    t.populated = false;
-    return prev - 1 + off;
+  spinLock(vma.lockw, 0);
+  try {
+    const e = Atomics.load(vma.map, g);
+    if (e !== 0) {
+      t.lastOrder = vma.granuleOrder;
+      t.populated = false;
+      return e - 1 + off;
+    }
+    const head = t.allocHugetlb(vma.granuleOrder, vma.owner, vma.policy, g, 1);
+    if (head < 0) return -1;
+    Atomics.store(vma.map, g, head + 1);
+    t.lastOrder = vma.granuleOrder;
+    return head + off;
+  } finally {
+    spinUnlock(vma.lockw, 0);
   }
-  return head + off;
 }
 
 /** THP "always": a 2M folio when the aligned 2M range lies inside the VMA, else 4K. */
