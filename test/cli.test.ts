@@ -54,4 +54,20 @@ describe('mmuh', () => {
     expect(r.err).toMatch(/EFAULT: KVM_RUN: host out of memory/);
     expect(existsSync(join(dir, 'r.json'))).toBe(false);
   });
+  it('dirty-log-page-splitting passes on hugetlb 2M and 1G, and fails (exit 1) without eager splitting', () => {
+    for (const s of ['anonymous_hugetlb_2mb', 'anonymous_hugetlb_1gb']) {
+      const r = mmuh('run', 'dirty-log-page-splitting', '-b', '1G', '-s', s, '--workers', '2', '-q');
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/All 8 checks passed/);
+      expect(r.out).not.toMatch(/FAIL/);
+    }
+    const bad = mmuh('run', 'dirty-log-page-splitting', '-b', '64M', '--split', 'on-fault', '--workers', '1', '-q');
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(/FAIL: enable splits/);
+    expect(bad.err).toMatch(/check\(s\) failed/);
+  });
+  it('dirty-log-perf rejects -i 1 and a ring size that is not a power of two', () => {
+    expect(mmuh('run', 'dirty-log-perf', '-i', '1').code).toBe(2);
+    expect(mmuh('run', 'dirty-log-perf', '--dirty', 'ring', '--ring-entries', '3000').code).toBe(2);
+  });
 });
