@@ -61,6 +61,13 @@ export class Vcpu {
   readonly stampId: number;
   /** An exit to userspace (KVM_EXIT_DIRTY_RING_FULL): the run loop returns to its caller. */
   pendingExit = 0;
+  /**
+   * The access that was in flight when the exit was raised (gfn, or -1): it has not retired — as
+   * in KVM, where the vCPU exits before re-entering the guest to retry the faulting store — and
+   * is executed first at the next run().
+   */
+  private inflightGfn = -1;
+  private inflightWrite = false;
   /** This vCPU's dirty ring (kvm_dirty_gfn entries as 4 Int32), when the ring is on. */
   ring: Int32Array | null = null;
   /** Whether PML logs this vCPU's D-bit transitions (re-read at every entry after a request). */
@@ -80,6 +87,7 @@ export class Vcpu {
     const ring = this.vm.rings[this.id];
     this.ring = ring ? new Int32Array(ring) : null;
     this.pml = pmlEnabled(this.vm);
+    this.stamps = this.vm.host.frames.stamps !== null;
   }
 
   /** gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot). */
@@ -100,11 +108,10 @@ export class Vcpu {
     const vm = this.vm;
     const m = vm.ctx.metrics;
     const w = this.w;
-    const stamps = vm.host.frames.stamps !== null;
-    const pt = vm.pool.pt;
     const t0 = m.t;
     const wall0 = performance.now();
-    let faults = 0;
+    this.hist = hist;
+    this.wallEvery = wallEvery;
     this.pendingExit = 0;
     // A vCPU whose ring is still soft-full exits again right away (kvm_dirty_ring_check_request).
     if (this.ring !== null && ringSoftFull(this)) {
@@ -118,37 +125,26 @@ export class Vcpu {
     let n = 0;
     try {
     for (; n < budget; n++) {
-      const gfn = src.next();
-      if (gfn < 0) break;
-      const write = src.write;
+      let gfn: number;
+      let write: boolean;
+      if (this.inflightGfn >= 0) {
+        gfn = this.inflightGfn;
+        write = this.inflightWrite;
+        this.inflightGfn = -1;
+      } else {
+        gfn = src.next();
+        if (gfn < 0) break;
+        write = src.write;
+      }
       // A kick is noticed before each access; right after a fault's re-entry (which checked
       // requests) the first access goes ahead, as if the IPI landed one instruction later.
       if (Atomics.load(w, kVcpuMode) !== IN_GUEST_MODE) this.handleKick();
-      for (;;) {
-        let pfn = tlbLookup(w, gfn, write);
-        if (pfn >= 0) {
-          count(m, kOpTlbHit);
-        } else {
-          count(m, kOpTlbMiss);
-          if (eptWalk(pt, vm.root, gfn, write) !== kWalkOk) {
-            countN(m, kOpWalkStep, walkOut.steps);
-            this.exitForFault(gfn, write, walkOut.presentLeaf, hist, faults++ % wallEvery === 0);
-            continue;
-          }
-          countN(m, kOpWalkStep, walkOut.steps);
-          pfn = walkOut.pfn;
-          tlbFill(w, gfn, pfn, walkOut.flags);
-          // The CPU set D (0 -> 1): PML logs the gfn.
-          if (walkOut.dirtied && this.pml) pmlLog(this, gfn);
-        }
-        count(m, kOpGuestAccess);
-        if (write && stamps) this.storeChecked(gfn, pfn, src.iteration);
-        break;
-      }
-      if (this.pendingExit !== 0) {
-        n++;
-        break;
-      }
+      if (this.pendingExit === 0 && this.access(gfn, write, src.iteration)) continue;
+      // An exit to userspace was raised (a dirty-ring push reached the soft limit) before this
+      // access retired: keep it for the next run(), as KVM re-executes the faulting store.
+      this.inflightGfn = gfn;
+      this.inflightWrite = write;
+      break;
     }
     } finally {
       // Even when a fault fails (EFAULT out of KVM_RUN): leave guest mode and the epoch, so
@@ -160,6 +156,41 @@ export class Vcpu {
       f[kVcpuStatWallNs]! += (performance.now() - wall0) * 1e6;
     }
     return n;
+  }
+
+  /**
+   * One guest access: TLB, else the EPT walk, else an EPT-violation exit into the fault handler,
+   * until the access retires. Returns false when an exit to userspace was raised first.
+   */
+  private access(gfn: number, write: boolean, iteration: number): boolean {
+    const vm = this.vm;
+    const m = vm.ctx.metrics;
+    const w = this.w;
+    for (;;) {
+      let pfn = tlbLookup(w, gfn, write);
+      if (pfn >= 0) {
+        count(m, kOpTlbHit);
+      } else {
+        count(m, kOpTlbMiss);
+        if (eptWalk(vm.pool.pt, vm.root, gfn, write) !== kWalkOk) {
+          countN(m, kOpWalkStep, walkOut.steps);
+          this.exitForFault(gfn, write, walkOut.presentLeaf);
+          if (this.pendingExit !== 0) return false;
+          continue;
+        }
+        countN(m, kOpWalkStep, walkOut.steps);
+        pfn = walkOut.pfn;
+        tlbFill(w, gfn, pfn, walkOut.flags);
+        // The CPU set D (0 -> 1): PML logs the gfn (a full buffer exits, and may fill the ring).
+        if (walkOut.dirtied && this.pml) {
+          pmlLog(this, gfn);
+          if (this.pendingExit !== 0) return false;
+        }
+      }
+      count(m, kOpGuestAccess);
+      if (write && this.stamps) this.storeChecked(gfn, pfn, iteration);
+      return true;
+    }
   }
 
   /**
@@ -178,8 +209,17 @@ export class Vcpu {
     vm.host.frames.writeStamp(pfn, this.stampId, iteration);
   }
 
-  private exitForFault(gfn: number, write: boolean, present: boolean, hist: OpHistograms | null, timeWall: boolean): void {
+  /** Fault-latency histogram of the current run() and its wall-clock sampling. */
+  private hist: OpHistograms | null = null;
+  private wallEvery = 1;
+  private faultCount = 0;
+  /** Content stamps on: stores are stamped and checked against the host mapping. */
+  private stamps = false;
+
+  private exitForFault(gfn: number, write: boolean, present: boolean): void {
     const m = this.vm.ctx.metrics;
+    const hist = this.hist;
+    const timeWall = hist !== null && this.faultCount++ % this.wallEvery === 0;
     const w = this.w;
     // vmx_flush_pml_buffer() on every exit, before the VMM can see us outside guest mode.
     if (w[kVcpuPmlIndex] !== 0) pmlDrain(this);

@@ -350,7 +350,8 @@ export class Vm {
     const c = cap === 'KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2' ? KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 : cap === 'KVM_CAP_DIRTY_LOG_RING' ? KVM_CAP_DIRTY_LOG_RING : cap;
     if (c === KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) {
       const allowed = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
-      if (!Number.isInteger(arg) || (arg & ~allowed) !== 0) fail('EINVAL', `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: unknown flags 0x${Number(arg).toString(16)}`);
+      // args[0] is a u64: anything past the two known bits (bit 32 and up included) is refused.
+      if (!Number.isSafeInteger(arg) || arg < 0 || arg > allowed || (arg & ~allowed) !== 0) fail('EINVAL', `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: unknown flags 0x${Number(arg).toString(16)}`);
       if ((arg & KVM_DIRTY_LOG_INITIALLY_SET) !== 0 && (arg & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) === 0) {
         fail('EINVAL', 'KVM_DIRTY_LOG_INITIALLY_SET needs KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE');
       }

@@ -21,7 +21,7 @@ import { KVM_REQ_UPDATE_CPU_DIRTY_LOGGING } from '../vcpu-layout.js';
 import { kVmMmuLock, kVmNrSlotsDirtyLogging, kVmStrategy } from '../vm-layout.js';
 import { kSplitEager, kSplitEagerEnable, kStratPml, kStratSplitMask, kStratSplitShift, kStratWrprotHuge, kStratZapCollapsible } from './strategy.js';
 import { manualProtectAndInitSet } from './masked.js';
-import type { Memslot } from '../memslot.js';
+import { KVM_MEM_READONLY, type Memslot } from '../memslot.js';
 import type { Vm } from '../vm.js';
 
 export interface ApplyFlagsOutcome {
@@ -46,17 +46,17 @@ function withReadLock<T>(vm: Vm, fn: () => T): T {
 export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): ApplyFlagsOutcome {
   const strat = vm.w[kVmStrategy]!;
   const out: ApplyFlagsOutcome = { splits: 0, tlbFlushes: 0 };
+  Atomics.add(vm.w, kVmNrSlotsDirtyLogging, enable ? 1 : -1);
+  // PML is VM-wide: vCPUs start/stop logging at their next entry.
+  kvmMakeAllCpusRequest(vm, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
+  // "Nothing more to do for RO slots": nothing in them is writable to begin with.
+  if ((slot.flags & KVM_MEM_READONLY) !== 0) return out;
   if (!enable) {
     out.tlbFlushes = withReadLock(vm, () =>
       (strat & kStratZapCollapsible) !== 0 ? tdpZapCollapsibleSptes(vm, slot) : tdpRecoverHugePages(vm, slot));
-    Atomics.sub(vm.w, kVmNrSlotsDirtyLogging, 1);
-    kvmMakeAllCpusRequest(vm, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
     vm.releaseVmmPages();
     return out;
   }
-  Atomics.add(vm.w, kVmNrSlotsDirtyLogging, 1);
-  // PML is VM-wide: vCPUs start logging at their next entry.
-  kvmMakeAllCpusRequest(vm, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
   const split = (strat & kStratSplitMask) >>> kStratSplitShift;
   if (manualProtectAndInitSet(vm)) {
     // KVM returns here. The alternatives model older kernels / other choices.

@@ -11,7 +11,7 @@ import { count, countWaitNs } from '../../metrics/counters.js';
 import { kOpBitmapWord, kOpLockWaitNs, kOpLockWrite } from '../../metrics/ops.js';
 import { kVmMmuLock } from '../vm-layout.js';
 import { kvmFlushRemoteTlbs } from '../requests.js';
-import { kvmUseDirtyBitmap, loggingSlot } from './bitmap.js';
+import { checkSlotId, kvmUseDirtyBitmap, loggingSlot } from './bitmap.js';
 import { kvmArchSyncDirtyLog } from './pml.js';
 import { enableLogDirtyPtMasked } from './masked.js';
 import type { Vm } from '../vm.js';
@@ -27,6 +27,7 @@ export interface ClearDirtyLog {
 /** Returns the number of pages whose tracking was re-armed. */
 export function clearDirtyLog(vm: Vm, log: ClearDirtyLog): number {
   kvmUseDirtyBitmap(vm, 'KVM_CLEAR_DIRTY_LOG');
+  checkSlotId(log.slot, 'KVM_CLEAR_DIRTY_LOG');
   if (!Number.isSafeInteger(log.firstPage) || log.firstPage < 0 || log.firstPage % 64 !== 0) {
     fail('EINVAL', `KVM_CLEAR_DIRTY_LOG: first_page ${log.firstPage} is not a multiple of 64`);
   }

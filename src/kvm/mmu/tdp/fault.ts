@@ -64,7 +64,9 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   count(m, kOpMemslotLookup);
   if (slot === null) fail('EFAULT', `KVM_RUN: guest access to gfn 0x${gfn.toString(16)} outside every memslot (MMIO is not modelled)`);
   fault.slot = slot;
-  if (write && (slot.flags & KVM_MEM_READONLY) !== 0) fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot.id} at gfn 0x${gfn.toString(16)}`);
+  // A read-only memslot is never mapped writable (nor host-writable).
+  fault.mapWritable = (slot.flags & KVM_MEM_READONLY) === 0;
+  if (write && !fault.mapWritable) fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot.id} at gfn 0x${gfn.toString(16)}`);
   // fast_page_fault() before anything else: a write-protected, MMU-writable leaf needs no lock.
   if (write && present) {
     const r = fastPageFault(vcpu, slot, gfn, write);
@@ -183,7 +185,7 @@ function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
   }
   const pfn = fault.pfn - (fault.gfn - it.gfn);
   if (level > PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) throw new Error(`BUG: huge pfn 0x${pfn.toString(16)} misaligned at level ${level}`);
-  const flags = makeSpteFlags(level, fault.mapWritable, true);
+  const flags = makeSpteFlags(level, fault.mapWritable, fault.mapWritable);
   if (!tdpMmuSetSpteAtomic(vm, it, flags, pfn)) return retry(vm.ctx.metrics);
   // Replacing a present non-leaf (a table where a huge page now goes) needs a flush.
   if (isShadowPresentPte(old) && !isLastSpte(old, level)) kvmFlushRemoteTlbs(vm);
