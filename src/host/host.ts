@@ -171,32 +171,25 @@ export class HostThread {
 
   /** Allocate a folio of `order` for `owner` following `policy`; returns the head pfn or -1 (ENOMEM). */
   allocFolio(order: number, owner: number, policy: NumaPolicy, index: number, refcount = 0): number {
-    const host = this.host;
-    const nodes = host.zones.length;
-    const first = policy.mode === 'interleave' ? index % nodes : policy.node;
-    const tries = policy.mode === 'bind' ? 1 : nodes;
-    for (let t = 0; t < tries; t++) {
-      const node = (first + t) % nodes;
-      const pfn = order === 0 ? this.pcps[node]!.alloc() : host.zones[node]!.alloc(order);
-      if (pfn >= 0) {
-        host.frames.initFolio(pfn, order, 0, node, owner, refcount);
-        this.account(owner, 1 << order);
-        return pfn;
-      }
-    }
-    return -1;
+    return this.allocOn(order, owner, policy, index, refcount, false);
   }
 
+  /** A page from the hugetlb pool of its size (never from the buddy allocator). */
   allocHugetlb(order: number, owner: number, policy: NumaPolicy, index: number, refcount = 0): number {
+    return this.allocOn(order, owner, policy, index, refcount, true);
+  }
+
+  /** Try the policy's node first, then the others unless bound (mempolicy fallback). */
+  private allocOn(order: number, owner: number, policy: NumaPolicy, index: number, refcount: number, hugetlb: boolean): number {
     const host = this.host;
     const nodes = host.zones.length;
     const first = policy.mode === 'interleave' ? index % nodes : policy.node;
     const tries = policy.mode === 'bind' ? 1 : nodes;
     for (let t = 0; t < tries; t++) {
       const node = (first + t) % nodes;
-      const pfn = host.pool(order, node).alloc();
+      const pfn = hugetlb ? host.pool(order, node).alloc() : order === 0 ? this.pcps[node]!.alloc() : host.zones[node]!.alloc(order);
       if (pfn >= 0) {
-        host.frames.initFolio(pfn, order, kMetaHugetlb, node, owner, refcount);
+        host.frames.initFolio(pfn, order, hugetlb ? kMetaHugetlb : 0, node, owner, refcount);
         this.account(owner, 1 << order);
         return pfn;
       }

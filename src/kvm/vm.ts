@@ -9,12 +9,12 @@
  */
 import { allocSab } from '../shm/arena.js';
 import { EpochDomain } from '../shm/epoch.js';
-import { writeLock, writeUnlock } from '../shm/rwlock.js';
+import { readLock, readUnlock, writeLock, writeUnlock } from '../shm/rwlock.js';
 import { fail } from '../host/errno.js';
 import type { Host, HostThread, NumaPolicy } from '../host/host.js';
 import { Vma, type VmaHandle, type BackingSource, backingPageOrder, isBackingSource, madviseDontneed } from '../host/mm.js';
 import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
-import { kOpInvalidate, kOpLockWrite, kOpLockWaitNs } from '../metrics/ops.js';
+import { kOpInvalidate, kOpLockRead, kOpLockWrite, kOpLockWaitNs } from '../metrics/ops.js';
 import {
   KVM_ADDRESS_SPACE_NUM, KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, Memslot, type MemslotHandle, kMaxGfn,
   kValidMemslotFlags,
@@ -475,17 +475,27 @@ export class Vm {
 
   /** Run fn with mmu_lock held for write, inside the VMM's epoch section. */
   withMmuWriteLock<T>(fn: () => T): T {
+    return this.withMmuLock(true, fn);
+  }
+
+  /** Run fn with mmu_lock held for read (TDP MMU walks that cmpxchg), inside the VMM's epoch section. */
+  withMmuReadLock<T>(fn: () => T): T {
+    return this.withMmuLock(false, fn);
+  }
+
+  private withMmuLock<T>(write: boolean, fn: () => T): T {
     const m = this.ctx.metrics;
     const p = vmmParticipant(this.maxVcpus);
-    const waited = writeLock(this.w, kVmMmuLock);
-    count(m, kOpLockWrite);
+    const waited = write ? writeLock(this.w, kVmMmuLock) : readLock(this.w, kVmMmuLock);
+    count(m, write ? kOpLockWrite : kOpLockRead);
     if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
     this.epoch.enter(p);
     try {
       return fn();
     } finally {
       this.epoch.exit(p);
-      writeUnlock(this.w, kVmMmuLock);
+      if (write) writeUnlock(this.w, kVmMmuLock);
+      else readUnlock(this.w, kVmMmuLock);
     }
   }
 

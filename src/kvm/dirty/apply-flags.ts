@@ -9,16 +9,13 @@
  *  disable  recover huge mappings: zap collapsible tables or rebuild huge SPTEs in place.
  * All of it under mmu_lock held for read (TDP MMU), with vCPUs possibly running.
  */
-import { readLock, readUnlock } from '../../shm/rwlock.js';
-import { count, countWaitNs } from '../../metrics/counters.js';
-import { kOpLockRead, kOpLockWaitNs } from '../../metrics/ops.js';
 import { PG_LEVEL_2M, PG_LEVEL_4K } from '../mmu/spte.js';
 import { tdpClearDirtyRange, tdpWrprotRange } from '../mmu/tdp/wrprot.js';
 import { tdpSplitHugePagesRange } from '../mmu/tdp/split.js';
 import { tdpRecoverHugePages, tdpZapCollapsibleSptes } from '../mmu/tdp/recover.js';
 import { kvmFlushRemoteTlbs, kvmMakeAllCpusRequest } from '../requests.js';
 import { KVM_REQ_UPDATE_CPU_DIRTY_LOGGING } from '../vcpu-layout.js';
-import { kVmMmuLock, kVmNrSlotsDirtyLogging, kVmStrategy } from '../vm-layout.js';
+import { kVmNrSlotsDirtyLogging, kVmStrategy } from '../vm-layout.js';
 import { kSplitEager, kSplitEagerEnable, kStratPml, kStratSplitMask, kStratSplitShift, kStratWrprotHuge, kStratZapCollapsible } from './strategy.js';
 import { manualProtectAndInitSet } from './masked.js';
 import { KVM_MEM_READONLY, type Memslot } from '../memslot.js';
@@ -27,20 +24,6 @@ import type { Vm } from '../vm.js';
 export interface ApplyFlagsOutcome {
   splits: number;
   tlbFlushes: number;
-}
-
-function withReadLock<T>(vm: Vm, fn: () => T): T {
-  const m = vm.ctx.metrics;
-  const waited = readLock(vm.w, kVmMmuLock);
-  count(m, kOpLockRead);
-  if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
-  vm.vmmEpochEnter();
-  try {
-    return fn();
-  } finally {
-    vm.vmmEpochExit();
-    readUnlock(vm.w, kVmMmuLock);
-  }
 }
 
 export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): ApplyFlagsOutcome {
@@ -52,7 +35,7 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
   // "Nothing more to do for RO slots": nothing in them is writable to begin with.
   if ((slot.flags & KVM_MEM_READONLY) !== 0) return out;
   if (!enable) {
-    out.tlbFlushes = withReadLock(vm, () =>
+    out.tlbFlushes = vm.withMmuReadLock(() =>
       (strat & kStratZapCollapsible) !== 0 ? tdpZapCollapsibleSptes(vm, slot) : tdpRecoverHugePages(vm, slot));
     vm.releaseVmmPages();
     return out;
@@ -61,7 +44,7 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
   if (manualProtectAndInitSet(vm)) {
     // KVM returns here. The alternatives model older kernels / other choices.
     let flush = false;
-    withReadLock(vm, () => {
+    vm.withMmuReadLock(() => {
       if (split === kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_4K, true);
       if ((strat & kStratWrprotHuge) !== 0) flush = tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_2M);
     });
@@ -72,7 +55,7 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
     vm.releaseVmmPages();
     return out;
   }
-  withReadLock(vm, () => {
+  vm.withMmuReadLock(() => {
     if (split === kSplitEager || split === kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_4K, true);
     if ((strat & kStratPml) !== 0) {
       tdpClearDirtyRange(vm, slot.baseGfn, slot.endGfn);

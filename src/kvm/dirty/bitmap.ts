@@ -8,10 +8,9 @@
  * pages it reported, under mmu_lock, then flush TLBs.
  */
 import { fail } from '../../host/errno.js';
-import { writeLock, writeUnlock } from '../../shm/rwlock.js';
-import { count, countN, countWaitNs } from '../../metrics/counters.js';
-import { kOpBitmapWord, kOpDirtyMark, kOpLockWaitNs, kOpLockWrite } from '../../metrics/ops.js';
-import { kVmDirtyCaps, kVmDirtyRingSize, kVmMmuLock } from '../vm-layout.js';
+import { count, countN } from '../../metrics/counters.js';
+import { kOpBitmapWord, kOpDirtyMark } from '../../metrics/ops.js';
+import { kVmDirtyCaps, kVmDirtyRingSize } from '../vm-layout.js';
 import { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from './strategy.js';
 import { ringPush } from './ring.js';
 import { kvmArchSyncDirtyLog } from './pml.js';
@@ -70,11 +69,7 @@ export function getDirtyLog(vm: Vm, slotNum: number): Uint32Array {
     return out;
   }
   let flush = false;
-  const waited = writeLock(vm.w, kVmMmuLock);
-  count(m, kOpLockWrite);
-  if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
-  vm.vmmEpochEnter();
-  try {
+  vm.withMmuWriteLock(() => {
     for (let i = 0; i < words; i += 2) {
       count(m, kOpBitmapWord);
       if (bm[i] === 0 && bm[i + 1] === 0) continue;
@@ -87,10 +82,7 @@ export function getDirtyLog(vm: Vm, slotNum: number): Uint32Array {
         enableLogDirtyPtMasked(vm, slot, i * 32, lo, hi);
       }
     }
-  } finally {
-    vm.vmmEpochExit();
-    writeUnlock(vm.w, kVmMmuLock);
-  }
+  });
   if (flush) kvmFlushRemoteTlbs(vm);
   vm.releaseVmmPages();
   return out;

@@ -6,10 +6,8 @@
  * unless first_page + num_pages is the end of the slot.
  */
 import { fail } from '../../host/errno.js';
-import { writeLock, writeUnlock } from '../../shm/rwlock.js';
-import { count, countWaitNs } from '../../metrics/counters.js';
-import { kOpBitmapWord, kOpLockWaitNs, kOpLockWrite } from '../../metrics/ops.js';
-import { kVmMmuLock } from '../vm-layout.js';
+import { count } from '../../metrics/counters.js';
+import { kOpBitmapWord } from '../../metrics/ops.js';
 import { kvmFlushRemoteTlbs } from '../requests.js';
 import { checkSlotId, kvmUseDirtyBitmap, loggingSlot } from './bitmap.js';
 import { kvmArchSyncDirtyLog } from './pml.js';
@@ -47,11 +45,7 @@ export function clearDirtyLog(vm: Vm, log: ClearDirtyLog): number {
   const user = log.bitmap;
   let flush = false;
   let rearmed = 0;
-  const waited = writeLock(vm.w, kVmMmuLock);
-  count(m, kOpLockWrite);
-  if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
-  vm.vmmEpochEnter();
-  try {
+  vm.withMmuWriteLock(() => {
     for (let w = 0; w < words64; w++) {
       const ulo = user[2 * w] ?? 0;
       const uhi = user[2 * w + 1] ?? 0;
@@ -66,10 +60,7 @@ export function clearDirtyLog(vm: Vm, log: ClearDirtyLog): number {
       rearmed += popcount(lo) + popcount(hi);
       enableLogDirtyPtMasked(vm, slot, log.firstPage + w * 64, lo, hi);
     }
-  } finally {
-    vm.vmmEpochExit();
-    writeUnlock(vm.w, kVmMmuLock);
-  }
+  });
   if (flush) kvmFlushRemoteTlbs(vm);
   vm.releaseVmmPages();
   return rearmed;

@@ -9,12 +9,11 @@
  */
 import { fail } from '../../host/errno.js';
 import { allocSab } from '../../shm/arena.js';
-import { writeLock, writeUnlock } from '../../shm/rwlock.js';
-import { count, countWaitNs } from '../../metrics/counters.js';
-import { kOpLockWaitNs, kOpLockWrite, kOpRingFullExit, kOpRingPush, kOpRingResetEntry } from '../../metrics/ops.js';
+import { count } from '../../metrics/counters.js';
+import { kOpRingFullExit, kOpRingPush, kOpRingResetEntry } from '../../metrics/ops.js';
 import { KVM_EXIT_DIRTY_RING_FULL, kVcpuRingDirtyIndex, kVcpuRingFetchIndex, kVcpuRingResetIndex, kVcpuStats } from '../vcpu-layout.js';
 import { kVcpuStat } from '../stats.js';
-import { kVmDirtyCaps, kVmDirtyRingSize, kVmMmuLock, kVmRingResetGen, kVmStrategy } from '../vm-layout.js';
+import { kVmDirtyCaps, kVmDirtyRingSize, kVmRingResetGen, kVmStrategy } from '../vm-layout.js';
 import { kvmFlushRemoteTlbs } from '../requests.js';
 import { KVM_DIRTY_LOG_INITIALLY_SET, kStratPml } from './strategy.js';
 import { enableLogDirtyPtMasked } from './masked.js';
@@ -180,15 +179,5 @@ function shr64(lo: number, hi: number, k: number): [number, number] {
 function resetDirtyGfn(vm: Vm, slotId: number, offset: number, lo: number, hi: number): boolean {
   const slot = vm.slots.get(slotId);
   if (slot === undefined || !slot.dirtyLogging() || offset < 0 || offset >= slot.npages) return false;
-  const m = vm.ctx.metrics;
-  const waited = writeLock(vm.w, kVmMmuLock);
-  count(m, kOpLockWrite);
-  if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
-  vm.vmmEpochEnter();
-  try {
-    return enableLogDirtyPtMasked(vm, slot, offset, lo, hi);
-  } finally {
-    vm.vmmEpochExit();
-    writeUnlock(vm.w, kVmMmuLock);
-  }
+  return vm.withMmuWriteLock(() => enableLogDirtyPtMasked(vm, slot, offset, lo, hi));
 }
