@@ -1,7 +1,7 @@
 /**
  * The benchmark suite's entry point (`npm run bench` = build + `node dist/benchmarks/run.js`).
  *
- *   node dist/benchmarks/run.js [--quick] [--only <substring>] [--out FILE] [--update-baseline] [--seed N]
+ *   node dist/benchmarks/run.js [--quick] [--only <substring>[,<substring>...]] [--out FILE] [--update-baseline] [--seed N]
  *
  * Runs the benchmarks in order, writes a JSON report (default reports/bench-<date>T<time>.json),
  * compares every figure with benchmarks/baselines/baseline.json and prints
@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { fault4k1worker, fault4kScaling } from './fault.js';
 import { memoryPerPage, scale256 } from './scenario-child.js';
 import { microBenchmarks } from './micro.js';
+import { dirtyClear1g, dirtyGetManualCopy, dirtyLogPerf64, wrprotFault1worker } from './dirty.js';
 import { childCpuMsTotal } from './child.js';
 import {
   closeWindow, failedResult, fmtNumber, openWindow, round, type BenchOptions, type BenchResult, type Benchmark,
@@ -33,7 +34,11 @@ const kRoot = resolve(fileURLToPath(new URL('../../', import.meta.url)));
 const kBaselinePath = join(kRoot, 'benchmarks', 'baselines', 'baseline.json');
 
 /** Order: main-thread micro-benchmarks first (clean heap), then workers, then child processes. */
-const kBenchmarks: Benchmark[] = [...microBenchmarks, fault4k1worker, fault4kScaling, memoryPerPage, scale256];
+const kBenchmarks: Benchmark[] = [
+  ...microBenchmarks, dirtyGetManualCopy, dirtyClear1g,
+  fault4k1worker, fault4kScaling, wrprotFault1worker,
+  memoryPerPage, scale256, dirtyLogPerf64,
+];
 
 interface Args {
   quick: boolean;
@@ -45,8 +50,8 @@ interface Args {
 
 const kUsage = `usage: node dist/benchmarks/run.js [options]   (npm run bench -- [options])
 
-  --quick             smaller sizes, fewer repetitions, no 256-VM run: a smoke run (not for baselines)
-  --only <substring>  run only benchmarks whose name contains <substring>
+  --quick             smaller sizes, fewer repetitions, no 256-VM or 64-vCPU run: a smoke run (not for baselines)
+  --only <substring>  run only benchmarks whose name contains <substring> (a,b: any of them)
   --out FILE          write the JSON report here (default reports/bench-<date>.json)
   --update-baseline   rewrite benchmarks/baselines/baseline.json from this run's figures
   --seed N            guest_random_seed for every benchmark (default 1)
@@ -112,6 +117,9 @@ interface BaselineEntry {
   value: number;
   unit: string;
   better: string;
+  /** When and at which commit this figure was recorded (figures merged with --only differ). */
+  recordedAt?: string;
+  commit?: string | null;
 }
 
 interface Baseline {
@@ -185,20 +193,27 @@ function renderTable(rows: Row[]): string {
 
 function writeBaseline(results: BenchResult[], env: Record<string, unknown>, only: string | null): number {
   const old = loadBaseline();
-  const figures: Record<string, BaselineEntry> = only && old ? { ...old.figures } : {};
+  const g = env.git as { commit: string | null; dirty: boolean | null };
+  const now = new Date().toISOString();
+  const figures: Record<string, BaselineEntry> = {};
+  if (only && old) {
+    // Kept figures keep their provenance (the old file's, unless they carry their own).
+    for (const [k, e] of Object.entries(old.figures)) figures[k] = { recordedAt: old.createdAt, commit: old.commit, ...e };
+  }
   let n = 0;
   for (const r of results) {
     if (r.error) continue;
     for (const f of r.figures) {
-      figures[f.name] = { value: f.value, unit: f.unit, better: f.better };
+      figures[f.name] = { value: f.value, unit: f.unit, better: f.better, recordedAt: now, commit: g.commit };
       n++;
     }
   }
-  const g = env.git as { commit: string | null; dirty: boolean | null };
   const b: Baseline = {
-    schema: kBaselineSchema, createdAt: new Date().toISOString(), commit: g.commit, dirty: g.dirty,
+    schema: kBaselineSchema, createdAt: now, commit: g.commit, dirty: g.dirty,
     env: { node: env.node, cpus: env.cpus, cpuModel: env.cpuModel, loadavgAtStart: env.loadavgAtStart },
-    note: 'Written by `npm run bench -- --update-baseline`: medians of one full run on the machine named in env. Ratios against it only mean something on the same machine.',
+    note: only && old
+      ? 'Written by `npm run bench -- --update-baseline --only ...`: this run\'s figures merged into the previous file; each figure has its own recordedAt/commit. Ratios against it only mean something on the same machine.'
+      : 'Written by `npm run bench -- --update-baseline`: medians of one full run on the machine named in env. Ratios against it only mean something on the same machine.',
     figures,
   };
   mkdirSync(dirname(kBaselinePath), { recursive: true });
@@ -224,7 +239,9 @@ async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const selected = kBenchmarks.filter((b) => (args.only === null || b.name.includes(args.only)));
+  // --only a,b: benchmarks whose name contains any of the comma-separated substrings.
+  const only = args.only === null ? null : args.only.split(',').filter((x) => x.length > 0);
+  const selected = kBenchmarks.filter((b) => (only === null || only.some((x) => b.name.includes(x))));
   if (selected.length === 0) {
     process.stderr.write(`bench: no benchmark name contains '${args.only}'\n${kUsage}\n`);
     return 2;

@@ -1,7 +1,8 @@
 /**
  * Benchmarks that run `mmuh run demand-paging` as a child process, so the memory measured is the
  * scenario's own: memory per 4K page (SAB bytes from result.memory, RSS per page, peak RSS) and
- * the 256-VM x 1 GiB scale run.
+ * the 256-VM x 1 GiB scale run. `scenarioChild` is shared with dirty.ts (the 64-vCPU
+ * dirty-log-perf run).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,18 +15,19 @@ import {
 
 const GiB = 2 ** 30;
 
-interface ScenarioRun {
+export interface ScenarioRun {
   child: ChildRun;
   result: RunResult | null;
   window: Window;
 }
 
-async function demandPaging(o: BenchOptions, flags: string[], timeoutMs: number, busyThreads: number): Promise<ScenarioRun> {
+/** `mmuh run <scenario> <flags> -r <seed> -q --json <tmp>` in a child; the parsed result, if any. */
+export async function scenarioChild(o: BenchOptions, scenario: string, flags: string[], timeoutMs: number, busyThreads: number): Promise<ScenarioRun> {
   const dir = mkdtempSync(join(tmpdir(), 'mmuh-bench-json-'));
   const json = join(dir, 'result.json');
   const w = openWindow();
   try {
-    const child = await runChild(process.execPath, ['bin/mmuh.js', 'run', 'demand-paging', ...flags, '-r', String(o.seed), '-q', '--json', json], { cwd: o.root, timeoutMs });
+    const child = await runChild(process.execPath, ['bin/mmuh.js', 'run', scenario, ...flags, '-r', String(o.seed), '-q', '--json', json], { cwd: o.root, timeoutMs });
     const window = closeWindow(w, busyThreads, child.cpuMs ?? 0);
     let result: RunResult | null = null;
     try {
@@ -39,7 +41,11 @@ async function demandPaging(o: BenchOptions, flags: string[], timeoutMs: number,
   }
 }
 
-function childSummary(r: ScenarioRun): Record<string, unknown> {
+function demandPaging(o: BenchOptions, flags: string[], timeoutMs: number, busyThreads: number): Promise<ScenarioRun> {
+  return scenarioChild(o, 'demand-paging', flags, timeoutMs, busyThreads);
+}
+
+export function childSummary(r: ScenarioRun): Record<string, unknown> {
   const c = r.child;
   return {
     argv: c.argv.join(' '), exitCode: c.exitCode, signal: c.signal, timedOut: c.timedOut, wallS: round(c.wallS, 2),

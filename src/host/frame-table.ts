@@ -98,7 +98,9 @@ export class FrameTable {
 
   /** folio_mark_dirty() on the folio holding pfn; true if it was clean. */
   markDirty(pfn: number): boolean {
-    const head = this.head(pfn);
+    // The order of a mapped folio cannot change under us: plain reads, one locked OR at most.
+    const order = this.chunk(pfn)[this.slot(pfn) + kFrameMeta]! & kMetaOrderMask;
+    const head = pfn - (pfn & ((1 << order) - 1));
     const c = this.chunk(head);
     const s = this.slot(head) + kFrameMeta;
     if ((c[s]! & kMetaDirty) !== 0) return false;

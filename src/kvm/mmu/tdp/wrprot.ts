@@ -12,17 +12,21 @@ import {
   PG_LEVEL_4K, PT_WRITABLE_MASK, SPTE_DIRTY, SPTE_ENT_PER_PAGE, isLastSpte, isShadowPresentPte, kPtPageWords,
   kSpteWords, PT64_ROOT_4LEVEL, SPTE_MMU_PRESENT_MASK, PT_PAGE_SIZE_MASK,
 } from '../spte.js';
-import { count } from '../../../metrics/counters.js';
+import { count, countN } from '../../../metrics/counters.js';
+import { kVmStrategy } from '../../vm-layout.js';
+import { kStratFolioOnZap } from '../../dirty/strategy.js';
 import { kOpSpteRead, kOpWrprotSpte } from '../../../metrics/ops.js';
 import type { Vm } from '../../vm.js';
 
-/** Clear `bits` in a leaf's flags word; returns the old flags (0 if it was not present). */
+/**
+ * Clear `bits` (W or D) in a leaf's flags word with one atomic AND — KVM's fetch_and for SPTEs
+ * with volatile bits — and return the old flags. A plain read first skips SPTEs that have the
+ * bits clear already. The AND is harmless on a non-present or FROZEN word: neither has W or D.
+ */
 function clearBits(pt: Int32Array, sptep: number, bits: number): number {
-  for (;;) {
-    const old = Atomics.load(pt, sptep);
-    if ((old & SPTE_MMU_PRESENT_MASK) === 0 || (old & bits) === 0) return old;
-    if (Atomics.compareExchange(pt, sptep, old, old & ~bits) === old) return old;
-  }
+  const seen = pt[sptep]!;
+  if ((seen & SPTE_MMU_PRESENT_MASK) === 0 || (seen & bits) === 0) return seen;
+  return Atomics.and(pt, sptep, ~bits);
 }
 
 /**
@@ -74,9 +78,13 @@ export function tdpClearDirtyPtMasked(vm: Vm, gfn: number, lo: number, hi: numbe
   const pt = vm.pool.pt;
   const m = vm.ctx.metrics;
   const bits = wrprot ? PT_WRITABLE_MASK : SPTE_DIRTY;
+  // Only the 'on-zap' folio policy cares about each cleaned SPTE; decide once per mask.
+  const folioOnZap = (vm.w[kVmStrategy]! & kStratFolioOnZap) !== 0;
   let flush = false;
   let tableGfn = -1;
   let table = 0;
+  let reads = 0;
+  let cleaned = 0;
   for (let half = 0; half < 2; half++) {
     let mask = half === 0 ? lo : hi;
     while (mask !== 0) {
@@ -90,15 +98,17 @@ export function tdpClearDirtyPtMasked(vm: Vm, gfn: number, lo: number, hi: numbe
       }
       if (table <= 0) continue;
       const sptep = table * kPtPageWords + (g & (SPTE_ENT_PER_PAGE - 1)) * kSpteWords;
-      count(m, kOpSpteRead);
+      reads++;
       const old = clearBits(pt, sptep, bits);
       if ((old & bits) !== 0) {
-        count(m, kOpWrprotSpte);
-        if (!wrprot || (old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, pt[sptep + 1]!, PG_LEVEL_4K);
+        cleaned++;
+        if (folioOnZap && (old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, pt[sptep + 1]!, PG_LEVEL_4K);
         flush = true;
       }
     }
   }
+  countN(m, kOpSpteRead, reads);
+  countN(m, kOpWrprotSpte, cleaned);
   return flush;
 }
 
