@@ -99,10 +99,17 @@ export class FrameTable {
   /** folio_mark_dirty() on the folio holding pfn; true if it was clean. */
   markDirty(pfn: number): boolean {
     // The order of a mapped folio cannot change under us: plain reads, one locked OR at most.
-    const order = this.chunk(pfn)[this.slot(pfn) + kFrameMeta]! & kMetaOrderMask;
-    const head = pfn - (pfn & ((1 << order) - 1));
-    const c = this.chunk(head);
-    const s = this.slot(head) + kFrameMeta;
+    let c = this.chunk(pfn);
+    let s = this.slot(pfn) + kFrameMeta;
+    const meta = c[s]!;
+    const order = meta & kMetaOrderMask;
+    if (order !== 0) {
+      const head = pfn - (pfn & ((1 << order) - 1));
+      c = this.chunk(head);
+      s = this.slot(head) + kFrameMeta;
+    } else if ((meta & kMetaDirty) !== 0) {
+      return false;
+    }
     if ((c[s]! & kMetaDirty) !== 0) return false;
     return (Atomics.or(c, s, kMetaDirty) & kMetaDirty) === 0;
   }

@@ -62,9 +62,16 @@ export function mmuInvalidateRetryGfnUnsafe(vm: Vm, gfn: number): boolean {
   return w[kVmInvInProgress] !== 0 && gfn >= w[kVmInvRangeStart]! && gfn < w[kVmInvRangeEnd]!;
 }
 
-/** is_page_fault_stale() (the TDP MMU has one root and no obsolete roots to check). */
+/**
+ * is_page_fault_stale() (the TDP MMU has one root and no obsolete roots to check). Called with
+ * mmu_lock held for read: the sequence, in_progress and the range are written only under the
+ * write lock, so these reads cannot race and the lock's acquire already ordered them — plain
+ * reads suffice.
+ */
 export function isPageFaultStale(vm: Vm, mmuSeq: number, gfn: number): boolean {
-  return mmuInvalidateRetryGfn(vm, mmuSeq, gfn);
+  const w = vm.w;
+  if (w[kVmInvInProgress] !== 0 && gfn >= w[kVmInvRangeStart]! && gfn < w[kVmInvRangeEnd]!) return true;
+  return w[kVmInvSeq] !== mmuSeq;
 }
 
 export const kHookAfterFaultin = 1;

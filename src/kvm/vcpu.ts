@@ -245,7 +245,7 @@ export class Vcpu {
     }
     if (hist !== null) {
       if (timeWall) hist.wall.recordValue(Math.max(1, Math.round((performance.now() - tw) * 1e6)));
-      hist.modeled.recordValue(Math.max(1, Math.round(m.t - tm)));
+      hist.recordModeled(m.t - tm);
     }
     this.enterGuest();
   }

@@ -20,13 +20,35 @@ export function newHistogram(): hdr.Histogram {
   return hdr.build({ useWebAssembly: true, bitBucketSize: 64, numberOfSignificantValueDigits: 3, autoResize: true, lowestDiscernibleValue: 1 });
 }
 
-/** A wall and a modeled histogram for one operation kind. */
+/**
+ * A wall and a modeled histogram for one operation kind. Modeled latencies repeat exactly (every
+ * 4K demand fault costs the same), so runs of equal values are recorded with one
+ * recordValueWithCount: exact, and one WASM call per run instead of per operation.
+ */
 export class OpHistograms {
   readonly wall = newHistogram();
   readonly modeled = newHistogram();
+  private runValue = 0;
+  private runCount = 0;
   record(wallNs: number, modeledNs: number): void {
     this.wall.recordValue(wallNs < 1 ? 1 : wallNs);
-    this.modeled.recordValue(modeledNs < 1 ? 1 : modeledNs);
+    this.recordModeled(modeledNs);
+  }
+  recordModeled(ns: number): void {
+    const v = ns < 1 ? 1 : Math.round(ns);
+    if (v === this.runValue) {
+      this.runCount++;
+      return;
+    }
+    if (this.runCount > 0) this.modeled.recordValueWithCount(this.runValue, this.runCount);
+    this.runValue = v;
+    this.runCount = 1;
+  }
+  /** Push the pending run into the histogram (before reading or encoding it). */
+  flush(): void {
+    if (this.runCount > 0) this.modeled.recordValueWithCount(this.runValue, this.runCount);
+    this.runCount = 0;
+    this.runValue = 0;
   }
   destroy(): void {
     this.wall.destroy();
@@ -50,6 +72,7 @@ export class HistogramSet {
   encode(): EncodedHistograms {
     const out: EncodedHistograms = {};
     for (const [op, h] of this.ops) {
+      h.flush();
       if (h.wall.totalCount === 0 && h.modeled.totalCount === 0) continue;
       out[op] = { wall: hdr.encodeIntoCompressedBase64(h.wall), modeled: hdr.encodeIntoCompressedBase64(h.modeled) };
     }

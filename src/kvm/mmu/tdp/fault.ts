@@ -4,12 +4,12 @@
  * protocol and the mmu_invalidate_seq retry rule.
  */
 import {
-  PG_LEVEL_1G, PG_LEVEL_4K, gfnRoundForLevel, isFrozenSpte, isLargePte, isLastSpte, isShadowPresentPte, isWritablePte,
+  PG_LEVEL_1G, PG_LEVEL_4K, PT64_ROOT_4LEVEL, gfnRoundForLevel, isFrozenSpte, isLargePte, isLastSpte, isShadowPresentPte, isWritablePte,
   kNonLeafFlags, makeSpteFlags, maxLevelForOrder, pagesPerHpage,
 } from '../spte.js';
 import { lpageMaxLevel } from '../lpage.js';
 import { readLock, readUnlock } from '../../../shm/rwlock.js';
-import { count, countWaitNs } from '../../../metrics/counters.js';
+import { count, countN, countWaitNs } from '../../../metrics/counters.js';
 import { kOpFaultRetry, kOpHostFault, kOpLockRead, kOpLockWaitNs, kOpMemslotLookup, kOpPageZero4k, kOpPtPageAlloc, kOpSpteRead } from '../../../metrics/ops.js';
 import { hostFault } from '../../../host/mm.js';
 import { fail } from '../../../host/errno.js';
@@ -142,10 +142,12 @@ export function kvmTdpMmuMap(vcpu: Vcpu, fault: KvmPageFault): number {
   const it = vcpu.iter;
   const end = fault.gfn + 1;
   for (it.start(vm.root, PG_LEVEL_4K, fault.gfn); it.valid && it.gfn < end; it.next()) {
-    count(m, kOpSpteRead);
     // Another thread froze the SPTE: give up and retry rather than allocate for nothing.
     if (isFrozenSpte(it.oldFlags)) return retry(m);
-    if (it.level === fault.goalLevel) return tdpMmuMapHandleTargetLevel(vcpu, fault);
+    if (it.level === fault.goalLevel) {
+      countN(m, kOpSpteRead, PT64_ROOT_4LEVEL + 1 - it.level);
+      return tdpMmuMapHandleTargetLevel(vcpu, fault);
+    }
     // Step down into the lower level page table if it exists.
     if (isShadowPresentPte(it.oldFlags) && !isLargePte(it.oldFlags)) continue;
     // Non-present, or a huge page that must be split to map at a lower level.
