@@ -436,7 +436,8 @@ export class Vm {
     need = Math.ceil(need * 1.03) + 16 + this.maxVcpusInUse() * 8;
     if (need <= this.pool.capacity) return;
     // Grow with headroom so adding vCPUs one by one does not copy the pool each time.
-    const h = PtPool.grow(this.pool, Math.max(need, Math.ceil(this.pool.capacity * 1.125) + 64));
+    // (1/64 more each time: creating 64 vCPUs over a 64 GiB slot grows the pool a few times, not 64.)
+    const h = PtPool.grow(this.pool, Math.max(need, this.pool.capacity + Math.max(64, this.pool.capacity >> 6)));
     this.pool = new PtPool(h, this.w, this.epoch);
     this.iter = new TdpIter(this.pool.pt);
     for (const v of this.vcpus) v.reattach();
