@@ -11,7 +11,6 @@
  *    host-wide frame accounting balance.
  */
 import type { Host } from '../host/host.js';
-import { kMetaHugetlb } from '../host/frame-table.js';
 import {
   FROZEN_SPTE, PG_LEVEL_4K, PT64_ROOT_4LEVEL, SPTE_ENT_PER_PAGE, checkSpteWritableInvariants, isLastSpte,
   isShadowPresentPte, kPtPageWords, kSpteWords, pagesPerHpage,
@@ -152,7 +151,6 @@ export function auditHost(host: Host, owners: number[], out: AuditViolation[]): 
   if (a.free + ownedNonHuge + reserve !== a.pages) {
     out.push({ vm: null, kind: 'host-accounting', detail: `free ${a.free} + owned ${ownedNonHuge} + hugetlb ${reserve} != ${a.pages} frames (an undrained per-thread cache, or a leak)` });
   }
-  void kMetaHugetlb;
 }
 
 export function audit(host: Host, vms: Vm[]): AuditResult {

@@ -112,8 +112,8 @@ export class Vm {
   readonly vcpus: Vcpu[] = [];
   generation = 0;
   /** Callback when a present leaf goes away (folio dirty/accessed policy, dirty logging). */
-  onLeafRemoved: ((vm: Vm, gfn: number, level: number, flags: number, pfn: number) => void) | null = (vm, _gfn, level, flags, pfn) =>
-    vm.onSpteCleaned(flags, pfn, level);
+  onLeafRemoved: ((vm: Vm, gfn: number, level: number, flags: number, pfn: number) => void) | null = (vm, _gfn, _level, flags, pfn) =>
+    vm.onSpteCleaned(flags, pfn);
   private nextHva = kHvaBase;
 
   private constructor(readonly host: Host, readonly ctx: ThreadCtx, h: VmHandle) {
@@ -397,8 +397,7 @@ export class Vm {
   }
 
   /** A dirty SPTE lost W or D (or went away): with 'on-zap', the folio is dirty now. */
-  onSpteCleaned(oldFlags: number, pfn: number, level: number): void {
-    void level;
+  onSpteCleaned(oldFlags: number, pfn: number): void {
     if ((this.w[kVmStrategy]! & kStratFolioOnZap) === 0 || (oldFlags & SPTE_DIRTY) === 0) return;
     this.folioMarkDirty(pfn);
   }

@@ -21,11 +21,10 @@ import type { Vm } from '../../vm.js';
 /** Recoveries between yield points (tdp_mmu_iter_cond_resched flushes pending TLB work there). */
 export const kRecoverYieldBatch = 1024;
 
-function collapsible(vm: Vm, slot: Memslot, gfn: number, level: number, flags: number): boolean {
+function collapsible(slot: Memslot, gfn: number, level: number, flags: number): boolean {
   if (level > PG_LEVEL_1G || !isShadowPresentPte(flags) || isLastSpte(flags, level)) return false;
   // A table whose range is not inside the slot cannot be made huge (and lpage_info would not cover it).
   if (gfn < slot.baseGfn || gfn + pagesPerHpage(level) > slot.endGfn) return false;
-  void vm;
   return kvmMmuMaxMappingLevel(slot, gfn) >= level;
 }
 
@@ -35,7 +34,7 @@ export function tdpZapCollapsibleSptes(vm: Vm, slot: Memslot): number {
   const m = vm.ctx.metrics;
   let flushes = 0;
   for (it.start(vm.root, PG_LEVEL_2M, slot.baseGfn); it.valid && it.gfn < slot.endGfn; it.next()) {
-    while (collapsible(vm, slot, it.gfn, it.level, it.oldFlags)) {
+    while (collapsible(slot, it.gfn, it.level, it.oldFlags)) {
       // tdp_mmu_zap_spte_atomic(): freeze so nothing is installed before the flush, flush, clear.
       count(m, kOpSpteCmpxchg);
       if (Atomics.compareExchange(it.pt, it.sptep, it.oldFlags, FROZEN_SPTE) !== it.oldFlags) {
@@ -67,7 +66,7 @@ export function tdpRecoverHugePages(vm: Vm, slot: Memslot): number {
       flushes++;
       pending = 0;
     }
-    while (collapsible(vm, slot, it.gfn, it.level, it.oldFlags)) {
+    while (collapsible(slot, it.gfn, it.level, it.oldFlags)) {
       const leaf = firstPresentLeaf(vm, it.oldPfn, it.level - 1, it.gfn);
       if (leaf === null) break;
       const flags = leaf.flags | PT_PAGE_SIZE_MASK;

@@ -44,7 +44,7 @@ export function tdpWrprotRange(vm: Vm, start: number, end: number, minLevel: num
     const old = clearBits(it.pt, it.sptep, PT_WRITABLE_MASK);
     if ((old & PT_WRITABLE_MASK) !== 0) {
       count(m, kOpWrprotSpte);
-      if ((old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, it.oldPfn, it.level);
+      if ((old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, it.oldPfn);
       flush = true;
     }
   }
@@ -62,7 +62,7 @@ export function tdpClearDirtyRange(vm: Vm, start: number, end: number): boolean 
     const old = clearBits(it.pt, it.sptep, SPTE_DIRTY);
     if ((old & SPTE_DIRTY) !== 0) {
       count(m, kOpWrprotSpte);
-      vm.onSpteCleaned(old, it.oldPfn, it.level);
+      vm.onSpteCleaned(old, it.oldPfn);
       flush = true;
     }
   }
@@ -102,7 +102,7 @@ export function tdpClearDirtyPtMasked(vm: Vm, gfn: number, lo: number, hi: numbe
       const old = clearBits(pt, sptep, bits);
       if ((old & bits) !== 0) {
         cleaned++;
-        if (folioOnZap && (old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, pt[sptep + 1]!, PG_LEVEL_4K);
+        if (folioOnZap && (old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, pt[sptep + 1]!);
         flush = true;
       }
     }
