@@ -10,7 +10,7 @@
 import { allocSab } from '../shm/arena.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
 import { fail } from './errno.js';
-import { type Host, type HostThread, type NumaPolicy, kOrder1G, kOrder2M, kPageShift } from './host.js';
+import { type HostThread, type NumaPolicy, kOrder1G, kOrder2M, kPageShift } from './host.js';
 
 /** Backing sources, named as KVM's selftests name them (lib/test_util.c). */
 export const kBackingSources = ['anonymous', 'anonymous_thp', 'anonymous_hugetlb_2mb', 'anonymous_hugetlb_1gb'] as const;
@@ -229,9 +229,3 @@ export function madviseDontneed(t: HostThread, vma: Vma, first: number, n: numbe
   }
   return dropped;
 }
-
-export function vmaHandleOf(v: Vma): VmaHandle {
-  return v.handle;
-}
-
-export type { Host };

@@ -71,7 +71,6 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
       if (level > PG_LEVEL_4K) {
         const d = disallowLpage(slot.lpage, slot.baseGfn, gfn, level);
         if (d !== 0) report((d & KVM_LPAGE_MIXED_FLAG) !== 0 ? 'huge-mixed-attributes' : 'huge-disallowed', `gfn 0x${gfn.toString(16)} mapped at level ${level} with disallow_lpage 0x${(d >>> 0).toString(16)}`);
-        if (frames.order(pfn) < (level - 1) * 9) report('huge-beyond-folio', `gfn 0x${gfn.toString(16)} level ${level} maps a folio of order ${frames.order(pfn)}`);
       }
       if (frames.owner(pfn) !== vm.owner) report('foreign-frame', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} owned by ${frames.owner(pfn)}, not VM ${vm.id}`);
       if (frames.refcount(frames.head(pfn)) <= 0) report('freed-frame', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} with no host reference`);

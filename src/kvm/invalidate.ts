@@ -44,13 +44,6 @@ export function kvmMmuInvalidateEnd(vm: Vm): void {
   Atomics.sub(vm.w, kVmInvInProgress, 1);
 }
 
-/** mmu_invalidate_retry_gfn(): under mmu_lock. */
-export function mmuInvalidateRetryGfn(vm: Vm, mmuSeq: number, gfn: number): boolean {
-  const w = vm.w;
-  if (Atomics.load(w, kVmInvInProgress) !== 0 && gfn >= w[kVmInvRangeStart]! && gfn < w[kVmInvRangeEnd]!) return true;
-  return Atomics.load(w, kVmInvSeq) !== mmuSeq;
-}
-
 /**
  * mmu_invalidate_retry_gfn_unsafe(): the lockless pre-check made right after the sequence
  * snapshot and before resolving the pfn, so a fault racing an invalidation of its gfn backs off
@@ -63,15 +56,14 @@ export function mmuInvalidateRetryGfnUnsafe(vm: Vm, gfn: number): boolean {
 }
 
 /**
- * is_page_fault_stale() (the TDP MMU has one root and no obsolete roots to check). Called with
- * mmu_lock held for read: the sequence, in_progress and the range are written only under the
- * write lock, so these reads cannot race and the lock's acquire already ordered them — plain
- * reads suffice.
+ * is_page_fault_stale() = mmu_invalidate_retry_gfn() here (the TDP MMU has one root, no obsolete
+ * roots): an invalidation covering gfn is in progress, or one completed since the snapshot.
+ * Called with mmu_lock held for read: the sequence, in_progress and the range are written only
+ * under the write lock, so these reads cannot race and the lock's acquire ordered them — the
+ * plain reads of the unlocked check are exact here.
  */
 export function isPageFaultStale(vm: Vm, mmuSeq: number, gfn: number): boolean {
-  const w = vm.w;
-  if (w[kVmInvInProgress] !== 0 && gfn >= w[kVmInvRangeStart]! && gfn < w[kVmInvRangeEnd]!) return true;
-  return w[kVmInvSeq] !== mmuSeq;
+  return mmuInvalidateRetryGfnUnsafe(vm, gfn) || vm.w[kVmInvSeq] !== mmuSeq;
 }
 
 export const kHookAfterFaultin = 1;
@@ -96,16 +88,6 @@ export function armHook(vm: Vm, gfn: number, point: number): void {
   Atomics.store(vm.w, kVmHookGfn, gfn);
   Atomics.store(vm.w, kVmHookPoint, point);
   Atomics.store(vm.w, kVmHookState, kHookArmed);
-}
-
-/** Wait until a fault parks at the hook; returns false on timeout. */
-export function waitForParkedFault(vm: Vm, timeoutMs: number): boolean {
-  const deadline = Date.now() + timeoutMs;
-  while (Atomics.load(vm.w, kVmHookState) !== kHookParked) {
-    if (Date.now() > deadline) return false;
-    Atomics.wait(vm.w, kVmHookState, kHookArmed, 10);
-  }
-  return true;
 }
 
 export function releaseHook(vm: Vm): void {

@@ -7,7 +7,6 @@
  *   Int32 [32..]     page-table page cache (count + pages), as mmu_memory_cache
  *   Int32 [48..]     software TLB generation + dirty-ring indices
  *   Int32 [64..319]  software TLB: kTlbEntries x (gfn, pfn, flags, gen)   (bytes 256..1279)
- *   Float64 [160..]  (byte 1280) workload cursor: position, iteration, …
  *   Float64 [192..]  (byte 1536) stats, kVcpuStatNames order; then modeled ns, accesses, wall ns
  *   Int32 [512..1023] (byte 2048) the PML buffer: 512 logged gfns
  */
@@ -21,7 +20,6 @@ export const kVcpuMode = 0;
 export const kVcpuRequests = 1;
 
 export const KVM_REQ_TLB_FLUSH = 1 << 0;
-export const KVM_REQ_DIRTY_RING_SOFT_FULL = 1 << 1;
 /** Drain CPU dirty logs (PML) — any exit drains, so this is a kick that waits. */
 export const KVM_REQ_FLUSH_CPU_DIRTY_LOG = 1 << 2;
 /** PML on/off changed (KVM_REQ_UPDATE_CPU_DIRTY_LOGGING). */
@@ -53,9 +51,6 @@ export const kTlbFlags = 2;
 export const kTlbGenWord = 3;
 
 /** Float64 indices. */
-export const kVcpuCursor = 160;
-export const kCursorPos = 0;
-export const kCursorIteration = 1;
 export const kVcpuStats = 192;
 export const kVcpuStatModeledNs = kVcpuStats + 16;
 export const kVcpuStatAccesses = kVcpuStats + 17;

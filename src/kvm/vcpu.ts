@@ -333,14 +333,6 @@ export class Vcpu {
     return out;
   }
 
-  /** Give cached pages back to the pool (vCPU teardown, pool growth). */
-  freeMmuCache(): void {
-    const w = this.w;
-    const n = w[kVcpuMmuCacheCount]!;
-    if (n > 0) this.vm.pool.freeUnused(w, kVcpuMmuCache, n);
-    w[kVcpuMmuCacheCount] = 0;
-  }
-
   /** The host zeroed a newly populated folio of `order`. */
   countZeroing(order: number): void {
     const m = this.vm.ctx.metrics;

@@ -111,9 +111,6 @@ export class Vm {
   readonly rings: (SharedArrayBuffer | null)[] = [];
   readonly vcpus: Vcpu[] = [];
   generation = 0;
-  /** Callback when a present leaf goes away (folio dirty/accessed policy, dirty logging). */
-  onLeafRemoved: ((vm: Vm, gfn: number, level: number, flags: number, pfn: number) => void) | null = (vm, _gfn, _level, flags, pfn) =>
-    vm.onSpteCleaned(flags, pfn);
   private nextHva = kHvaBase;
 
   private constructor(readonly host: Host, readonly ctx: ThreadCtx, h: VmHandle) {

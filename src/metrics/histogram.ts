@@ -143,9 +143,3 @@ export function summarize(h: hdr.Histogram, clock: Clock): HistogramSummary {
     encoded: hdr.encodeIntoCompressedBase64(h),
   };
 }
-
-/** Decode a HISTFAAA… string (for reports and .hgrm output). */
-export function decodeHistogram(encoded: string): hdr.Histogram {
-  ensureWasm();
-  return hdr.decodeFromCompressedBase64(encoded, 64, true);
-}

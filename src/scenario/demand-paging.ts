@@ -4,7 +4,6 @@
  * reports total guest execution time and the demand paging rate, per vCPU and overall. (No
  * userfaultfd: the host populates pages in the fault path, as with -u absent.)
  */
-import { writeFileSync } from 'node:fs';
 import { Runner } from './runner.js';
 import { kGuestPhysBits } from '../kvm/memslot.js';
 import { createMemstressVms, fmtTimespec, memstressStream, type MemstressConfig } from './memstress-vm.js';
@@ -67,9 +66,4 @@ export async function runDemandPaging(c: MemstressConfig, random: boolean, flags
   } finally {
     await runner.close();
   }
-}
-
-/** Write the result where --json asked, only for a complete run. */
-export function writeResultJson(path: string | null, result: RunResult): void {
-  if (path) writeFileSync(path, JSON.stringify(result, null, 2) + '\n');
 }

@@ -226,8 +226,8 @@ export async function runDirtyLogPerf(f: Record<string, unknown>, io: ScenarioIo
       },
       output: [],
     });
-    (result as RunResult & { tlbFlushes: Record<string, number>; iterations: Record<string, number>[] }).tlbFlushes = flushes;
-    (result as RunResult & { iterations: Record<string, number>[] }).iterations = perIteration;
+    result.tlbFlushes = flushes;
+    result.iterations = perIteration;
     return result;
   } finally {
     await runner.close();

@@ -49,4 +49,8 @@ export interface RunResult {
   metrics: Record<string, number | string | boolean>;
   /** The selftest-style lines the run printed, in order. */
   output: string[];
+  /** dirty-log-perf: remote TLB flushes during each phase. */
+  tlbFlushes?: Record<string, number>;
+  /** dirty-log-perf: per-iteration dirty/get/clear times in both clocks. */
+  iterations?: Record<string, number>[];
 }

@@ -9,8 +9,8 @@ import {
 } from '../spte.js';
 import { lpageMaxLevel } from '../lpage.js';
 import { readLock, readUnlock } from '../../../shm/rwlock.js';
-import { count, countN, countWaitNs } from '../../../metrics/counters.js';
-import { kOpFaultRetry, kOpHostFault, kOpLockRead, kOpLockWaitNs, kOpMemslotLookup, kOpPageZero4k, kOpPtPageAlloc, kOpSpteRead } from '../../../metrics/ops.js';
+import { count, countN, countWaitNs, type Metrics } from '../../../metrics/counters.js';
+import { kOpFaultRetry, kOpHostFault, kOpLockRead, kOpLockWaitNs, kOpMemslotLookup, kOpPtPageAlloc, kOpSpteRead } from '../../../metrics/ops.js';
 import { hostFault } from '../../../host/mm.js';
 import { fail } from '../../../host/errno.js';
 import { KVM_MEM_READONLY } from '../../memslot.js';
@@ -169,7 +169,7 @@ export function kvmTdpMmuMap(vcpu: Vcpu, fault: KvmPageFault): number {
   return retry(m);
 }
 
-function retry(m: import('../../../metrics/counters.js').Metrics): number {
+function retry(m: Metrics): number {
   count(m, kOpFaultRetry);
   return RET_PF_RETRY;
 }
@@ -206,4 +206,3 @@ function setLeaf(fault: KvmPageFault, flags: number, pfn: number, level: number)
   fault.leafLevel = level;
 }
 
-export { kOpPageZero4k };

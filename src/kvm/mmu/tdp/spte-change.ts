@@ -73,7 +73,8 @@ export function handleChangedSpte(vm: Vm, gfn: number, level: number, oldFlags: 
   const isLeaf = isPresent && isLastSpte(newFlags, level);
   if (wasLeaf !== isLeaf) Atomics.add(vm.w, pageStatWord(level), isLeaf ? 1 : -1);
   if (wasPresent && !wasLeaf && (isLeaf || !isPresent)) handleRemovedPt(vm, oldPfn, level - 1, gfn, shared);
-  if (wasLeaf && vm.onLeafRemoved !== null && (!isLeaf || !isPresent)) vm.onLeafRemoved(vm, gfn, level, oldFlags, oldPfn);
+  // A dirty leaf going away dirties its folio under the 'on-zap' policy.
+  if (wasLeaf && !isLeaf) vm.onSpteCleaned(oldFlags, oldPfn);
 }
 
 /**

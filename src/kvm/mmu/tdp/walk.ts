@@ -13,7 +13,7 @@ export const kWalkOk = 0;
 export const kWalkViolation = 1;
 
 /** Result of the last walk on this thread (no allocation per walk). */
-export const walkOut = { pfn: 0, flags: 0, level: 0, steps: 0, sptep: 0, dirtied: false, presentLeaf: false };
+export const walkOut = { pfn: 0, flags: 0, level: 0, steps: 0, dirtied: false, presentLeaf: false };
 
 export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolean): number {
   let page = root;
@@ -48,7 +48,6 @@ export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolea
       walkOut.flags = want;
       walkOut.level = level;
       walkOut.steps = steps;
-      walkOut.sptep = sptep;
       return kWalkOk;
     }
     page = pfn;
