@@ -21,7 +21,7 @@ import { Zone } from '../src/host/buddy.js';
 import { hostFault } from '../src/host/mm.js';
 import { Vm, type ThreadCtx } from '../src/kvm/vm.js';
 import type { AccessSource } from '../src/kvm/vcpu.js';
-import { eptWalk, kWalkOk, walkOut } from '../src/kvm/mmu/tdp/walk.js';
+import { eptWalk, WalkResult, walkOut } from '../src/kvm/mmu/tdp/walk.js';
 import { Metrics } from '../src/metrics/counters.js';
 import { costVector, loadCostModel } from '../src/metrics/cost-model.js';
 import { newHistogram } from '../src/metrics/histogram.js';
@@ -138,7 +138,7 @@ const specs: MicroSpec[] = [
         fn() {
           let acc = 0;
           for (let i = 0; i < 4096; i++) {
-            if (eptWalk(pt, root, gfns[i]!, false) !== kWalkOk) throw new Error('walk missed');
+            if (eptWalk(pt, root, gfns[i]!, false) !== WalkResult.kWalkOk) throw new Error('walk missed');
             acc = (acc + walkOut.pfn) | 0;
           }
           sink ^= acc;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Zone, kMaxOrder } from '../src/host/buddy.js';
+import { Zone, ZoneLayout } from '../src/host/buddy.js';
 import { KvmError } from '../src/host/errno.js';
 import { Host } from '../src/host/host.js';
 import { audit } from '../src/kvm/audit.js';
@@ -17,7 +17,7 @@ function kvmError(fn: () => unknown): KvmError {
 
 describe('buddy exhaustion', () => {
   it('hands out every frame in ascending order, then -1; freeing all restores the zone', () => {
-    const z = Zone.create(0, 1 << kMaxOrder, 4096);
+    const z = Zone.create(0, 1 << ZoneLayout.kMaxOrder, 4096);
     const got: number[] = [];
     for (;;) {
       const p = z.alloc(0);
@@ -25,15 +25,15 @@ describe('buddy exhaustion', () => {
       got.push(p);
     }
     expect(got.length).toBe(4096);
-    expect(got.every((p, i) => p === (1 << kMaxOrder) + i)).toBe(true);
+    expect(got.every((p, i) => p === (1 << ZoneLayout.kMaxOrder) + i)).toBe(true);
     expect(z.freePages()).toBe(0);
-    for (let o = 0; o <= kMaxOrder; o++) expect(z.freeBlocks(o)).toBe(0);
+    for (let o = 0; o <= ZoneLayout.kMaxOrder; o++) expect(z.freeBlocks(o)).toBe(0);
     expect(z.alloc(0)).toBe(-1);
     expect(z.alloc(9)).toBe(-1);
     for (const p of got) z.free(p, 0);
     expect(z.freePages()).toBe(4096);
     expect(z.freeBlocks(12)).toBe(1);
-    expect(z.alloc(12)).toBe(1 << kMaxOrder);
+    expect(z.alloc(12)).toBe(1 << ZoneLayout.kMaxOrder);
   });
 
   it('runs out of huge blocks while small ones would still fit', () => {

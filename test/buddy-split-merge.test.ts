@@ -1,18 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { Zone, kMaxOrder } from '../src/host/buddy.js';
+import { Zone, ZoneLayout } from '../src/host/buddy.js';
 
-const k1G = 1 << kMaxOrder;
+const k1G = 1 << ZoneLayout.kMaxOrder;
 
 /** Free-block count of every order 0..18, as an array (index = order). */
 function blocks(z: Zone): number[] {
   const out: number[] = [];
-  for (let o = 0; o <= kMaxOrder; o++) out.push(z.freeBlocks(o));
+  for (let o = 0; o <= ZoneLayout.kMaxOrder; o++) out.push(z.freeBlocks(o));
   return out;
 }
 
 /** Expected counts: `orders` lists the orders holding one free block each. */
 function only(...orders: number[]): number[] {
-  const out = new Array<number>(kMaxOrder + 1).fill(0);
+  const out = new Array<number>(ZoneLayout.kMaxOrder + 1).fill(0);
   for (const o of orders) out[o]!++;
   return out;
 }

@@ -10,7 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   Runner, audit, config, createMemstressVms, memstressStream, until, KVM_MEM_LOG_DIRTY_PAGES,
-  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET, kVcpuStatAccesses,
+  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET, VcpuLayout,
 } from './fixtures/dist.js';
 import type { DirtyStrategy } from './fixtures/dist.js';
 
@@ -90,12 +90,12 @@ async function oracle({ mode, strategy, backing }: Case) {
     for (let round = 1; round <= kRounds; round++) {
       const reported = new Uint8Array(n);
       let done = false;
-      const before = vm.vcpu(0).f[kVcpuStatAccesses]! + vm.vcpu(1).f[kVcpuStatAccesses]!;
+      const before = vm.vcpu(0).f[VcpuLayout.kVcpuStatAccesses]! + vm.vcpu(1).f[VcpuLayout.kVcpuStatAccesses]!;
       const phase = runner.phase(`round-${round}`, (ref) => ({ ...memstressStream(c, s.layout, ref, 0, 'random', 100, round), accesses: kAccesses, seed: 100 * round + ref.vcpu }))
         .finally(() => (done = true));
       let collected = false;
       await until(() => {
-        const progress = vm.vcpu(0).f[kVcpuStatAccesses]! + vm.vcpu(1).f[kVcpuStatAccesses]! - before;
+        const progress = vm.vcpu(0).f[VcpuLayout.kVcpuStatAccesses]! + vm.vcpu(1).f[VcpuLayout.kVcpuStatAccesses]! - before;
         // Collect while the vCPUs are mid-round (the ring is drained continuously, as a reaper does).
         if (mode === 'dirty-ring' ? !done : !collected && progress >= kAccesses) {
           collect(reported);

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Host, KVM_MEM_LOG_DIRTY_PAGES, type Vm } from '../src/index.js';
 import { leafTableFor } from '../src/kvm/mmu/tdp/wrprot.js';
-import { PT_WRITABLE_MASK, SPTE_DIRTY, SPTE_MMU_PRESENT_MASK, SPTE_MMU_WRITABLE, kPtPageWords, kSpteWords } from '../src/kvm/mmu/spte.js';
+import { Spte, PtLayout } from '../src/kvm/mmu/spte.js';
 import { kOp } from '../src/metrics/ops.js';
 
 const kBase = 4096;
@@ -20,7 +20,7 @@ function span(start: number, end: number) {
 function leafFlags(vm: Vm, gfn: number): number {
   const table = leafTableFor(vm, gfn);
   expect(table).toBeGreaterThan(0);
-  return vm.pool.pt[table * kPtPageWords + (gfn & 511) * kSpteWords]!;
+  return vm.pool.pt[table * PtLayout.kPtPageWords + (gfn & 511) * PtLayout.kSpteWords]!;
 }
 
 function setBits(bm: Uint32Array): number[] {
@@ -38,7 +38,7 @@ function fixture() {
   vm.setUserMemoryRegion2(region);
   const vcpu = vm.createVcpu();
   expect(vcpu.run(span(kBase, kBase + kPages), 1 << 20)).toBe(kPages);
-  for (let g = kBase; g < kBase + kPages; g++) expect(leafFlags(vm, g) & SPTE_DIRTY).toBe(SPTE_DIRTY);
+  for (let g = kBase; g < kBase + kPages; g++) expect(leafFlags(vm, g) & Spte.SPTE_DIRTY).toBe(Spte.SPTE_DIRTY);
   vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
   return { host, vm, vcpu };
 }
@@ -49,7 +49,7 @@ describe('PML dirty tracking', () => {
     expect(vm.lastApplyFlags).toEqual({ splits: 0, tlbFlushes: 1 });
     for (let g = kBase; g < kBase + kPages; g++) {
       const f = leafFlags(vm, g);
-      expect(f & (SPTE_MMU_PRESENT_MASK | PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | SPTE_DIRTY)).toBe(SPTE_MMU_PRESENT_MASK | PT_WRITABLE_MASK | SPTE_MMU_WRITABLE);
+      expect(f & (Spte.SPTE_MMU_PRESENT_MASK | Spte.PT_WRITABLE_MASK | Spte.SPTE_MMU_WRITABLE | Spte.SPTE_DIRTY)).toBe(Spte.SPTE_MMU_PRESENT_MASK | Spte.PT_WRITABLE_MASK | Spte.SPTE_MMU_WRITABLE);
     }
     expect(host.audit().ok).toBe(true);
   });
@@ -70,13 +70,13 @@ describe('PML dirty tracking', () => {
     expect(m[kOp.pml_log]! - logged0).toBe(n);
     for (let g = kBase; g < kBase + kPages; g++) {
       const written = g >= kBase + first && g < kBase + first + n;
-      expect(leafFlags(vm, g) & SPTE_DIRTY).toBe(written ? SPTE_DIRTY : 0);
+      expect(leafFlags(vm, g) & Spte.SPTE_DIRTY).toBe(written ? Spte.SPTE_DIRTY : 0);
     }
     const expected = Array.from({ length: n }, (_, i) => first + i);
     expect(setBits(vm.getDirtyLog(1))).toEqual(expected);
     // Legacy GET re-armed them: D cleared again, W kept.
     for (let g = kBase + first; g < kBase + first + n; g++) {
-      expect(leafFlags(vm, g) & (PT_WRITABLE_MASK | SPTE_DIRTY)).toBe(PT_WRITABLE_MASK);
+      expect(leafFlags(vm, g) & (Spte.PT_WRITABLE_MASK | Spte.SPTE_DIRTY)).toBe(Spte.PT_WRITABLE_MASK);
     }
     expect(setBits(vm.getDirtyLog(1))).toEqual([]);
     expect(host.audit().ok).toBe(true);

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { Host, KVM_MEM_LOG_DIRTY_PAGES, type Vm } from '../src/index.js';
 import { leafTableFor } from '../src/kvm/mmu/tdp/wrprot.js';
-import { PT_WRITABLE_MASK, SPTE_DIRTY, SPTE_MMU_WRITABLE, kPtPageWords, kSpteWords } from '../src/kvm/mmu/spte.js';
+import { Spte, PtLayout } from '../src/kvm/mmu/spte.js';
 import { kOp } from '../src/metrics/ops.js';
 
 const kBase = 4096;
@@ -23,7 +23,7 @@ function setBits(bm: Uint32Array): number[] {
 function leafFlags(vm: Vm, gfn: number): number {
   const table = leafTableFor(vm, gfn);
   expect(table).toBeGreaterThan(0);
-  return vm.pool.pt[table * kPtPageWords + (gfn & 511) * kSpteWords]!;
+  return vm.pool.pt[table * PtLayout.kPtPageWords + (gfn & 511) * PtLayout.kSpteWords]!;
 }
 
 /** 1024 4K pages; the first 512 written before logging, then logging on with wrprot tracking. */
@@ -45,7 +45,7 @@ describe('fast page fault', () => {
     const { host, vm, vcpu, c } = fixture();
     const gfn = kBase + 77;
     const f0 = leafFlags(vm, gfn);
-    expect(f0 & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)).toBe(SPTE_MMU_WRITABLE);
+    expect(f0 & (Spte.PT_WRITABLE_MASK | Spte.SPTE_MMU_WRITABLE)).toBe(Spte.SPTE_MMU_WRITABLE);
     const s0 = vcpu.getStats();
     const lockRead0 = c[kOp.lock_read]!;
     const lockWrite0 = c[kOp.lock_write]!;
@@ -56,7 +56,7 @@ describe('fast page fault', () => {
     expect(s1.pf_fixed - s0.pf_fixed).toBe(1);
     expect(c[kOp.lock_read]!).toBe(lockRead0);
     expect(c[kOp.lock_write]!).toBe(lockWrite0);
-    expect(leafFlags(vm, gfn) & (PT_WRITABLE_MASK | SPTE_DIRTY | SPTE_MMU_WRITABLE)).toBe(PT_WRITABLE_MASK | SPTE_DIRTY | SPTE_MMU_WRITABLE);
+    expect(leafFlags(vm, gfn) & (Spte.PT_WRITABLE_MASK | Spte.SPTE_DIRTY | Spte.SPTE_MMU_WRITABLE)).toBe(Spte.PT_WRITABLE_MASK | Spte.SPTE_DIRTY | Spte.SPTE_MMU_WRITABLE);
     // A second write goes straight through the now-writable SPTE.
     expect(vcpu.run(accesses([gfn]), 10)).toBe(1);
     expect(vcpu.getStats().pf_taken).toBe(s1.pf_taken);
@@ -118,10 +118,10 @@ describe('fast page fault', () => {
     expect(c[kOp.lock_read]! - lockRead0).toBe(1);
     expect(c[kOp.split_huge]! - splits0).toBe(1);
     expect(vm.getStats()).toMatchObject({ pages_2m: 1, pages_4k: 512 });
-    expect(leafFlags(vm, base + 10) & PT_WRITABLE_MASK).toBe(PT_WRITABLE_MASK);
+    expect(leafFlags(vm, base + 10) & Spte.PT_WRITABLE_MASK).toBe(Spte.PT_WRITABLE_MASK);
     // Its neighbours are 4K now and still write-protected (MMU-writable): the next write to one
     // is a fast page fault.
-    expect(leafFlags(vm, base + 11) & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)).toBe(SPTE_MMU_WRITABLE);
+    expect(leafFlags(vm, base + 11) & (Spte.PT_WRITABLE_MASK | Spte.SPTE_MMU_WRITABLE)).toBe(Spte.SPTE_MMU_WRITABLE);
     expect(vcpu.run(accesses([base + 11]), 10)).toBe(1);
     expect(vcpu.getStats().pf_fast - s1.pf_fast).toBe(1);
     expect(c[kOp.lock_read]! - lockRead0).toBe(1);

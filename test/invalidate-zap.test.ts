@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { Host } from '../src/host/host.js';
 import { madviseDontneed } from '../src/host/mm.js';
 import { audit } from '../src/kvm/audit.js';
-import { eptWalk, kWalkOk, walkOut } from '../src/kvm/mmu/tdp/walk.js';
+import { eptWalk, WalkResult, walkOut } from '../src/kvm/mmu/tdp/walk.js';
 import type { Vm } from '../src/kvm/vm.js';
 import { accesses, kMiB, range, vmWithMapping } from './fixtures/vm-ctx.js';
 
 function mapped(vm: Vm, gfn: number): boolean {
-  return eptWalk(vm.pool.pt, vm.root, gfn, false) === kWalkOk;
+  return eptWalk(vm.pool.pt, vm.root, gfn, false) === WalkResult.kWalkOk;
 }
 
 function slotVm(backing: 'anonymous' | 'anonymous_thp' | 'anonymous_hugetlb_2mb', hugepages2m = 0) {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
-  KVM_LPAGE_MIXED_FLAG, allocLpageInfo, disallowLpage, gfnToIndex, lpageCount, lpageMaxLevel, updateGfnDisallowLpageCount,
+  Lpage, allocLpageInfo, disallowLpage, gfnToIndex, lpageCount, lpageMaxLevel, updateGfnDisallowLpageCount,
 } from '../src/kvm/mmu/lpage.js';
-import { PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K } from '../src/kvm/mmu/spte.js';
+import { PgLevel } from '../src/kvm/mmu/spte.js';
 
 const k1G = 262144; // 4K pages per 1 GiB
 
@@ -12,7 +12,7 @@ const k1G = 262144; // 4K pages per 1 GiB
  */
 function linfo(baseGfn: number, npages: number, ugfn: number): number[][] {
   return allocLpageInfo(baseGfn, npages, ugfn).map((s, i) =>
-    Array.from(new Int32Array(s).subarray(0, lpageCount(baseGfn, npages, PG_LEVEL_2M + i))));
+    Array.from(new Int32Array(s).subarray(0, lpageCount(baseGfn, npages, PgLevel.PG_LEVEL_2M + i))));
 }
 function views(baseGfn: number, npages: number, ugfn: number): Int32Array[] {
   return allocLpageInfo(baseGfn, npages, ugfn).map((s) => new Int32Array(s));
@@ -20,13 +20,13 @@ function views(baseGfn: number, npages: number, ugfn: number): Int32Array[] {
 
 describe('lpage_info: disallow_lpage at memslot creation', () => {
   it('indexes huge pages from the slot base (gfn_to_index, __kvm_mmu_slot_lpages)', () => {
-    expect(gfnToIndex(1048576 + 600, 1048576, PG_LEVEL_2M)).toBe(1);
-    expect(gfnToIndex(1048576 + 600, 1048576, PG_LEVEL_1G)).toBe(0);
-    expect(gfnToIndex(1535, 1000, PG_LEVEL_2M)).toBe(1); // 1000 is in 2M page 1, 1535 in 2M page 2
-    expect(lpageCount(1048576, 1024, PG_LEVEL_2M)).toBe(2);
-    expect(lpageCount(1048576, 1024, PG_LEVEL_1G)).toBe(1);
-    expect(lpageCount(1000, 2000, PG_LEVEL_2M)).toBe(5);
-    expect(lpageCount(k1G - 1, 2, PG_LEVEL_1G)).toBe(2);
+    expect(gfnToIndex(1048576 + 600, 1048576, PgLevel.PG_LEVEL_2M)).toBe(1);
+    expect(gfnToIndex(1048576 + 600, 1048576, PgLevel.PG_LEVEL_1G)).toBe(0);
+    expect(gfnToIndex(1535, 1000, PgLevel.PG_LEVEL_2M)).toBe(1); // 1000 is in 2M page 1, 1535 in 2M page 2
+    expect(lpageCount(1048576, 1024, PgLevel.PG_LEVEL_2M)).toBe(2);
+    expect(lpageCount(1048576, 1024, PgLevel.PG_LEVEL_1G)).toBe(1);
+    expect(lpageCount(1000, 2000, PgLevel.PG_LEVEL_2M)).toBe(5);
+    expect(lpageCount(k1G - 1, 2, PgLevel.PG_LEVEL_1G)).toBe(2);
   });
 
   it('1024 pages at gfn 1048576: both 2M entries allowed, the 1G tail entry disallowed', () => {
@@ -63,15 +63,15 @@ describe('lpage_info: disallow_lpage at memslot creation', () => {
 describe('lpage_info: the max mapping level it allows', () => {
   it('picks the largest level whose entry is zero', () => {
     const l = views(1000, 2000, 1000); // 2M [1,0,0,0,1], 1G [1]
-    expect(disallowLpage(l, 1000, 1000, PG_LEVEL_2M)).toBe(1);
-    expect(lpageMaxLevel(l, 1000, 1000, PG_LEVEL_1G)).toBe(PG_LEVEL_4K);
-    expect(lpageMaxLevel(l, 1000, 1536, PG_LEVEL_1G)).toBe(PG_LEVEL_2M);
-    expect(lpageMaxLevel(l, 1000, 2559, PG_LEVEL_1G)).toBe(PG_LEVEL_2M);
-    expect(lpageMaxLevel(l, 1000, 2560, PG_LEVEL_1G)).toBe(PG_LEVEL_4K);
-    expect(lpageMaxLevel(l, 1000, 1536, PG_LEVEL_4K)).toBe(PG_LEVEL_4K); // host level caps it
+    expect(disallowLpage(l, 1000, 1000, PgLevel.PG_LEVEL_2M)).toBe(1);
+    expect(lpageMaxLevel(l, 1000, 1000, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_4K);
+    expect(lpageMaxLevel(l, 1000, 1536, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_2M);
+    expect(lpageMaxLevel(l, 1000, 2559, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_2M);
+    expect(lpageMaxLevel(l, 1000, 2560, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_4K);
+    expect(lpageMaxLevel(l, 1000, 1536, PgLevel.PG_LEVEL_4K)).toBe(PgLevel.PG_LEVEL_4K); // host level caps it
     const g = views(0, 2 * k1G, 0);
-    expect(lpageMaxLevel(g, 0, k1G + 77, PG_LEVEL_1G)).toBe(PG_LEVEL_1G);
-    expect(lpageMaxLevel(g, 0, k1G + 77, PG_LEVEL_2M)).toBe(PG_LEVEL_2M);
+    expect(lpageMaxLevel(g, 0, k1G + 77, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_1G);
+    expect(lpageMaxLevel(g, 0, k1G + 77, PgLevel.PG_LEVEL_2M)).toBe(PgLevel.PG_LEVEL_2M);
   });
 
   it('refcounts disallows at every level (kvm_mmu_gfn_disallow_lpage / allow)', () => {
@@ -79,9 +79,9 @@ describe('lpage_info: the max mapping level it allows', () => {
     updateGfnDisallowLpageCount(l, 0, 1536, 1);
     expect(Array.from(l[0]!.subarray(0, 5))).toEqual([0, 0, 0, 1, 0]);
     expect(Array.from(l[1]!)).toEqual([1, 0]);
-    expect(lpageMaxLevel(l, 0, 1536, PG_LEVEL_1G)).toBe(PG_LEVEL_4K);
-    expect(lpageMaxLevel(l, 0, 1024, PG_LEVEL_1G)).toBe(PG_LEVEL_2M); // same 1G page, other 2M page
-    expect(lpageMaxLevel(l, 0, k1G, PG_LEVEL_1G)).toBe(PG_LEVEL_1G);
+    expect(lpageMaxLevel(l, 0, 1536, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_4K);
+    expect(lpageMaxLevel(l, 0, 1024, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_2M); // same 1G page, other 2M page
+    expect(lpageMaxLevel(l, 0, k1G, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_1G);
     updateGfnDisallowLpageCount(l, 0, 1600, 1);
     expect(l[0]![3]).toBe(2);
     updateGfnDisallowLpageCount(l, 0, 1536, -1);
@@ -90,17 +90,17 @@ describe('lpage_info: the max mapping level it allows', () => {
     expect(Array.from(l[1]!)).toEqual([0, 0]);
   });
 
-  it('refuses a refcount change that would flip KVM_LPAGE_MIXED_FLAG', () => {
+  it('refuses a refcount change that would flip Lpage.KVM_LPAGE_MIXED_FLAG', () => {
     const l = views(0, 1024, 0);
-    expect(() => updateGfnDisallowLpageCount(l, 0, 0, -1)).toThrow(/KVM_LPAGE_MIXED_FLAG/);
+    expect(() => updateGfnDisallowLpageCount(l, 0, 0, -1)).toThrow(/Lpage.KVM_LPAGE_MIXED_FLAG/);
     const m = views(0, 1024, 0);
-    m[0]![1] = KVM_LPAGE_MIXED_FLAG;
-    m[1]![0] = KVM_LPAGE_MIXED_FLAG;
+    m[0]![1] = Lpage.KVM_LPAGE_MIXED_FLAG;
+    m[1]![0] = Lpage.KVM_LPAGE_MIXED_FLAG;
     updateGfnDisallowLpageCount(m, 0, 600, 1);
-    expect(m[0]![1]).toBe(KVM_LPAGE_MIXED_FLAG | 1);
-    expect(lpageMaxLevel(m, 0, 600, PG_LEVEL_1G)).toBe(PG_LEVEL_4K);
+    expect(m[0]![1]).toBe(Lpage.KVM_LPAGE_MIXED_FLAG | 1);
+    expect(lpageMaxLevel(m, 0, 600, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_4K);
     updateGfnDisallowLpageCount(m, 0, 600, -1);
-    expect(m[0]![1]).toBe(KVM_LPAGE_MIXED_FLAG);
-    expect(lpageMaxLevel(m, 0, 0, PG_LEVEL_1G)).toBe(PG_LEVEL_2M);
+    expect(m[0]![1]).toBe(Lpage.KVM_LPAGE_MIXED_FLAG);
+    expect(lpageMaxLevel(m, 0, 0, PgLevel.PG_LEVEL_1G)).toBe(PgLevel.PG_LEVEL_2M);
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Host } from '../src/host/host.js';
 import type { BackingSource } from '../src/host/mm.js';
 import { audit } from '../src/kvm/audit.js';
-import { eptWalk, kWalkOk, walkOut } from '../src/kvm/mmu/tdp/walk.js';
+import { eptWalk, WalkResult, walkOut } from '../src/kvm/mmu/tdp/walk.js';
 import type { Vm } from '../src/kvm/vm.js';
 import { accesses, kGiB, kMiB, range, vmWithMapping } from './fixtures/vm-ctx.js';
 
@@ -15,7 +15,7 @@ function setup(host: Host, backing: BackingSource, mapSize: number, gpa: number,
 
 /** Level of the leaf mapping gfn (hardware walk), or 0 if none. */
 function leafLevel(vm: Vm, gfn: number): number {
-  return eptWalk(vm.pool.pt, vm.root, gfn, false) === kWalkOk ? walkOut.level : 0;
+  return eptWalk(vm.pool.pt, vm.root, gfn, false) === WalkResult.kWalkOk ? walkOut.level : 0;
 }
 
 function pages(vm: Vm) {

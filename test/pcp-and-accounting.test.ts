@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Zone } from '../src/host/buddy.js';
-import { PcpCache, kPcpBatch, kPcpHigh } from '../src/host/pcp.js';
-import { Host, kOrder2M } from '../src/host/host.js';
+import { PcpCache, Pcp } from '../src/host/pcp.js';
+import { Host, HostPage } from '../src/host/host.js';
 import { kMiB } from './fixtures/vm-ctx.js';
 
 const kPreferred0 = { mode: 'preferred', node: 0 } as const;
@@ -11,7 +11,7 @@ describe('per-thread page cache (pcp)', () => {
     const z = Zone.create(0, 0, 4096);
     const pcp = new PcpCache(z);
     const got: number[] = [];
-    for (let i = 0; i < kPcpBatch; i++) got.push(pcp.alloc());
+    for (let i = 0; i < Pcp.kPcpBatch; i++) got.push(pcp.alloc());
     expect(got).toEqual(Array.from({ length: 64 }, (_, i) => i));
     expect(pcp.count).toBe(0);
     expect(z.freePages()).toBe(4096 - 64);
@@ -57,13 +57,13 @@ describe('per-thread page cache (pcp)', () => {
     const out: number[] = [];
     for (let i = 0; i < 320; i++) out.push(pcp.alloc());
     expect(z.freePages()).toBe(4096 - 320);
-    for (let i = 0; i < kPcpHigh; i++) pcp.free(out[i]!);
-    expect(pcp.count).toBe(kPcpHigh);
+    for (let i = 0; i < Pcp.kPcpHigh; i++) pcp.free(out[i]!);
+    expect(pcp.count).toBe(Pcp.kPcpHigh);
     expect(z.freePages()).toBe(4096 - 320);
-    pcp.free(out[kPcpHigh]!); // 257 > high: drain one batch
-    expect(pcp.count).toBe(kPcpHigh + 1 - kPcpBatch);
-    expect(z.freePages()).toBe(4096 - 320 + kPcpBatch);
-    for (let i = kPcpHigh + 1; i < 320; i++) pcp.free(out[i]!);
+    pcp.free(out[Pcp.kPcpHigh]!); // 257 > high: drain one batch
+    expect(pcp.count).toBe(Pcp.kPcpHigh + 1 - Pcp.kPcpBatch);
+    expect(z.freePages()).toBe(4096 - 320 + Pcp.kPcpBatch);
+    for (let i = Pcp.kPcpHigh + 1; i < 320; i++) pcp.free(out[i]!);
     expect(pcp.count).toBe(256);
     pcp.drain();
     expect(z.freePages()).toBe(4096);
@@ -76,11 +76,11 @@ describe('host frame accounting per owner', () => {
     const host = Host.create({ memory: 64 * kMiB });
     const t = host.thread();
     const small = [0, 1, 2].map((i) => t.allocFolio(0, 5, kPreferred0, i));
-    const huge = t.allocFolio(kOrder2M, 5, kPreferred0, 0);
+    const huge = t.allocFolio(HostPage.kOrder2M, 5, kPreferred0, 0);
     expect(small).toEqual([0, 1, 2]); // from the pcp block [0, 64)
     expect(huge).toBe(512); // lowest order-9 block left after splitting for [0, 64)
     expect(host.frames.owner(huge + 100)).toBe(5);
-    expect(host.frames.order(huge + 100)).toBe(kOrder2M);
+    expect(host.frames.order(huge + 100)).toBe(HostPage.kOrder2M);
     expect(host.ownedPages(5)).toBe(0); // batched in the thread until drain
     t.drain();
     expect(host.ownedPages(5)).toBe(3 + 512);
@@ -109,7 +109,7 @@ describe('host frame accounting per owner', () => {
     const inter = { mode: 'interleave', node: 0 } as const;
     const a = [0, 1, 2, 3].map((i) => t1.allocFolio(0, 1, inter, i));
     expect(a).toEqual([0, node1, 1, node1 + 1]);
-    const b = t2.allocFolio(kOrder2M, 2, { mode: 'bind', node: 1 }, 0);
+    const b = t2.allocFolio(HostPage.kOrder2M, 2, { mode: 'bind', node: 1 }, 0);
     expect(b).toBe(node1 + 512);
     expect(host.frames.owner(b)).toBe(2);
     t1.drain();
@@ -122,10 +122,10 @@ describe('host frame accounting per owner', () => {
     // Node 1 has 14 whole 2 MiB blocks left ([0,512) holds two 4K frames, [512,1024) is b).
     const t3 = host.thread();
     const bound: number[] = [];
-    for (let i = 0; i < 14; i++) bound.push(t3.allocFolio(kOrder2M, 3, { mode: 'bind', node: 1 }, i));
+    for (let i = 0; i < 14; i++) bound.push(t3.allocFolio(HostPage.kOrder2M, 3, { mode: 'bind', node: 1 }, i));
     expect(bound).toEqual(Array.from({ length: 14 }, (_, i) => node1 + 1024 + 512 * i));
     // Bound to a full node: no fallback; preferred falls back to node 0.
-    expect(t3.allocFolio(kOrder2M, 3, { mode: 'bind', node: 1 }, 14)).toBe(-1);
-    expect(t3.allocFolio(kOrder2M, 3, { mode: 'preferred', node: 1 }, 14)).toBe(512);
+    expect(t3.allocFolio(HostPage.kOrder2M, 3, { mode: 'bind', node: 1 }, 14)).toBe(-1);
+    expect(t3.allocFolio(HostPage.kOrder2M, 3, { mode: 'preferred', node: 1 }, 14)).toBe(512);
   });
 });

@@ -13,15 +13,17 @@
  * Zone words (Int32, padded): kZoneLock, kZoneFree (free frames), then one free-block count per
  * order.
  */
-import { allocSab, kPadWords } from '../shm/arena.js';
+import { allocSab, Arena } from '../shm/arena.js';
 import { BitTree, type BitTreeHandle } from '../shm/bittree.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
 
-export const kMaxOrder = 18;
-export const kZoneLock = 0;
-export const kZoneFree = kPadWords;
-export const kZoneOrderCount = kZoneFree + 1;
-const kZoneWords = kZoneOrderCount + kMaxOrder + 1;
+export const enum ZoneLayout {
+  kMaxOrder = 18,
+  kZoneLock = 0,
+  kZoneFree = Arena.kPadWords,
+  kZoneOrderCount = ZoneLayout.kZoneFree + 1,
+  kZoneWords = ZoneLayout.kZoneOrderCount + ZoneLayout.kMaxOrder + 1,
+}
 
 export interface ZoneHandle {
   readonly node: number;
@@ -48,51 +50,51 @@ export class Zone {
 
   /** A zone of npages frames starting at startPfn (which must be 1 GiB aligned), all free. */
   static create(node: number, startPfn: number, npages: number): Zone {
-    if (startPfn % (1 << kMaxOrder) !== 0) throw new RangeError('zone start must be 1 GiB aligned');
+    if (startPfn % (1 << ZoneLayout.kMaxOrder) !== 0) throw new RangeError('zone start must be 1 GiB aligned');
     const orders: BitTreeHandle[] = [];
-    for (let o = 0; o <= kMaxOrder; o++) orders.push(BitTree.create(Math.max(1, npages >>> o)).handle);
-    const z = new Zone({ node, startPfn, npages, words: allocSab(kZoneWords * 4), orders });
+    for (let o = 0; o <= ZoneLayout.kMaxOrder; o++) orders.push(BitTree.create(Math.max(1, npages >>> o)).handle);
+    const z = new Zone({ node, startPfn, npages, words: allocSab(ZoneLayout.kZoneWords * 4), orders });
     // Seed with the largest naturally aligned blocks that fit.
     let r = 0;
     while (r < npages) {
-      let o = kMaxOrder;
+      let o = ZoneLayout.kMaxOrder;
       while (o > 0 && ((r & ((1 << o) - 1)) !== 0 || r + (1 << o) > npages)) o--;
       z.orders[o]!.set(r >>> o);
-      z.w[kZoneOrderCount + o]!++;
+      z.w[ZoneLayout.kZoneOrderCount + o]!++;
       r += 1 << o;
     }
-    z.w[kZoneFree] = npages;
+    z.w[ZoneLayout.kZoneFree] = npages;
     return z;
   }
 
   lock(): number {
-    return spinLock(this.w, kZoneLock);
+    return spinLock(this.w, ZoneLayout.kZoneLock);
   }
   unlock(): void {
-    spinUnlock(this.w, kZoneLock);
+    spinUnlock(this.w, ZoneLayout.kZoneLock);
   }
 
   freePages(): number {
-    return Atomics.load(this.w, kZoneFree);
+    return Atomics.load(this.w, ZoneLayout.kZoneFree);
   }
 
   /** Allocate a 2^order block; returns its pfn or -1. Caller holds the zone lock. */
   allocLocked(order: number): number {
     const w = this.w;
     let o = order;
-    while (o <= kMaxOrder && w[kZoneOrderCount + o] === 0) o++;
-    if (o > kMaxOrder) return -1;
+    while (o <= ZoneLayout.kMaxOrder && w[ZoneLayout.kZoneOrderCount + o] === 0) o++;
+    if (o > ZoneLayout.kMaxOrder) return -1;
     const idx = this.orders[o]!.findFirst();
     this.orders[o]!.clear(idx);
-    w[kZoneOrderCount + o]!--;
+    w[ZoneLayout.kZoneOrderCount + o]!--;
     const r = idx << o;
     // Split down, handing the upper halves back (expand()).
     while (o > order) {
       o--;
       this.orders[o]!.set((r >>> o) | 1);
-      w[kZoneOrderCount + o]!++;
+      w[ZoneLayout.kZoneOrderCount + o]!++;
     }
-    w[kZoneFree] = w[kZoneFree]! - (1 << order);
+    w[ZoneLayout.kZoneFree] = w[ZoneLayout.kZoneFree]! - (1 << order);
     return this.startPfn + r;
   }
 
@@ -100,18 +102,18 @@ export class Zone {
   freeLocked(pfn: number, order: number): void {
     const w = this.w;
     let r = pfn - this.startPfn;
-    w[kZoneFree] = w[kZoneFree]! + (1 << order);
+    w[ZoneLayout.kZoneFree] = w[ZoneLayout.kZoneFree]! + (1 << order);
     let o = order;
-    while (o < kMaxOrder) {
+    while (o < ZoneLayout.kMaxOrder) {
       const buddy = r ^ (1 << o);
       if (buddy + (1 << o) > this.npages || !this.orders[o]!.test(buddy >>> o)) break;
       this.orders[o]!.clear(buddy >>> o);
-      w[kZoneOrderCount + o]!--;
+      w[ZoneLayout.kZoneOrderCount + o]!--;
       r &= ~(1 << o);
       o++;
     }
     this.orders[o]!.set(r >>> o);
-    w[kZoneOrderCount + o]!++;
+    w[ZoneLayout.kZoneOrderCount + o]!++;
   }
 
   alloc(order: number): number {
@@ -128,7 +130,7 @@ export class Zone {
   }
 
   freeBlocks(order: number): number {
-    return Atomics.load(this.w, kZoneOrderCount + order);
+    return Atomics.load(this.w, ZoneLayout.kZoneOrderCount + order);
   }
 
   bytes(): number {

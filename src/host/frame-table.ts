@@ -13,22 +13,24 @@
  */
 import { ChunkedInt32, type ChunkedInt32Handle } from '../shm/arena.js';
 
-export const kFrameWords = 2;
-export const kFrameRefcount = 0;
-export const kFrameMeta = 1;
+export const enum FrameLayout {
+  kFrameWords = 2,
+  kFrameRefcount = 0,
+  kFrameMeta = 1,
+  kMetaOrderMask = 0x1f,
+  kMetaHugetlb = 1 << 5,
+  kMetaHead = 1 << 6,
+  /** folio_mark_dirty(): the folio has data the host must write back / migrate. */
+  kMetaDirty = 1 << 7,
+  kMetaNodeShift = 10,
+  kMetaNodeMask = 0x3f,
+  kMetaOwnerShift = 16,
+  kStampWords = 2,
+  kStampWriter = 0,
+  kStampIteration = 1,
+}
 
-export const kMetaOrderMask = 0x1f;
-export const kMetaHugetlb = 1 << 5;
-export const kMetaHead = 1 << 6;
-/** folio_mark_dirty(): the folio has data the host must write back / migrate. */
-export const kMetaDirty = 1 << 7;
-export const kMetaNodeShift = 10;
-export const kMetaNodeMask = 0x3f;
-export const kMetaOwnerShift = 16;
 
-export const kStampWords = 2;
-export const kStampWriter = 0;
-export const kStampIteration = 1;
 
 export interface FrameTableHandle {
   readonly frames: ChunkedInt32Handle;
@@ -53,8 +55,8 @@ export class FrameTable {
   }
 
   static create(nframes: number, stamps: boolean): FrameTable {
-    const frames = ChunkedInt32.create(nframes * kFrameWords);
-    const st = stamps ? ChunkedInt32.create(nframes * kStampWords) : null;
+    const frames = ChunkedInt32.create(nframes * FrameLayout.kFrameWords);
+    const st = stamps ? ChunkedInt32.create(nframes * FrameLayout.kStampWords) : null;
     return new FrameTable({ frames: frames.handle, stamps: st ? st.handle : null, nframes });
   }
 
@@ -63,20 +65,20 @@ export class FrameTable {
   }
   /** Word index of a frame's record inside its chunk. */
   slot(pfn: number): number {
-    return (pfn & this.mask) * kFrameWords;
+    return (pfn & this.mask) * FrameLayout.kFrameWords;
   }
 
   meta(pfn: number): number {
-    return Atomics.load(this.chunk(pfn), this.slot(pfn) + kFrameMeta);
+    return Atomics.load(this.chunk(pfn), this.slot(pfn) + FrameLayout.kFrameMeta);
   }
   refcount(pfn: number): number {
-    return Atomics.load(this.chunk(pfn), this.slot(pfn) + kFrameRefcount);
+    return Atomics.load(this.chunk(pfn), this.slot(pfn) + FrameLayout.kFrameRefcount);
   }
   order(pfn: number): number {
-    return this.meta(pfn) & kMetaOrderMask;
+    return this.meta(pfn) & FrameLayout.kMetaOrderMask;
   }
   owner(pfn: number): number {
-    return this.meta(pfn) >>> kMetaOwnerShift;
+    return this.meta(pfn) >>> FrameLayout.kMetaOwnerShift;
   }
   /** Head frame of the folio containing pfn (folios are naturally aligned). */
   head(pfn: number): number {
@@ -86,13 +88,13 @@ export class FrameTable {
 
   /** Stamp every frame of a folio with its order/flags/node/owner; refcount on the head. */
   initFolio(pfn: number, order: number, flags: number, node: number, owner: number, refcount: number): void {
-    const meta = order | flags | (node << kMetaNodeShift) | (owner << kMetaOwnerShift);
+    const meta = order | flags | (node << FrameLayout.kMetaNodeShift) | (owner << FrameLayout.kMetaOwnerShift);
     const n = 1 << order;
     for (let i = 0; i < n; i++) {
       const c = this.chunk(pfn + i);
       const s = this.slot(pfn + i);
-      c[s + kFrameMeta] = i === 0 ? meta | kMetaHead : meta;
-      c[s + kFrameRefcount] = i === 0 ? refcount : 0;
+      c[s + FrameLayout.kFrameMeta] = i === 0 ? meta | FrameLayout.kMetaHead : meta;
+      c[s + FrameLayout.kFrameRefcount] = i === 0 ? refcount : 0;
     }
   }
 
@@ -100,47 +102,47 @@ export class FrameTable {
   markDirty(pfn: number): boolean {
     // The order of a mapped folio cannot change under us: plain reads, one locked OR at most.
     let c = this.chunk(pfn);
-    let s = this.slot(pfn) + kFrameMeta;
+    let s = this.slot(pfn) + FrameLayout.kFrameMeta;
     const meta = c[s]!;
-    const order = meta & kMetaOrderMask;
+    const order = meta & FrameLayout.kMetaOrderMask;
     if (order !== 0) {
       const head = pfn - (pfn & ((1 << order) - 1));
       c = this.chunk(head);
-      s = this.slot(head) + kFrameMeta;
-    } else if ((meta & kMetaDirty) !== 0) {
+      s = this.slot(head) + FrameLayout.kFrameMeta;
+    } else if ((meta & FrameLayout.kMetaDirty) !== 0) {
       return false;
     }
-    if ((c[s]! & kMetaDirty) !== 0) return false;
-    return (Atomics.or(c, s, kMetaDirty) & kMetaDirty) === 0;
+    if ((c[s]! & FrameLayout.kMetaDirty) !== 0) return false;
+    return (Atomics.or(c, s, FrameLayout.kMetaDirty) & FrameLayout.kMetaDirty) === 0;
   }
   isDirty(pfn: number): boolean {
-    return (this.meta(this.head(pfn)) & kMetaDirty) !== 0;
+    return (this.meta(this.head(pfn)) & FrameLayout.kMetaDirty) !== 0;
   }
 
   addRef(head: number, delta: number): number {
-    return Atomics.add(this.chunk(head), this.slot(head) + kFrameRefcount, delta) + delta;
+    return Atomics.add(this.chunk(head), this.slot(head) + FrameLayout.kFrameRefcount, delta) + delta;
   }
 
   writeStamp(pfn: number, writer: number, iteration: number): void {
     const st = this.stamps;
     if (st === null) return;
-    const i = pfn * kStampWords;
+    const i = pfn * FrameLayout.kStampWords;
     const c = st.chunks[i >>> st.chunkShift]!;
     const o = i & st.chunkMask;
-    Atomics.store(c, o + kStampWriter, writer);
-    Atomics.store(c, o + kStampIteration, iteration);
+    Atomics.store(c, o + FrameLayout.kStampWriter, writer);
+    Atomics.store(c, o + FrameLayout.kStampIteration, iteration);
   }
   readStampIteration(pfn: number): number {
     const st = this.stamps;
     if (st === null) return -1;
-    const i = pfn * kStampWords;
-    return Atomics.load(st.chunks[i >>> st.chunkShift]!, (i & st.chunkMask) + kStampIteration);
+    const i = pfn * FrameLayout.kStampWords;
+    return Atomics.load(st.chunks[i >>> st.chunkShift]!, (i & st.chunkMask) + FrameLayout.kStampIteration);
   }
   readStampWriter(pfn: number): number {
     const st = this.stamps;
     if (st === null) return -1;
-    const i = pfn * kStampWords;
-    return Atomics.load(st.chunks[i >>> st.chunkShift]!, (i & st.chunkMask) + kStampWriter);
+    const i = pfn * FrameLayout.kStampWords;
+    return Atomics.load(st.chunks[i >>> st.chunkShift]!, (i & st.chunkMask) + FrameLayout.kStampWriter);
   }
   clearStamps(pfn: number, n: number): void {
     if (this.stamps === null) return;

@@ -3,17 +3,19 @@
  * reserved at creation, and per-owner accounting. Created once in the main thread; workers
  * `Host.attach(handle)` to the same SABs.
  */
-import { allocSab, kPadWords } from '../shm/arena.js';
+import { allocSab, Arena } from '../shm/arena.js';
 import { fail } from './errno.js';
-import { FrameTable, type FrameTableHandle, kMetaHugetlb } from './frame-table.js';
-import { Zone, type ZoneHandle, kMaxOrder } from './buddy.js';
+import { FrameTable, type FrameTableHandle, FrameLayout } from './frame-table.js';
+import { Zone, type ZoneHandle, ZoneLayout } from './buddy.js';
 import { HugetlbPool, type HugetlbPoolHandle } from './hugetlb.js';
 import { PcpCache } from './pcp.js';
 
-export const kPageShift = 12;
-export const kPageSize = 1 << kPageShift;
-export const kOrder2M = 9;
-export const kOrder1G = 18;
+export const enum HostPage {
+  kPageShift = 12,
+  kPageSize = 1 << HostPage.kPageShift,
+  kOrder2M = 9,
+  kOrder1G = 18,
+}
 /** Owners are VMM processes (one per VM); accounting words are padded per owner. */
 export const kMaxOwners = 4096;
 
@@ -66,14 +68,14 @@ export class Host {
   static create(opts: HostOptions): Host {
     const nodes = opts.nodes ?? 1;
     if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) fail('EINVAL', `nodes must be 1..64, got ${nodes}`);
-    if (!(opts.memory > 0) || opts.memory % kPageSize !== 0) fail('EINVAL', `host memory must be a positive multiple of 4 KiB, got ${opts.memory}`);
+    if (!(opts.memory > 0) || opts.memory % HostPage.kPageSize !== 0) fail('EINVAL', `host memory must be a positive multiple of 4 KiB, got ${opts.memory}`);
     const options: Required<HostOptions> = {
       memory: opts.memory, nodes, hugepages2m: opts.hugepages2m ?? 0, hugepages1g: opts.hugepages1g ?? 0,
       stamps: opts.stamps ?? false,
     };
-    const totalPages = opts.memory / kPageSize;
+    const totalPages = opts.memory / HostPage.kPageSize;
     const nodePages = Math.ceil(totalPages / nodes);
-    const nodeStride = Math.ceil(nodePages / (1 << kMaxOrder)) * (1 << kMaxOrder);
+    const nodeStride = Math.ceil(nodePages / (1 << ZoneLayout.kMaxOrder)) * (1 << ZoneLayout.kMaxOrder);
     const nframes = nodeStride * (nodes - 1) + (totalPages - nodePages * (nodes - 1));
     if (nframes >= 2 ** 31) fail('EINVAL', `host memory of ${opts.memory} bytes exceeds the 8 TiB the frame table addresses`);
     const frames = FrameTable.create(nframes, options.stamps);
@@ -86,15 +88,15 @@ export class Host {
     const pools1g: HugetlbPool[] = [];
     const pools2m: HugetlbPool[] = [];
     // Reserve 1G first: they need the least fragmented memory.
-    for (const [order, count, pools] of [[kOrder1G, options.hugepages1g, pools1g], [kOrder2M, options.hugepages2m, pools2m]] as const) {
+    for (const [order, count, pools] of [[HostPage.kOrder1G, options.hugepages1g, pools1g], [HostPage.kOrder2M, options.hugepages2m, pools2m]] as const) {
       for (let n = 0; n < nodes; n++) {
         const want = split(count, n);
         const pool = HugetlbPool.create(order, n, want);
         const got: number[] = [];
         for (let i = 0; i < want; i++) {
           const pfn = zones[n]!.alloc(order);
-          if (pfn < 0) fail('ENOMEM', `cannot reserve ${count} hugetlb pages of ${order === kOrder1G ? '1 GiB' : '2 MiB'} on node ${n}: host memory too small`);
-          frames.initFolio(pfn, order, kMetaHugetlb, n, 0, 0);
+          if (pfn < 0) fail('ENOMEM', `cannot reserve ${count} hugetlb pages of ${order === HostPage.kOrder1G ? '1 GiB' : '2 MiB'} on node ${n}: host memory too small`);
+          frames.initFolio(pfn, order, FrameLayout.kMetaHugetlb, n, 0, 0);
           got.push(pfn);
         }
         for (let i = got.length - 1; i >= 0; i--) pool.add(got[i]!);
@@ -103,7 +105,7 @@ export class Host {
     }
     const handle: HostHandle = {
       options, frames: frames.handle, zones: zones.map((z) => z.handle), pools2m: pools2m.map((p) => p.handle),
-      pools1g: pools1g.map((p) => p.handle), owners: allocSab(kMaxOwners * kPadWords * 4),
+      pools1g: pools1g.map((p) => p.handle), owners: allocSab(kMaxOwners * Arena.kPadWords * 4),
     };
     return new Host(handle);
   }
@@ -114,19 +116,19 @@ export class Host {
   }
 
   ownedPages(owner: number): number {
-    return Atomics.load(this.owners, owner * kPadWords);
+    return Atomics.load(this.owners, owner * Arena.kPadWords);
   }
   account(owner: number, pages: number): void {
-    Atomics.add(this.owners, owner * kPadWords, pages);
+    Atomics.add(this.owners, owner * Arena.kPadWords, pages);
   }
 
   pool(order: number, node: number): HugetlbPool {
-    return (order === kOrder1G ? this.pools1g : this.pools2m)[node]!;
+    return (order === HostPage.kOrder1G ? this.pools1g : this.pools2m)[node]!;
   }
 
   hugetlbFree(order: number): number {
     let n = 0;
-    for (const p of order === kOrder1G ? this.pools1g : this.pools2m) n += p.freeCount();
+    for (const p of order === HostPage.kOrder1G ? this.pools1g : this.pools2m) n += p.freeCount();
     return n;
   }
 
@@ -136,8 +138,8 @@ export class Host {
     return {
       pages: this.zones.reduce((s, zone) => s + zone.npages, 0),
       free: z.reduce((s, x) => s + x.free, 0),
-      hugetlb2m: { total: this.pools2m.reduce((s, p) => s + p.total(), 0), free: this.hugetlbFree(kOrder2M) },
-      hugetlb1g: { total: this.pools1g.reduce((s, p) => s + p.total(), 0), free: this.hugetlbFree(kOrder1G) },
+      hugetlb2m: { total: this.pools2m.reduce((s, p) => s + p.total(), 0), free: this.hugetlbFree(HostPage.kOrder2M) },
+      hugetlb1g: { total: this.pools1g.reduce((s, p) => s + p.total(), 0), free: this.hugetlbFree(HostPage.kOrder1G) },
       nodes: z,
       frameTableBytes: this.frames.bytes(),
       buddyBytes: this.zones.reduce((s, zone) => s + zone.bytes(), 0),
@@ -189,7 +191,7 @@ export class HostThread {
       const node = (first + t) % nodes;
       const pfn = hugetlb ? host.pool(order, node).alloc() : order === 0 ? this.pcps[node]!.alloc() : host.zones[node]!.alloc(order);
       if (pfn >= 0) {
-        host.frames.initFolio(pfn, order, hugetlb ? kMetaHugetlb : 0, node, owner, refcount);
+        host.frames.initFolio(pfn, order, hugetlb ? FrameLayout.kMetaHugetlb : 0, node, owner, refcount);
         this.account(owner, 1 << order);
         return pfn;
       }
@@ -206,8 +208,8 @@ export class HostThread {
     const owner = meta >>> 16;
     this.account(owner, -(1 << order));
     host.frames.clearStamps(head, host.frames.stamps ? 1 << order : 0);
-    if ((meta & kMetaHugetlb) !== 0) {
-      host.frames.initFolio(head, order, kMetaHugetlb, node, 0, 0);
+    if ((meta & FrameLayout.kMetaHugetlb) !== 0) {
+      host.frames.initFolio(head, order, FrameLayout.kMetaHugetlb, node, 0, 0);
       host.pool(order, node).free(head);
     } else {
       host.frames.initFolio(head, order, 0, node, 0, 0);

@@ -6,13 +6,15 @@
  *
  * Words: kPoolLock, kPoolTotal, kPoolFree, then the stack of free pfns.
  */
-import { allocSab, kPadWords } from '../shm/arena.js';
+import { allocSab, Arena } from '../shm/arena.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
 
-export const kPoolLock = 0;
-export const kPoolTotal = kPadWords;
-export const kPoolFree = kPoolTotal + 1;
-export const kPoolStack = kPadWords * 2;
+export const enum PoolLayout {
+  kPoolLock = 0,
+  kPoolTotal = Arena.kPadWords,
+  kPoolFree = PoolLayout.kPoolTotal + 1,
+  kPoolStack = Arena.kPadWords * 2,
+}
 
 export interface HugetlbPoolHandle {
   readonly order: number;
@@ -30,40 +32,40 @@ export class HugetlbPool {
     this.node = handle.node;
   }
   static create(order: number, node: number, capacity: number): HugetlbPool {
-    return new HugetlbPool({ order, node, sab: allocSab((kPoolStack + capacity) * 4) });
+    return new HugetlbPool({ order, node, sab: allocSab((PoolLayout.kPoolStack + capacity) * 4) });
   }
   /** Add a reserved page (host creation only). */
   add(pfn: number): void {
     const w = this.w;
-    w[kPoolStack + w[kPoolFree]!] = pfn;
-    w[kPoolFree]!++;
-    w[kPoolTotal]!++;
+    w[PoolLayout.kPoolStack + w[PoolLayout.kPoolFree]!] = pfn;
+    w[PoolLayout.kPoolFree]!++;
+    w[PoolLayout.kPoolTotal]!++;
   }
   alloc(): number {
     const w = this.w;
-    spinLock(w, kPoolLock);
-    const free = w[kPoolFree]!;
+    spinLock(w, PoolLayout.kPoolLock);
+    const free = w[PoolLayout.kPoolFree]!;
     let pfn = -1;
     if (free > 0) {
       // LIFO; the host pushes reserved pages highest first, so a fresh pool hands out
       // ascending pfns and a single-worker run is reproducible.
-      pfn = w[kPoolStack + free - 1]!;
-      w[kPoolFree] = free - 1;
+      pfn = w[PoolLayout.kPoolStack + free - 1]!;
+      w[PoolLayout.kPoolFree] = free - 1;
     }
-    spinUnlock(w, kPoolLock);
+    spinUnlock(w, PoolLayout.kPoolLock);
     return pfn;
   }
   free(pfn: number): void {
     const w = this.w;
-    spinLock(w, kPoolLock);
-    w[kPoolStack + w[kPoolFree]!] = pfn;
-    w[kPoolFree]!++;
-    spinUnlock(w, kPoolLock);
+    spinLock(w, PoolLayout.kPoolLock);
+    w[PoolLayout.kPoolStack + w[PoolLayout.kPoolFree]!] = pfn;
+    w[PoolLayout.kPoolFree]!++;
+    spinUnlock(w, PoolLayout.kPoolLock);
   }
   total(): number {
-    return Atomics.load(this.w, kPoolTotal);
+    return Atomics.load(this.w, PoolLayout.kPoolTotal);
   }
   freeCount(): number {
-    return Atomics.load(this.w, kPoolFree);
+    return Atomics.load(this.w, PoolLayout.kPoolFree);
   }
 }

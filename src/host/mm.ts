@@ -10,7 +10,7 @@
 import { allocSab } from '../shm/arena.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
 import { fail } from './errno.js';
-import { type HostThread, type NumaPolicy, kOrder1G, kOrder2M, kPageShift } from './host.js';
+import { type HostThread, type NumaPolicy, HostPage } from './host.js';
 
 /** Backing sources, named as KVM's selftests name them (lib/test_util.c). */
 export const kBackingSources = ['anonymous', 'anonymous_thp', 'anonymous_hugetlb_2mb', 'anonymous_hugetlb_1gb'] as const;
@@ -19,9 +19,9 @@ export type BackingSource = (typeof kBackingSources)[number];
 export function backingPageOrder(src: BackingSource): number {
   switch (src) {
     case 'anonymous': return 0;
-    case 'anonymous_thp': return kOrder2M;
-    case 'anonymous_hugetlb_2mb': return kOrder2M;
-    case 'anonymous_hugetlb_1gb': return kOrder1G;
+    case 'anonymous_thp': return HostPage.kOrder2M;
+    case 'anonymous_hugetlb_2mb': return HostPage.kOrder2M;
+    case 'anonymous_hugetlb_1gb': return HostPage.kOrder1G;
   }
 }
 
@@ -80,7 +80,7 @@ export class Vma {
    */
   mappingOrder(idx: number): number {
     if (this.hugetlb) return this.granuleOrder;
-    if (this.pmd !== null && this.pmd[idx >>> kOrder2M] !== 0) return kOrder2M;
+    if (this.pmd !== null && this.pmd[idx >>> HostPage.kOrder2M] !== 0) return HostPage.kOrder2M;
     return 0;
   }
 
@@ -92,12 +92,12 @@ export class Vma {
     return new Vma({
       id, owner, backing, startPage, npages, granuleOrder, policy,
       map: allocSab((npages >>> granuleOrder) * 4), lock: allocSab(4),
-      pmd: backing === 'anonymous_thp' ? allocSab(Math.ceil(npages / (1 << kOrder2M)) * 4) : null,
+      pmd: backing === 'anonymous_thp' ? allocSab(Math.ceil(npages / (1 << HostPage.kOrder2M)) * 4) : null,
     });
   }
 
   get hva(): number {
-    return this.startPage * 2 ** kPageShift;
+    return this.startPage * 2 ** HostPage.kPageShift;
   }
 
   /** pfn mapped at page `idx` of the VMA, or -1 if not populated. */
@@ -175,8 +175,8 @@ function hugetlbFault(t: HostThread, vma: Vma, idx: number, g: number): number {
 
 /** THP "always": a 2M folio when the aligned 2M range lies inside the VMA, else 4K. */
 function thpFault(t: HostThread, vma: Vma, idx: number): number {
-  const base = idx - (idx & ((1 << kOrder2M) - 1));
-  const hvaAligned = ((vma.startPage + base) & ((1 << kOrder2M) - 1)) === 0;
+  const base = idx - (idx & ((1 << HostPage.kOrder2M) - 1));
+  const hvaAligned = ((vma.startPage + base) & ((1 << HostPage.kOrder2M) - 1)) === 0;
   spinLock(vma.lockw, 0);
   try {
     const e = Atomics.load(vma.map, idx);
@@ -185,14 +185,14 @@ function thpFault(t: HostThread, vma: Vma, idx: number): number {
       t.populated = false;
       return e - 1;
     }
-    let empty = hvaAligned && base + (1 << kOrder2M) <= vma.npages;
-    for (let i = 0; empty && i < 1 << kOrder2M; i++) if (Atomics.load(vma.map, base + i) !== 0) empty = false;
+    let empty = hvaAligned && base + (1 << HostPage.kOrder2M) <= vma.npages;
+    for (let i = 0; empty && i < 1 << HostPage.kOrder2M; i++) if (Atomics.load(vma.map, base + i) !== 0) empty = false;
     if (empty) {
-      const head = t.allocFolio(kOrder2M, vma.owner, vma.policy, base, 1 << kOrder2M);
+      const head = t.allocFolio(HostPage.kOrder2M, vma.owner, vma.policy, base, 1 << HostPage.kOrder2M);
       if (head >= 0) {
-        for (let i = 0; i < 1 << kOrder2M; i++) Atomics.store(vma.map, base + i, head + i + 1);
-        Atomics.store(vma.pmd!, base >>> kOrder2M, 1);
-        t.lastOrder = kOrder2M;
+        for (let i = 0; i < 1 << HostPage.kOrder2M; i++) Atomics.store(vma.map, base + i, head + i + 1);
+        Atomics.store(vma.pmd!, base >>> HostPage.kOrder2M, 1);
+        t.lastOrder = HostPage.kOrder2M;
         return head + (idx - base);
       }
     }
@@ -219,7 +219,7 @@ export function madviseDontneed(t: HostThread, vma: Vma, first: number, n: numbe
   let dropped = 0;
   // Unmapping any part of a PMD-mapped THP splits the PMD (split_huge_pmd): what stays mapped is
   // mapped by 4K PTEs, so KVM may no longer map it huge.
-  if (vma.pmd !== null) for (let r = first >>> kOrder2M; r <= (first + n - 1) >>> kOrder2M && r < vma.pmd.length; r++) Atomics.store(vma.pmd, r, 0);
+  if (vma.pmd !== null) for (let r = first >>> HostPage.kOrder2M; r <= (first + n - 1) >>> HostPage.kOrder2M && r < vma.pmd.length; r++) Atomics.store(vma.pmd, r, 0);
   for (let g = g0; g < g1 && g < vma.map.length; g++) {
     const e = Atomics.exchange(vma.map, g, 0);
     if (e === 0) continue;

@@ -7,12 +7,14 @@
  */
 import type { Zone } from './buddy.js';
 
-export const kPcpBatch = 64;
-const kPcpBlockOrder = 6;
-export const kPcpHigh = 4 * kPcpBatch;
+export const enum Pcp {
+  kPcpBatch = 64,
+  kPcpBlockOrder = 6,
+  kPcpHigh = 4 * Pcp.kPcpBatch,
+}
 
 export class PcpCache {
-  readonly pfns: Int32Array = new Int32Array(kPcpHigh + kPcpBatch);
+  readonly pfns: Int32Array = new Int32Array(Pcp.kPcpHigh + Pcp.kPcpBatch);
   count = 0;
   constructor(readonly zone: Zone) {}
 
@@ -23,7 +25,7 @@ export class PcpCache {
 
   free(pfn: number): void {
     this.pfns[this.count++] = pfn;
-    if (this.count > kPcpHigh) this.drain(kPcpBatch);
+    if (this.count > Pcp.kPcpHigh) this.drain(Pcp.kPcpBatch);
   }
 
   private refill(): boolean {
@@ -31,17 +33,17 @@ export class PcpCache {
     z.lock();
     let n = 0;
     // One 64-page block when the zone has one (rmqueue_bulk takes many at once too).
-    const block = z.allocLocked(kPcpBlockOrder);
+    const block = z.allocLocked(Pcp.kPcpBlockOrder);
     if (block >= 0) {
-      for (; n < kPcpBatch; n++) this.pfns[kPcpBatch - 1 - n] = block + n;
+      for (; n < Pcp.kPcpBatch; n++) this.pfns[Pcp.kPcpBatch - 1 - n] = block + n;
     }
-    for (; n < kPcpBatch; n++) {
+    for (; n < Pcp.kPcpBatch; n++) {
       const pfn = z.allocLocked(0);
       if (pfn < 0) break;
       // Fill in descending order so pops hand out ascending pfns.
-      this.pfns[kPcpBatch - 1 - n] = pfn;
+      this.pfns[Pcp.kPcpBatch - 1 - n] = pfn;
     }
-    if (n > 0 && n < kPcpBatch) this.pfns.copyWithin(0, kPcpBatch - n, kPcpBatch);
+    if (n > 0 && n < Pcp.kPcpBatch) this.pfns.copyWithin(0, Pcp.kPcpBatch - n, Pcp.kPcpBatch);
     z.unlock();
     this.count = n;
     return n > 0;

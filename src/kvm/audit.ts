@@ -12,12 +12,11 @@
  */
 import type { Host } from '../host/host.js';
 import {
-  FROZEN_SPTE, PG_LEVEL_4K, PT64_ROOT_4LEVEL, SPTE_ENT_PER_PAGE, checkSpteWritableInvariants, isLastSpte,
-  isShadowPresentPte, kPtPageWords, kSpteWords, pagesPerHpage,
+  Spte, PgLevel, PtLayout, checkSpteWritableInvariants, isLastSpte, isShadowPresentPte, pagesPerHpage,
 } from './mmu/spte.js';
-import { disallowLpage, KVM_LPAGE_MIXED_FLAG } from './mmu/lpage.js';
+import { disallowLpage, Lpage } from './mmu/lpage.js';
 import type { Vm } from './vm.js';
-import { kVmStaleWrites, kVmStaleWriteGfn } from './vm-layout.js';
+import { VmLayout } from './vm-layout.js';
 
 export interface AuditViolation {
   vm: number | null;
@@ -46,12 +45,12 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
     ptPages++;
     if (vm.pool.level(page) !== level) report('pt-level', `page ${page} holds level ${vm.pool.level(page)}, reached at level ${level}`);
     const step = pagesPerHpage(level);
-    for (let i = 0; i < SPTE_ENT_PER_PAGE; i++) {
-      const sptep = page * kPtPageWords + i * kSpteWords;
+    for (let i = 0; i < PtLayout.SPTE_ENT_PER_PAGE; i++) {
+      const sptep = page * PtLayout.kPtPageWords + i * PtLayout.kSpteWords;
       const flags = pt[sptep]!;
       const pfn = pt[sptep + 1]!;
       const gfn = baseGfn + i * step;
-      if (flags === FROZEN_SPTE) {
+      if (flags === Spte.FROZEN_SPTE) {
         report('frozen-spte', `gfn 0x${gfn.toString(16)} level ${level} still frozen`);
         continue;
       }
@@ -68,9 +67,9 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
         report('spte-outside-slot', `gfn 0x${gfn.toString(16)} level ${level} not inside one memslot`);
         continue;
       }
-      if (level > PG_LEVEL_4K) {
+      if (level > PgLevel.PG_LEVEL_4K) {
         const d = disallowLpage(slot.lpage, slot.baseGfn, gfn, level);
-        if (d !== 0) report((d & KVM_LPAGE_MIXED_FLAG) !== 0 ? 'huge-mixed-attributes' : 'huge-disallowed', `gfn 0x${gfn.toString(16)} mapped at level ${level} with disallow_lpage 0x${(d >>> 0).toString(16)}`);
+        if (d !== 0) report((d & Lpage.KVM_LPAGE_MIXED_FLAG) !== 0 ? 'huge-mixed-attributes' : 'huge-disallowed', `gfn 0x${gfn.toString(16)} mapped at level ${level} with disallow_lpage 0x${(d >>> 0).toString(16)}`);
       }
       if (frames.owner(pfn) !== vm.owner) report('foreign-frame', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} owned by ${frames.owner(pfn)}, not VM ${vm.id}`);
       if (frames.refcount(frames.head(pfn)) <= 0) report('freed-frame', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} with no host reference`);
@@ -82,14 +81,14 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
           break;
         }
       }
-      if (level > PG_LEVEL_4K && slot.vma !== null && slot.vma.mappingOrder(slot.vmaOffset + (gfn - slot.baseGfn)) < (level - 1) * 9) {
+      if (level > PgLevel.PG_LEVEL_4K && slot.vma !== null && slot.vma.mappingOrder(slot.vmaOffset + (gfn - slot.baseGfn)) < (level - 1) * 9) {
         report('huge-beyond-host-mapping', `gfn 0x${gfn.toString(16)} mapped at level ${level} where the host maps only ${4 << slot.vma.mappingOrder(slot.vmaOffset + (gfn - slot.baseGfn))} KiB`);
       }
     }
   };
-  walk(vm.root, PT64_ROOT_4LEVEL, 0);
-  const stale = Atomics.load(vm.w, kVmStaleWrites);
-  if (stale !== 0) report('stale-write', `${stale} guest store(s) went through a stale translation (first at gfn 0x${Atomics.load(vm.w, kVmStaleWriteGfn).toString(16)})`);
+  walk(vm.root, PgLevel.PT64_ROOT_4LEVEL, 0);
+  const stale = Atomics.load(vm.w, VmLayout.kVmStaleWrites);
+  if (stale !== 0) report('stale-write', `${stale} guest store(s) went through a stale translation (first at gfn 0x${Atomics.load(vm.w, VmLayout.kVmStaleWriteGfn).toString(16)})`);
 
   const stats = vm.getStats();
   const names = ['pages_4k', 'pages_2m', 'pages_1g'] as const;

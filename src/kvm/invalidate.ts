@@ -10,29 +10,31 @@
  * Test hooks: a fault can be parked at a named point for a chosen gfn so a race is reproduced on
  * purpose (tests arm it through the VM's shared words, see test/fixtures).
  */
-import { kVmHookGfn, kVmHookPoint, kVmHookState, kVmInvInProgress, kVmInvRangeEnd, kVmInvRangeStart, kVmInvSeq } from './vm-layout.js';
+import { VmLayout } from './vm-layout.js';
 import type { Vm } from './vm.js';
 
-const kInvalidRangeStart = 0x7fffffff;
+export const enum InvRange {
+  kInvalidRangeStart = 0x7fffffff,
+}
 
 /** Call with mmu_lock held for write. */
 export function kvmMmuInvalidateBegin(vm: Vm): void {
   const w = vm.w;
-  if (Atomics.add(w, kVmInvInProgress, 1) === 0) {
-    Atomics.store(w, kVmInvRangeStart, kInvalidRangeStart);
-    Atomics.store(w, kVmInvRangeEnd, 0);
+  if (Atomics.add(w, VmLayout.kVmInvInProgress, 1) === 0) {
+    Atomics.store(w, VmLayout.kVmInvRangeStart, InvRange.kInvalidRangeStart);
+    Atomics.store(w, VmLayout.kVmInvRangeEnd, 0);
   }
 }
 
 export function kvmMmuInvalidateRangeAdd(vm: Vm, start: number, end: number): void {
   const w = vm.w;
-  if (Atomics.load(w, kVmInvRangeStart) === kInvalidRangeStart) {
-    Atomics.store(w, kVmInvRangeStart, start);
-    Atomics.store(w, kVmInvRangeEnd, end);
+  if (Atomics.load(w, VmLayout.kVmInvRangeStart) === InvRange.kInvalidRangeStart) {
+    Atomics.store(w, VmLayout.kVmInvRangeStart, start);
+    Atomics.store(w, VmLayout.kVmInvRangeEnd, end);
   } else {
     // Concurrent invalidations: the union only grows (false positives are fine, misses are not).
-    Atomics.store(w, kVmInvRangeStart, Math.min(Atomics.load(w, kVmInvRangeStart), start));
-    Atomics.store(w, kVmInvRangeEnd, Math.max(Atomics.load(w, kVmInvRangeEnd), end));
+    Atomics.store(w, VmLayout.kVmInvRangeStart, Math.min(Atomics.load(w, VmLayout.kVmInvRangeStart), start));
+    Atomics.store(w, VmLayout.kVmInvRangeEnd, Math.max(Atomics.load(w, VmLayout.kVmInvRangeEnd), end));
   }
 }
 
@@ -40,8 +42,8 @@ export function kvmMmuInvalidateRangeAdd(vm: Vm, start: number, end: number): vo
 export function kvmMmuInvalidateEnd(vm: Vm): void {
   // The new sequence must be visible before in_progress drops, so a fault that sees
   // in_progress == 0 also sees the bumped sequence.
-  Atomics.add(vm.w, kVmInvSeq, 1);
-  Atomics.sub(vm.w, kVmInvInProgress, 1);
+  Atomics.add(vm.w, VmLayout.kVmInvSeq, 1);
+  Atomics.sub(vm.w, VmLayout.kVmInvInProgress, 1);
 }
 
 /**
@@ -52,7 +54,7 @@ export function kvmMmuInvalidateEnd(vm: Vm): void {
 export function mmuInvalidateRetryGfnUnsafe(vm: Vm, gfn: number): boolean {
   // READ_ONCE in KVM: a hint only; the check under mmu_lock is the one that counts.
   const w = vm.w;
-  return w[kVmInvInProgress] !== 0 && gfn >= w[kVmInvRangeStart]! && gfn < w[kVmInvRangeEnd]!;
+  return w[VmLayout.kVmInvInProgress] !== 0 && gfn >= w[VmLayout.kVmInvRangeStart]! && gfn < w[VmLayout.kVmInvRangeEnd]!;
 }
 
 /**
@@ -63,34 +65,38 @@ export function mmuInvalidateRetryGfnUnsafe(vm: Vm, gfn: number): boolean {
  * plain reads of the unlocked check are exact here.
  */
 export function isPageFaultStale(vm: Vm, mmuSeq: number, gfn: number): boolean {
-  return mmuInvalidateRetryGfnUnsafe(vm, gfn) || vm.w[kVmInvSeq] !== mmuSeq;
+  return mmuInvalidateRetryGfnUnsafe(vm, gfn) || vm.w[VmLayout.kVmInvSeq] !== mmuSeq;
 }
 
-export const kHookAfterFaultin = 1;
-export const kHookIdle = 0;
-export const kHookArmed = 1;
-export const kHookParked = 2;
-export const kHookReleased = 3;
+export const enum HookPoint {
+  kHookAfterFaultin = 1,
+}
+export const enum HookState {
+  kHookIdle = 0,
+  kHookArmed = 1,
+  kHookParked = 2,
+  kHookReleased = 3,
+}
 
 /** Park a fault at `point` if a test armed the hook for this gfn; one load when unarmed. */
 export function maybeParkAtHook(vm: Vm, gfn: number, point: number): void {
   const w = vm.w;
   // A plain read: the hook is armed long before the racing fault starts; no fence needed here.
-  if (w[kVmHookState] !== kHookArmed) return;
-  if (Atomics.load(w, kVmHookGfn) !== gfn || Atomics.load(w, kVmHookPoint) !== point) return;
-  if (Atomics.compareExchange(w, kVmHookState, kHookArmed, kHookParked) !== kHookArmed) return;
-  Atomics.notify(w, kVmHookState);
-  while (Atomics.load(w, kVmHookState) === kHookParked) Atomics.wait(w, kVmHookState, kHookParked, 50);
+  if (w[VmLayout.kVmHookState] !== HookState.kHookArmed) return;
+  if (Atomics.load(w, VmLayout.kVmHookGfn) !== gfn || Atomics.load(w, VmLayout.kVmHookPoint) !== point) return;
+  if (Atomics.compareExchange(w, VmLayout.kVmHookState, HookState.kHookArmed, HookState.kHookParked) !== HookState.kHookArmed) return;
+  Atomics.notify(w, VmLayout.kVmHookState);
+  while (Atomics.load(w, VmLayout.kVmHookState) === HookState.kHookParked) Atomics.wait(w, VmLayout.kVmHookState, HookState.kHookParked, 50);
 }
 
 /** Arm the hook (test side). */
 export function armHook(vm: Vm, gfn: number, point: number): void {
-  Atomics.store(vm.w, kVmHookGfn, gfn);
-  Atomics.store(vm.w, kVmHookPoint, point);
-  Atomics.store(vm.w, kVmHookState, kHookArmed);
+  Atomics.store(vm.w, VmLayout.kVmHookGfn, gfn);
+  Atomics.store(vm.w, VmLayout.kVmHookPoint, point);
+  Atomics.store(vm.w, VmLayout.kVmHookState, HookState.kHookArmed);
 }
 
 export function releaseHook(vm: Vm): void {
-  Atomics.store(vm.w, kVmHookState, kHookReleased);
-  Atomics.notify(vm.w, kVmHookState);
+  Atomics.store(vm.w, VmLayout.kVmHookState, HookState.kHookReleased);
+  Atomics.notify(vm.w, VmLayout.kVmHookState);
 }

@@ -8,34 +8,34 @@
  * requester sees the vCPU outside guest mode or the vCPU sees the request before it touches
  * guest memory again.
  */
-import { kVmStatRemoteTlbFlush, kVmStatRemoteTlbFlushRequests } from './vm-layout.js';
-import { EXITING_GUEST_MODE, IN_GUEST_MODE, KVM_REQ_TLB_FLUSH, kVcpuMode, kVcpuRequests } from './vcpu-layout.js';
+import { VmLayout } from './vm-layout.js';
+import { VcpuMode, KvmReq, VcpuLayout } from './vcpu-layout.js';
 import { count } from '../metrics/counters.js';
-import { kOpTlbFlushRequest } from '../metrics/ops.js';
+import { Op } from '../metrics/ops.js';
 import type { Vm } from './vm.js';
 
 export function kvmMakeAllCpusRequest(vm: Vm, req: number, wait: boolean): void {
   const vcpus = vm.vcpuWords;
   for (let i = 0; i < vcpus.length; i++) {
     const w = vcpus[i]!;
-    Atomics.or(w, kVcpuRequests, req);
-    if (Atomics.load(w, kVcpuMode) === IN_GUEST_MODE) Atomics.compareExchange(w, kVcpuMode, IN_GUEST_MODE, EXITING_GUEST_MODE);
+    Atomics.or(w, VcpuLayout.kVcpuRequests, req);
+    if (Atomics.load(w, VcpuLayout.kVcpuMode) === VcpuMode.IN_GUEST_MODE) Atomics.compareExchange(w, VcpuLayout.kVcpuMode, VcpuMode.IN_GUEST_MODE, VcpuMode.EXITING_GUEST_MODE);
   }
   if (!wait) return;
   for (let i = 0; i < vcpus.length; i++) {
     const w = vcpus[i]!;
     let spins = 0;
-    while (Atomics.load(w, kVcpuMode) === EXITING_GUEST_MODE) {
+    while (Atomics.load(w, VcpuLayout.kVcpuMode) === VcpuMode.EXITING_GUEST_MODE) {
       // The target may share a core with us: after a short spin, sleep until it leaves guest mode.
-      if (++spins > 2000) Atomics.wait(w, kVcpuMode, EXITING_GUEST_MODE, 1);
+      if (++spins > 2000) Atomics.wait(w, VcpuLayout.kVcpuMode, VcpuMode.EXITING_GUEST_MODE, 1);
     }
   }
 }
 
 /** kvm_flush_remote_tlbs(): every vCPU drops its translations before the caller proceeds. */
 export function kvmFlushRemoteTlbs(vm: Vm): void {
-  Atomics.add(vm.w, kVmStatRemoteTlbFlushRequests, 1);
-  count(vm.ctx.metrics, kOpTlbFlushRequest);
-  kvmMakeAllCpusRequest(vm, KVM_REQ_TLB_FLUSH, true);
-  Atomics.add(vm.w, kVmStatRemoteTlbFlush, 1);
+  Atomics.add(vm.w, VmLayout.kVmStatRemoteTlbFlushRequests, 1);
+  count(vm.ctx.metrics, Op.tlb_flush_request);
+  kvmMakeAllCpusRequest(vm, KvmReq.KVM_REQ_TLB_FLUSH, true);
+  Atomics.add(vm.w, VmLayout.kVmStatRemoteTlbFlush, 1);
 }

@@ -10,48 +10,56 @@
  *   Float64 [192..]  (byte 1536) stats, kVcpuStatNames order; then modeled ns, accesses, wall ns
  *   Int32 [512..1023] (byte 2048) the PML buffer: 512 logged gfns
  */
-export const kVcpuBytes = 4096;
+export const enum VcpuLayout {
+  kVcpuBytes = 4096,
+  kVcpuMode = 0,
+  kVcpuRequests = 1,
+  kVcpuMmuCacheCount = 32,
+  kVcpuMmuCache = 33,
+  kMmuCacheMax = 8,
+  /** PT64_ROOT_MAX_LEVEL pages suffice for one fault (mmu_topup_memory_caches). */
+  kMmuCacheMin = 4,
+  kVcpuTlbGen = 48,
+  kVcpuRingDirtyIndex = 49,
+  kVcpuRingResetIndex = 50,
+  kVcpuPmlIndex = 51,
+  /** The VMM's harvest cursor into this vCPU's dirty ring (userspace's fetch index). */
+  kVcpuRingFetchIndex = 52,
+  kVcpuPmlBuffer = 512,
+  PML_LOG_NR_ENTRIES = 512,
+  kTlbEntries = 64,
+  kTlbBase = 64,
+  kTlbWords = 4,
+  kTlbGfn = 0,
+  kTlbPfn = 1,
+  kTlbFlags = 2,
+  kTlbGenWord = 3,
+  /** Float64 indices. */
+  kVcpuStats = 192,
+  kVcpuStatModeledNs = VcpuLayout.kVcpuStats + 16,
+  kVcpuStatAccesses = VcpuLayout.kVcpuStats + 17,
+  kVcpuStatWallNs = VcpuLayout.kVcpuStats + 18,
+}
 
-export const OUTSIDE_GUEST_MODE = 0;
-export const IN_GUEST_MODE = 1;
-export const EXITING_GUEST_MODE = 2;
+export const enum VcpuMode {
+  OUTSIDE_GUEST_MODE = 0,
+  IN_GUEST_MODE = 1,
+  EXITING_GUEST_MODE = 2,
+}
 
-export const kVcpuMode = 0;
-export const kVcpuRequests = 1;
 
-export const KVM_REQ_TLB_FLUSH = 1 << 0;
-/** Drain CPU dirty logs (PML) — any exit drains, so this is a kick that waits. */
-export const KVM_REQ_FLUSH_CPU_DIRTY_LOG = 1 << 2;
-/** PML on/off changed (KVM_REQ_UPDATE_CPU_DIRTY_LOGGING). */
-export const KVM_REQ_UPDATE_CPU_DIRTY_LOGGING = 1 << 3;
-/** vcpu->run->exit_reason values this model produces. */
-export const KVM_EXIT_DIRTY_RING_FULL = 31;
+export const enum KvmReq {
+  KVM_REQ_TLB_FLUSH = 1 << 0,
+  /** Drain CPU dirty logs (PML) — any exit drains, so this is a kick that waits. */
+  KVM_REQ_FLUSH_CPU_DIRTY_LOG = 1 << 2,
+  /** PML on/off changed (KVM_REQ_UPDATE_CPU_DIRTY_LOGGING). */
+  KVM_REQ_UPDATE_CPU_DIRTY_LOGGING = 1 << 3,
+}
+export const enum KvmExit {
+  /** vcpu->run->exit_reason values this model produces. */
+  KVM_EXIT_DIRTY_RING_FULL = 31,
+}
 
-export const kVcpuMmuCacheCount = 32;
-export const kVcpuMmuCache = 33;
-export const kMmuCacheMax = 8;
-/** PT64_ROOT_MAX_LEVEL pages suffice for one fault (mmu_topup_memory_caches). */
-export const kMmuCacheMin = 4;
 
-export const kVcpuTlbGen = 48;
-export const kVcpuRingDirtyIndex = 49;
-export const kVcpuRingResetIndex = 50;
-export const kVcpuPmlIndex = 51;
-/** The VMM's harvest cursor into this vCPU's dirty ring (userspace's fetch index). */
-export const kVcpuRingFetchIndex = 52;
-export const kVcpuPmlBuffer = 512;
-export const PML_LOG_NR_ENTRIES = 512;
 
-export const kTlbEntries = 64;
-export const kTlbBase = 64;
-export const kTlbWords = 4;
-export const kTlbGfn = 0;
-export const kTlbPfn = 1;
-export const kTlbFlags = 2;
-export const kTlbGenWord = 3;
 
-/** Float64 indices. */
-export const kVcpuStats = 192;
-export const kVcpuStatModeledNs = kVcpuStats + 16;
-export const kVcpuStatAccesses = kVcpuStats + 17;
-export const kVcpuStatWallNs = kVcpuStats + 18;

@@ -8,26 +8,20 @@
  * translation once it returns.
  */
 import { fail } from '../host/errno.js';
-import { kEpochIdle } from '../shm/epoch.js';
+import { EpochLayout } from '../shm/epoch.js';
 import { count, countN } from '../metrics/counters.js';
-import {
-  kOpFrameAlloc, kOpGuestAccess, kOpPageZero4k, kOpTlbFlushVcpu, kOpTlbHit, kOpTlbMiss, kOpVmExit, kOpWalkStep,
-} from '../metrics/ops.js';
+import { Op } from '../metrics/ops.js';
 import type { OpHistograms } from '../metrics/histogram.js';
 import { TdpIter } from './mmu/tdp/iter.js';
-import { PT64_ROOT_4LEVEL, PT_WRITABLE_MASK, SPTE_ACCESSED, SPTE_DIRTY } from './mmu/spte.js';
-import { eptWalk, kWalkOk, walkOut } from './mmu/tdp/walk.js';
-import { KvmPageFault, RET_PF_FIXED, RET_PF_SPURIOUS, kvmTdpPageFault } from './mmu/tdp/fault.js';
+import { PgLevel, Spte } from './mmu/spte.js';
+import { eptWalk, WalkResult, walkOut } from './mmu/tdp/walk.js';
+import { KvmPageFault, RetPf, kvmTdpPageFault } from './mmu/tdp/fault.js';
 import { tlbFill, tlbFlushAll, tlbLookup } from './mmu/tlb.js';
-import {
-  IN_GUEST_MODE, KVM_REQ_TLB_FLUSH, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, KVM_EXIT_DIRTY_RING_FULL, kVcpuPmlIndex, OUTSIDE_GUEST_MODE, kMmuCacheMax, kMmuCacheMin, kVcpuMmuCache, kVcpuMmuCacheCount,
-  kVcpuMode, kVcpuRequests, kVcpuStats, kVcpuStatAccesses, kVcpuStatModeledNs, kVcpuStatWallNs,
-} from './vcpu-layout.js';
-import { kVcpuStat, kVcpuStatNames, type VcpuStats } from './stats.js';
-import { kVmStaleWrites, kVmStaleWriteGfn } from './vm-layout.js';
+import { VcpuMode, KvmReq, KvmExit, VcpuLayout } from './vcpu-layout.js';
+import { VcpuStat, kVcpuStatNames, type VcpuStats } from './stats.js';
+import { VmLayout } from './vm-layout.js';
 import { pmlDrain, pmlEnabled, pmlLog } from './dirty/pml.js';
 import { ringSoftFull } from './dirty/ring.js';
-import { kOpRingFullExit } from '../metrics/ops.js';
 import type { Memslot } from './memslot.js';
 import type { Vm } from './vm.js';
 
@@ -43,13 +37,16 @@ export interface AccessSource {
   readonly iteration: number;
 }
 
-const kStatPfTaken = kVcpuStats + kVcpuStat.pf_taken;
-const kStatPfFixed = kVcpuStats + kVcpuStat.pf_fixed;
-const kStatPfSpurious = kVcpuStats + kVcpuStat.pf_spurious;
-const kStatTlbFlush = kVcpuStats + kVcpuStat.tlb_flush;
-const kStatExits = kVcpuStats + kVcpuStat.exits;
-const kStatPfFast = kVcpuStats + kVcpuStat.pf_fast;
-const kStatRingFull = kVcpuStats + kVcpuStat.dirty_ring_full_exits;
+/** Float64 word of each vCPU stat this file bumps. */
+const enum StatWord {
+  pf_taken = VcpuLayout.kVcpuStats + VcpuStat.pf_taken,
+  pf_fixed = VcpuLayout.kVcpuStats + VcpuStat.pf_fixed,
+  pf_spurious = VcpuLayout.kVcpuStats + VcpuStat.pf_spurious,
+  tlb_flush = VcpuLayout.kVcpuStats + VcpuStat.tlb_flush,
+  exits = VcpuLayout.kVcpuStats + VcpuStat.exits,
+  pf_fast = VcpuLayout.kVcpuStats + VcpuStat.pf_fast,
+  dirty_ring_full_exits = VcpuLayout.kVcpuStats + VcpuStat.dirty_ring_full_exits,
+}
 
 export class Vcpu {
   w!: Int32Array;
@@ -115,9 +112,9 @@ export class Vcpu {
     this.pendingExit = 0;
     // A vCPU whose ring is still soft-full exits again right away (kvm_dirty_ring_check_request).
     if (this.ring !== null && ringSoftFull(this)) {
-      this.pendingExit = KVM_EXIT_DIRTY_RING_FULL;
-      this.f[kStatRingFull]!++;
-      count(m, kOpRingFullExit);
+      this.pendingExit = KvmExit.KVM_EXIT_DIRTY_RING_FULL;
+      this.f[StatWord.dirty_ring_full_exits]!++;
+      count(m, Op.ring_full_exit);
       return 0;
     }
     this.pml = pmlEnabled(vm);
@@ -138,7 +135,7 @@ export class Vcpu {
       }
       // A kick is noticed before each access; right after a fault's re-entry (which checked
       // requests) the first access goes ahead, as if the IPI landed one instruction later.
-      if (Atomics.load(w, kVcpuMode) !== IN_GUEST_MODE) this.handleKick();
+      if (Atomics.load(w, VcpuLayout.kVcpuMode) !== VcpuMode.IN_GUEST_MODE) this.handleKick();
       if (this.pendingExit === 0 && this.access(gfn, write, src.iteration)) continue;
       // An exit to userspace was raised (a dirty-ring push reached the soft limit) before this
       // access retired: keep it for the next run(), as KVM re-executes the faulting store.
@@ -151,9 +148,9 @@ export class Vcpu {
       // flushes do not wait for us and retired tables can be freed, and keep the stats.
       this.exitGuest();
       const f = this.f;
-      f[kVcpuStatModeledNs]! += m.t - t0;
-      f[kVcpuStatAccesses]! += n;
-      f[kVcpuStatWallNs]! += (performance.now() - wall0) * 1e6;
+      f[VcpuLayout.kVcpuStatModeledNs]! += m.t - t0;
+      f[VcpuLayout.kVcpuStatAccesses]! += n;
+      f[VcpuLayout.kVcpuStatWallNs]! += (performance.now() - wall0) * 1e6;
     }
     return n;
   }
@@ -169,16 +166,16 @@ export class Vcpu {
     for (;;) {
       let pfn = tlbLookup(w, gfn, write);
       if (pfn >= 0) {
-        count(m, kOpTlbHit);
+        count(m, Op.tlb_hit);
       } else {
-        count(m, kOpTlbMiss);
-        if (eptWalk(vm.pool.pt, vm.root, gfn, write) !== kWalkOk) {
-          countN(m, kOpWalkStep, walkOut.steps);
+        count(m, Op.tlb_miss);
+        if (eptWalk(vm.pool.pt, vm.root, gfn, write) !== WalkResult.kWalkOk) {
+          countN(m, Op.walk_step, walkOut.steps);
           this.exitForFault(gfn, write, walkOut.presentLeaf);
           if (this.pendingExit !== 0) return false;
           continue;
         }
-        countN(m, kOpWalkStep, walkOut.steps);
+        countN(m, Op.walk_step, walkOut.steps);
         pfn = walkOut.pfn;
         tlbFill(w, gfn, pfn, walkOut.flags);
         // The CPU set D (0 -> 1): PML logs the gfn (a full buffer exits, and may fill the ring).
@@ -187,7 +184,7 @@ export class Vcpu {
           if (this.pendingExit !== 0) return false;
         }
       }
-      count(m, kOpGuestAccess);
+      count(m, Op.guest_access);
       if (write && this.stamps) this.storeChecked(gfn, pfn, iteration);
       return true;
     }
@@ -203,7 +200,7 @@ export class Vcpu {
     const slot = this.gfnToMemslot(gfn);
     const host = slot === null || slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn - slot.baseGfn));
     if (host !== pfn) {
-      if (Atomics.add(vm.w, kVmStaleWrites, 1) === 0) Atomics.store(vm.w, kVmStaleWriteGfn, gfn);
+      if (Atomics.add(vm.w, VmLayout.kVmStaleWrites, 1) === 0) Atomics.store(vm.w, VmLayout.kVmStaleWriteGfn, gfn);
       return;
     }
     vm.host.frames.writeStamp(pfn, this.stampId, iteration);
@@ -222,26 +219,26 @@ export class Vcpu {
     const timeWall = hist !== null && this.faultCount++ % this.wallEvery === 0;
     const w = this.w;
     // vmx_flush_pml_buffer() on every exit, before the VMM can see us outside guest mode.
-    if (w[kVcpuPmlIndex] !== 0) pmlDrain(this);
-    Atomics.store(w, kVcpuMode, OUTSIDE_GUEST_MODE);
-    count(m, kOpVmExit);
+    if (w[VcpuLayout.kVcpuPmlIndex] !== 0) pmlDrain(this);
+    Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.OUTSIDE_GUEST_MODE);
+    count(m, Op.vm_exit);
     const f = this.f;
-    f[kStatExits]!++;
-    f[kStatPfTaken]!++;
+    f[StatWord.exits]!++;
+    f[StatWord.pf_taken]!++;
     const tm = m.t;
     const tw = timeWall ? performance.now() : 0;
     const r = kvmTdpPageFault(this, gfn, write, present);
-    if (r === RET_PF_FIXED) f[kStatPfFixed]!++;
-    else if (r === RET_PF_SPURIOUS) f[kStatPfSpurious]!++;
+    if (r === RetPf.RET_PF_FIXED) f[StatWord.pf_fixed]!++;
+    else if (r === RetPf.RET_PF_SPURIOUS) f[StatWord.pf_spurious]!++;
     // The retried access would re-walk and find this leaf. Fill the TLB from the fault instead
     // (the walk is still priced), but only when the walk would not have to set A/D, and before
     // entering guest mode, so a flush requested meanwhile drops the entry at entry.
     const fault = this.fault;
-    const need = write ? SPTE_ACCESSED | SPTE_DIRTY | PT_WRITABLE_MASK : SPTE_ACCESSED;
+    const need = write ? Spte.SPTE_ACCESSED | Spte.SPTE_DIRTY | Spte.PT_WRITABLE_MASK : Spte.SPTE_ACCESSED;
     if (fault.leafFlags !== 0 && (fault.leafFlags & need) === need) {
       tlbFill(w, gfn, fault.leafPfn, fault.leafFlags);
-      count(m, kOpTlbMiss);
-      countN(m, kOpWalkStep, PT64_ROOT_4LEVEL + 1 - fault.leafLevel);
+      count(m, Op.tlb_miss);
+      countN(m, Op.walk_step, PgLevel.PT64_ROOT_4LEVEL + 1 - fault.leafLevel);
     }
     if (hist !== null) {
       if (timeWall) hist.wall.recordValue(Math.max(1, Math.round((performance.now() - tw) * 1e6)));
@@ -255,104 +252,104 @@ export class Vcpu {
     const w = this.w;
     for (;;) {
       this.epochSeen = this.vm.epoch.enterIfMoved(this.id, this.epochSeen);
-      Atomics.store(w, kVcpuMode, IN_GUEST_MODE);
-      if (Atomics.load(w, kVcpuRequests) === 0) return;
-      Atomics.store(w, kVcpuMode, OUTSIDE_GUEST_MODE);
+      Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.IN_GUEST_MODE);
+      if (Atomics.load(w, VcpuLayout.kVcpuRequests) === 0) return;
+      Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.OUTSIDE_GUEST_MODE);
       this.processRequests();
     }
   }
 
   exitGuest(): void {
-    if (this.w[kVcpuPmlIndex] !== 0) pmlDrain(this);
-    Atomics.store(this.w, kVcpuMode, OUTSIDE_GUEST_MODE);
-    Atomics.notify(this.w, kVcpuMode);
+    if (this.w[VcpuLayout.kVcpuPmlIndex] !== 0) pmlDrain(this);
+    Atomics.store(this.w, VcpuLayout.kVcpuMode, VcpuMode.OUTSIDE_GUEST_MODE);
+    Atomics.notify(this.w, VcpuLayout.kVcpuMode);
     this.processRequests();
     this.vm.epoch.exit(this.id);
-    this.epochSeen = kEpochIdle;
+    this.epochSeen = EpochLayout.kEpochIdle;
   }
 
   /** Epoch this vCPU last published (kEpochIdle outside a run slice). */
-  private epochSeen = kEpochIdle;
+  private epochSeen = EpochLayout.kEpochIdle;
 
   /** A kick arrived (mode was moved to EXITING): leave guest mode, serve requests, re-enter. */
   private handleKick(): void {
     const w = this.w;
-    if (w[kVcpuPmlIndex] !== 0) pmlDrain(this);
-    Atomics.store(w, kVcpuMode, OUTSIDE_GUEST_MODE);
-    Atomics.notify(w, kVcpuMode);
-    this.f[kStatExits]!++;
+    if (w[VcpuLayout.kVcpuPmlIndex] !== 0) pmlDrain(this);
+    Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.OUTSIDE_GUEST_MODE);
+    Atomics.notify(w, VcpuLayout.kVcpuMode);
+    this.f[StatWord.exits]!++;
     this.processRequests();
     this.enterGuest();
   }
 
   private processRequests(): void {
-    const req = Atomics.exchange(this.w, kVcpuRequests, 0);
-    if ((req & KVM_REQ_TLB_FLUSH) !== 0) {
+    const req = Atomics.exchange(this.w, VcpuLayout.kVcpuRequests, 0);
+    if ((req & KvmReq.KVM_REQ_TLB_FLUSH) !== 0) {
       tlbFlushAll(this.w);
-      this.f[kStatTlbFlush]!++;
-      count(this.vm.ctx.metrics, kOpTlbFlushVcpu);
+      this.f[StatWord.tlb_flush]!++;
+      count(this.vm.ctx.metrics, Op.tlb_flush_vcpu);
     }
-    if ((req & KVM_REQ_UPDATE_CPU_DIRTY_LOGGING) !== 0) this.pml = pmlEnabled(this.vm);
+    if ((req & KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING) !== 0) this.pml = pmlEnabled(this.vm);
     // KVM_REQ_FLUSH_CPU_DIRTY_LOG needs nothing more: the exit that served it drained PML.
   }
 
   countFastFault(): void {
-    this.f[kStatPfFast]!++;
+    this.f[StatWord.pf_fast]!++;
   }
 
   /** mmu_topup_memory_caches(): enough page-table pages for one fault, before mmu_lock. */
   topupMmuCache(): void {
     const w = this.w;
-    const n = w[kVcpuMmuCacheCount]!;
-    if (n >= kMmuCacheMin) return;
-    const got = this.vm.pool.allocBatch(w, kVcpuMmuCache + n, kMmuCacheMax - n);
-    w[kVcpuMmuCacheCount] = n + got;
+    const n = w[VcpuLayout.kVcpuMmuCacheCount]!;
+    if (n >= VcpuLayout.kMmuCacheMin) return;
+    const got = this.vm.pool.allocBatch(w, VcpuLayout.kVcpuMmuCache + n, VcpuLayout.kMmuCacheMax - n);
+    w[VcpuLayout.kVcpuMmuCacheCount] = n + got;
     if (n + got === 0) fail('ENOMEM', `VM ${this.vm.id}: page-table page pool exhausted`);
   }
 
   takeMmuPage(): number {
     const w = this.w;
-    const n = w[kVcpuMmuCacheCount]! - 1;
+    const n = w[VcpuLayout.kVcpuMmuCacheCount]! - 1;
     if (n < 0) fail('ENOMEM', `VM ${this.vm.id}: vCPU ${this.id} page cache empty under mmu_lock`);
-    w[kVcpuMmuCacheCount] = n;
-    return w[kVcpuMmuCache + n]!;
+    w[VcpuLayout.kVcpuMmuCacheCount] = n;
+    return w[VcpuLayout.kVcpuMmuCache + n]!;
   }
 
   returnMmuPage(sp: number): void {
     const w = this.w;
-    const n = w[kVcpuMmuCacheCount]!;
-    w[kVcpuMmuCache + n] = sp;
-    w[kVcpuMmuCacheCount] = n + 1;
+    const n = w[VcpuLayout.kVcpuMmuCacheCount]!;
+    w[VcpuLayout.kVcpuMmuCache + n] = sp;
+    w[VcpuLayout.kVcpuMmuCacheCount] = n + 1;
   }
 
   /** Pages this vCPU holds in its cache (for the audit). */
   cachedMmuPages(): number[] {
     const w = this.w;
     const out: number[] = [];
-    for (let i = 0; i < w[kVcpuMmuCacheCount]!; i++) out.push(w[kVcpuMmuCache + i]!);
+    for (let i = 0; i < w[VcpuLayout.kVcpuMmuCacheCount]!; i++) out.push(w[VcpuLayout.kVcpuMmuCache + i]!);
     return out;
   }
 
   /** The host zeroed a newly populated folio of `order`. */
   countZeroing(order: number): void {
     const m = this.vm.ctx.metrics;
-    count(m, kOpFrameAlloc);
-    countN(m, kOpPageZero4k, 2 ** order);
+    count(m, Op.frame_alloc);
+    countN(m, Op.page_zero_4k, 2 ** order);
   }
 
   getStats(): VcpuStats {
     const out = {} as VcpuStats;
-    kVcpuStatNames.forEach((name, i) => (out[name] = this.f[kVcpuStats + i]!));
+    kVcpuStatNames.forEach((name, i) => (out[name] = this.f[VcpuLayout.kVcpuStats + i]!));
     return out;
   }
 
   modeledNs(): number {
-    return this.f[kVcpuStatModeledNs]!;
+    return this.f[VcpuLayout.kVcpuStatModeledNs]!;
   }
   accesses(): number {
-    return this.f[kVcpuStatAccesses]!;
+    return this.f[VcpuLayout.kVcpuStatAccesses]!;
   }
   wallNs(): number {
-    return this.f[kVcpuStatWallNs]!;
+    return this.f[VcpuLayout.kVcpuStatWallNs]!;
   }
 }

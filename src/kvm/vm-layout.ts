@@ -10,51 +10,53 @@
  *   line 7   test hooks (a gfn at which a fault parks, and the handshake word)
  *   line 8   root, memslot generation, nr_memslots_dirty_logging, dirty caps, flags
  */
-import { kPadWords } from '../shm/arena.js';
+import { Arena } from '../shm/arena.js';
 
-export const kVmMmuLock = 0;
+export const enum VmLayout {
+  kVmMmuLock = 0,
+  kVmInvSeq = Arena.kPadWords * 1,
+  kVmInvInProgress = VmLayout.kVmInvSeq + 1,
+  kVmInvRangeStart = VmLayout.kVmInvSeq + 2,
+  kVmInvRangeEnd = VmLayout.kVmInvSeq + 3,
+  kVmPtLock = Arena.kPadWords * 2,
+  kVmPtFreeTop = VmLayout.kVmPtLock + 1,
+  kVmPtInUse = VmLayout.kVmPtLock + 2,
+  kVmPtRetireHead = VmLayout.kVmPtLock + 3,
+  kVmPtRetireTail = VmLayout.kVmPtLock + 4,
+  kVmPtCapacity = VmLayout.kVmPtLock + 5,
+  kVmStatPages4k = Arena.kPadWords * 3,
+  kVmStatPages2m = Arena.kPadWords * 4,
+  kVmStatPages1g = Arena.kPadWords * 5,
+  kVmStatRemoteTlbFlush = Arena.kPadWords * 6,
+  kVmStatRemoteTlbFlushRequests = VmLayout.kVmStatRemoteTlbFlush + 1,
+  kVmHookGfn = Arena.kPadWords * 7,
+  /** 0 idle, 1 armed, 2 a fault reached the hook and waits, 3 released */
+  kVmHookState = VmLayout.kVmHookGfn + 1,
+  /** Which hook: see kHook* in invalidate.ts. */
+  kVmHookPoint = VmLayout.kVmHookGfn + 2,
+  kVmRoot = Arena.kPadWords * 8,
+  kVmMemslotGen = VmLayout.kVmRoot + 1,
+  kVmNrSlotsDirtyLogging = VmLayout.kVmRoot + 2,
+  kVmDirtyCaps = VmLayout.kVmRoot + 3,
+  kVmDirtyRingSize = VmLayout.kVmRoot + 4,
+  kVmOnline = VmLayout.kVmRoot + 5,
+  /** Guest stores that landed on a frame the host no longer maps for that gfn (oracle, stamps on). */
+  kVmStaleWrites = VmLayout.kVmRoot + 6,
+  kVmStaleWriteGfn = VmLayout.kVmRoot + 7,
+  /** Dirty-logging strategy bits (dirty/strategy.ts). */
+  kVmStrategy = VmLayout.kVmRoot + 8,
+  /** Bumped by KVM_RESET_DIRTY_RINGS so vCPUs parked on a full ring can look again. */
+  kVmRingResetGen = VmLayout.kVmRoot + 9,
+  kVmWords = Arena.kPadWords * 9,
+}
 
-export const kVmInvSeq = kPadWords * 1;
-export const kVmInvInProgress = kVmInvSeq + 1;
-export const kVmInvRangeStart = kVmInvSeq + 2;
-export const kVmInvRangeEnd = kVmInvSeq + 3;
 
-export const kVmPtLock = kPadWords * 2;
-export const kVmPtFreeTop = kVmPtLock + 1;
-export const kVmPtInUse = kVmPtLock + 2;
-export const kVmPtRetireHead = kVmPtLock + 3;
-export const kVmPtRetireTail = kVmPtLock + 4;
-export const kVmPtCapacity = kVmPtLock + 5;
 
-export const kVmStatPages4k = kPadWords * 3;
-export const kVmStatPages2m = kPadWords * 4;
-export const kVmStatPages1g = kPadWords * 5;
-export const kVmStatRemoteTlbFlush = kPadWords * 6;
-export const kVmStatRemoteTlbFlushRequests = kVmStatRemoteTlbFlush + 1;
 
-export const kVmHookGfn = kPadWords * 7;
-/** 0 idle, 1 armed, 2 a fault reached the hook and waits, 3 released */
-export const kVmHookState = kVmHookGfn + 1;
-/** Which hook: see kHook* in invalidate.ts. */
-export const kVmHookPoint = kVmHookGfn + 2;
 
-export const kVmRoot = kPadWords * 8;
-export const kVmMemslotGen = kVmRoot + 1;
-export const kVmNrSlotsDirtyLogging = kVmRoot + 2;
-export const kVmDirtyCaps = kVmRoot + 3;
-export const kVmDirtyRingSize = kVmRoot + 4;
-export const kVmOnline = kVmRoot + 5;
-/** Guest stores that landed on a frame the host no longer maps for that gfn (oracle, stamps on). */
-export const kVmStaleWrites = kVmRoot + 6;
-export const kVmStaleWriteGfn = kVmRoot + 7;
-/** Dirty-logging strategy bits (dirty/strategy.ts). */
-export const kVmStrategy = kVmRoot + 8;
-/** Bumped by KVM_RESET_DIRTY_RINGS so vCPUs parked on a full ring can look again. */
-export const kVmRingResetGen = kVmRoot + 9;
 
-export const kVmWords = kPadWords * 9;
 
 /** Stat word for a mapping level (kvm_update_page_stats). */
 export function pageStatWord(level: number): number {
-  return kVmStatPages4k + (level - 1) * kPadWords;
+  return VmLayout.kVmStatPages4k + (level - 1) * Arena.kPadWords;
 }

@@ -14,7 +14,7 @@ import { fail } from '../host/errno.js';
 import type { Host, HostThread, NumaPolicy } from '../host/host.js';
 import { Vma, type VmaHandle, type BackingSource, backingPageOrder, isBackingSource, madviseDontneed } from '../host/mm.js';
 import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
-import { kOpInvalidate, kOpLockRead, kOpLockWrite, kOpLockWaitNs } from '../metrics/ops.js';
+import { Op } from '../metrics/ops.js';
 import {
   KVM_ADDRESS_SPACE_NUM, KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, Memslot, type MemslotHandle, kMaxGfn,
   kValidMemslotFlags,
@@ -22,26 +22,21 @@ import {
 import { PtPool, type PtPoolHandle } from './mmu/tdp/pt-pages.js';
 import { TdpIter } from './mmu/tdp/iter.js';
 import { tdpMmuZapLeafs, tdpMmuZapRange } from './mmu/tdp/zap.js';
-import { PT64_ROOT_4LEVEL, SPTE_ENT_PER_PAGE } from './mmu/spte.js';
+import { PgLevel, PtLayout } from './mmu/spte.js';
 import { kvmFlushRemoteTlbs } from './requests.js';
 import { kvmMmuInvalidateBegin, kvmMmuInvalidateEnd, kvmMmuInvalidateRangeAdd } from './invalidate.js';
-import {
-  kVmMemslotGen, kVmMmuLock, kVmRoot, kVmStatPages1g, kVmStatPages2m, kVmStatPages4k, kVmStatRemoteTlbFlush,
-  kVmStatRemoteTlbFlushRequests, kVmWords, kVmOnline, kVmStrategy, kVmNrSlotsDirtyLogging, kVmDirtyCaps, kVmDirtyRingSize,
-} from './vm-layout.js';
-import { kVcpuBytes, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING } from './vcpu-layout.js';
+import { VmLayout } from './vm-layout.js';
+import { VcpuLayout, KvmReq } from './vcpu-layout.js';
 import { kvmMakeAllCpusRequest } from './requests.js';
 import {
-  type DirtyStrategy, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_INITIALLY_SET,
-  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, decodeStrategy, encodeStrategy, kDefaultDirtyStrategy, kStratFolioOnZap,
+  type DirtyStrategy, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, decodeStrategy, encodeStrategy, kDefaultDirtyStrategy, Strat,
 } from './dirty/strategy.js';
 import { kvmMmuSlotApplyFlags, type ApplyFlagsOutcome } from './dirty/apply-flags.js';
 import { manualProtectAndInitSet } from './dirty/masked.js';
 import { getDirtyLog, markPageDirtyInSlot } from './dirty/bitmap.js';
 import { clearDirtyLog, type ClearDirtyLog } from './dirty/clear.js';
 import { allocDirtyRing, enableDirtyRing, harvestDirtyRings, resetDirtyRings } from './dirty/ring.js';
-import { SPTE_DIRTY } from './mmu/spte.js';
-import { kOpFolioMarkDirty } from '../metrics/ops.js';
+import { Spte } from './mmu/spte.js';
 import { Vcpu } from './vcpu.js';
 import { type VmStats, type VcpuStats, encodeBinaryStats } from './stats.js';
 
@@ -129,19 +124,19 @@ export class Vm {
     const maxVcpus = opts.maxVcpus ?? 1024;
     if (!Number.isInteger(id) || id < 0 || id >= 4095) fail('EINVAL', `VM id must be 0..4094, got ${id}`);
     if (!Number.isInteger(maxVcpus) || maxVcpus < 1 || maxVcpus > 4096) fail('EINVAL', `maxVcpus must be 1..4096 (KVM_MAX_VCPUS), got ${maxVcpus}`);
-    const words = allocSab(kVmWords * 4);
+    const words = allocSab(VmLayout.kVmWords * 4);
     const epoch = EpochDomain.create(maxVcpus + 1);
     const poolHandle = PtPool.createHandle(64);
     const h: VmHandle = { id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, slots: [], vmas: [], vcpus: [], rings: [], generation: 0 };
     const vm = new Vm(host, ctx, h);
-    Atomics.store(vm.w, kVmStrategy, encodeStrategy({ ...kDefaultDirtyStrategy, ...opts.strategy }));
+    Atomics.store(vm.w, VmLayout.kVmStrategy, encodeStrategy({ ...kDefaultDirtyStrategy, ...opts.strategy }));
     vm.pool.initFree();
     // The root (one 4-level TDP root; this model has no SMM or guest-mode roots).
     const root = new Int32Array(1);
     vm.pool.allocBatch(root, 0, 1);
-    vm.pool.setInfo(root[0]!, PT64_ROOT_4LEVEL, 0);
-    Atomics.store(vm.w, kVmRoot, root[0]!);
-    Atomics.store(vm.w, kVmOnline, 1);
+    vm.pool.setInfo(root[0]!, PgLevel.PT64_ROOT_4LEVEL, 0);
+    Atomics.store(vm.w, VmLayout.kVmRoot, root[0]!);
+    Atomics.store(vm.w, VmLayout.kVmOnline, 1);
     return vm;
   }
 
@@ -176,7 +171,7 @@ export class Vm {
   }
 
   get root(): number {
-    return this.w[kVmRoot]!;
+    return this.w[VmLayout.kVmRoot]!;
   }
 
   handle(): VmHandle {
@@ -189,7 +184,7 @@ export class Vm {
   }
 
   private bumpGeneration(): void {
-    this.generation = Atomics.add(this.w, kVmMemslotGen, 1) + 1;
+    this.generation = Atomics.add(this.w, VmLayout.kVmMemslotGen, 1) + 1;
   }
 
   private sortMemslots(): void {
@@ -295,8 +290,8 @@ export class Vm {
     // A slot created with logging on: nothing is mapped yet, so only the bitmap and PML matter.
     if (slot.dirtyLogging()) {
       this.initDirtyBitmap(slot);
-      Atomics.add(this.w, kVmNrSlotsDirtyLogging, 1);
-      kvmMakeAllCpusRequest(this, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
+      Atomics.add(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
+      kvmMakeAllCpusRequest(this, KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
     }
   }
 
@@ -305,7 +300,7 @@ export class Vm {
     this.withMmuWriteLock(() => {
       if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
     });
-    if (slot.dirtyLogging()) Atomics.sub(this.w, kVmNrSlotsDirtyLogging, 1);
+    if (slot.dirtyLogging()) Atomics.sub(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
     this.slots.delete((slot.asId << 16) | slot.id);
     this.sortMemslots();
     this.bumpGeneration();
@@ -334,12 +329,12 @@ export class Vm {
 
   /** Current dirty-logging strategy. */
   get dirtyStrategy(): DirtyStrategy {
-    return decodeStrategy(Atomics.load(this.w, kVmStrategy));
+    return decodeStrategy(Atomics.load(this.w, VmLayout.kVmStrategy));
   }
   /** Choose the strategy; EBUSY while any slot logs (KVM's module parameters are read at enable). */
   setDirtyStrategy(s: Partial<DirtyStrategy>): void {
-    if (Atomics.load(this.w, kVmNrSlotsDirtyLogging) !== 0) fail('EBUSY', 'change the dirty-logging strategy while no slot logs');
-    Atomics.store(this.w, kVmStrategy, encodeStrategy({ ...this.dirtyStrategy, ...s }));
+    if (Atomics.load(this.w, VmLayout.kVmNrSlotsDirtyLogging) !== 0) fail('EBUSY', 'change the dirty-logging strategy while no slot logs');
+    Atomics.store(this.w, VmLayout.kVmStrategy, encodeStrategy({ ...this.dirtyStrategy, ...s }));
   }
 
   /** KVM_ENABLE_CAP on the VM: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 or KVM_CAP_DIRTY_LOG_RING. */
@@ -352,10 +347,10 @@ export class Vm {
       if ((arg & KVM_DIRTY_LOG_INITIALLY_SET) !== 0 && (arg & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) === 0) {
         fail('EINVAL', 'KVM_DIRTY_LOG_INITIALLY_SET needs KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE');
       }
-      if ((arg & KVM_DIRTY_LOG_INITIALLY_SET) !== 0 && Atomics.load(this.w, kVmDirtyRingSize) !== 0) {
+      if ((arg & KVM_DIRTY_LOG_INITIALLY_SET) !== 0 && Atomics.load(this.w, VmLayout.kVmDirtyRingSize) !== 0) {
         fail('EINVAL', 'KVM_DIRTY_LOG_INITIALLY_SET with the dirty ring: the ring cannot report pages that were never written');
       }
-      Atomics.store(this.w, kVmDirtyCaps, arg);
+      Atomics.store(this.w, VmLayout.kVmDirtyCaps, arg);
       return;
     }
     if (c === KVM_CAP_DIRTY_LOG_RING) {
@@ -389,18 +384,18 @@ export class Vm {
 
   /** A writable SPTE was created: with folio-dirty 'on-create', the folio is dirty now. */
   onWritableSpte(pfn: number, level: number, fast: boolean): void {
-    if (fast || (this.w[kVmStrategy]! & kStratFolioOnZap) !== 0) return;
+    if (fast || (this.w[VmLayout.kVmStrategy]! & Strat.kStratFolioOnZap) !== 0) return;
     this.folioMarkDirty(pfn);
   }
 
   /** A dirty SPTE lost W or D (or went away): with 'on-zap', the folio is dirty now. */
   onSpteCleaned(oldFlags: number, pfn: number): void {
-    if ((this.w[kVmStrategy]! & kStratFolioOnZap) === 0 || (oldFlags & SPTE_DIRTY) === 0) return;
+    if ((this.w[VmLayout.kVmStrategy]! & Strat.kStratFolioOnZap) === 0 || (oldFlags & Spte.SPTE_DIRTY) === 0) return;
     this.folioMarkDirty(pfn);
   }
 
   private folioMarkDirty(pfn: number): void {
-    count(this.ctx.metrics, kOpFolioMarkDirty);
+    count(this.ctx.metrics, Op.folio_mark_dirty);
     this.host.frames.markDirty(pfn);
   }
 
@@ -427,7 +422,7 @@ export class Vm {
   private ensurePoolCapacity(): void {
     let need = 1;
     for (const s of this.slots.values()) {
-      for (let level = 1; level < PT64_ROOT_4LEVEL; level++) need += Math.ceil(s.npages / SPTE_ENT_PER_PAGE ** level) + 1;
+      for (let level = 1; level < PgLevel.PT64_ROOT_4LEVEL; level++) need += Math.ceil(s.npages / PtLayout.SPTE_ENT_PER_PAGE ** level) + 1;
     }
     need = Math.ceil(need * 1.03) + 16 + this.maxVcpusInUse() * 8;
     if (need <= this.pool.capacity) return;
@@ -447,9 +442,9 @@ export class Vm {
   createVcpu(id = this.vcpuWords.length): Vcpu {
     if (!Number.isInteger(id) || id < 0 || id >= this.maxVcpus) fail('EINVAL', `vCPU id ${id} out of range (max ${this.maxVcpus})`);
     if (id !== this.vcpuWords.length) fail('EINVAL', `vCPU ids are dense here: next id is ${this.vcpuWords.length}`);
-    const sab = allocSab(kVcpuBytes);
+    const sab = allocSab(VcpuLayout.kVcpuBytes);
     this.vcpuWords.push(new Int32Array(sab));
-    const ring = Atomics.load(this.w, kVmDirtyRingSize);
+    const ring = Atomics.load(this.w, VmLayout.kVmDirtyRingSize);
     this.rings.push(ring !== 0 ? allocDirtyRing(ring) : null);
     this.ensurePoolCapacity();
     this.bumpGeneration();
@@ -484,16 +479,16 @@ export class Vm {
   private withMmuLock<T>(write: boolean, fn: () => T): T {
     const m = this.ctx.metrics;
     const p = vmmParticipant(this.maxVcpus);
-    const waited = write ? writeLock(this.w, kVmMmuLock) : readLock(this.w, kVmMmuLock);
-    count(m, write ? kOpLockWrite : kOpLockRead);
-    if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
+    const waited = write ? writeLock(this.w, VmLayout.kVmMmuLock) : readLock(this.w, VmLayout.kVmMmuLock);
+    count(m, write ? Op.lock_write : Op.lock_read);
+    if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
     this.epoch.enter(p);
     try {
       return fn();
     } finally {
       this.epoch.exit(p);
-      if (write) writeUnlock(this.w, kVmMmuLock);
-      else readUnlock(this.w, kVmMmuLock);
+      if (write) writeUnlock(this.w, VmLayout.kVmMmuLock);
+      else readUnlock(this.w, VmLayout.kVmMmuLock);
     }
   }
 
@@ -512,7 +507,7 @@ export class Vm {
    */
   invalidateRange(start: number, end: number, opts: { unmap?: boolean; between?: () => void } = {}): void {
     if (!(start >= 0 && end > start && end <= kMaxGfn + 1)) fail('EINVAL', `bad gfn range [${start}, ${end})`);
-    count(this.ctx.metrics, kOpInvalidate);
+    count(this.ctx.metrics, Op.invalidate);
     this.withMmuWriteLock(() => {
       kvmMmuInvalidateBegin(this);
       kvmMmuInvalidateRangeAdd(this, start, end);
@@ -540,11 +535,11 @@ export class Vm {
   getStats(): VmStats {
     const w = this.w;
     return {
-      remote_tlb_flush: Atomics.load(w, kVmStatRemoteTlbFlush),
-      remote_tlb_flush_requests: Atomics.load(w, kVmStatRemoteTlbFlushRequests),
-      pages_4k: Atomics.load(w, kVmStatPages4k),
-      pages_2m: Atomics.load(w, kVmStatPages2m),
-      pages_1g: Atomics.load(w, kVmStatPages1g),
+      remote_tlb_flush: Atomics.load(w, VmLayout.kVmStatRemoteTlbFlush),
+      remote_tlb_flush_requests: Atomics.load(w, VmLayout.kVmStatRemoteTlbFlushRequests),
+      pages_4k: Atomics.load(w, VmLayout.kVmStatPages4k),
+      pages_2m: Atomics.load(w, VmLayout.kVmStatPages2m),
+      pages_1g: Atomics.load(w, VmLayout.kVmStatPages1g),
     };
   }
 
@@ -565,6 +560,6 @@ export class Vm {
     for (const v of this.vmas) madviseDontneed(this.ctx.hostThread, v, 0, v.npages);
     this.ctx.hostThread.drain();
     this.reclaimPtPages();
-    Atomics.store(this.w, kVmOnline, 0);
+    Atomics.store(this.w, VmLayout.kVmOnline, 0);
   }
 }

@@ -13,7 +13,7 @@ import { Metrics } from '../metrics/counters.js';
 import { HistogramSet, type EncodedHistograms } from '../metrics/histogram.js';
 import { MemstressStream, type StreamSpec } from '../workload/memstress.js';
 import type { Vcpu } from '../kvm/vcpu.js';
-import { kVmRingResetGen } from '../kvm/vm-layout.js';
+import { VmLayout } from '../kvm/vm-layout.js';
 
 export interface VcpuWork {
   vm: number;
@@ -115,7 +115,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       }
       if (!progressed && live > 0) {
         const w = vcpus.find((_, i) => !done[i])!.vm.w;
-        Atomics.wait(w, kVmRingResetGen, Atomics.load(w, kVmRingResetGen), 1);
+        Atomics.wait(w, VmLayout.kVmRingResetGen, Atomics.load(w, VmLayout.kVmRingResetGen), 1);
       }
     }
     a.ctx.hostThread.drain();

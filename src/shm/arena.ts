@@ -7,12 +7,14 @@
  * (`ChunkedInt32`), so guest memory can grow past typed-array and allocation limits.
  */
 
-/** Bytes between hot words written by different threads: false sharing costs ~3x here. */
-export const kCacheLinePad = 128;
-/** Int32 slots per padded line. */
-export const kPadWords = kCacheLinePad / 4;
-/** Largest single SAB this harness creates. */
-export const kMaxChunkBytes = 1 << 30;
+export const enum Arena {
+  /** Bytes between hot words written by different threads: false sharing costs ~3x here. */
+  kCacheLinePad = 128,
+  /** Int32 slots per padded line. */
+  kPadWords = Arena.kCacheLinePad / 4,
+  /** Largest single SAB this harness creates. */
+  kMaxChunkBytes = 1 << 30,
+}
 
 export function allocSab(bytes: number): SharedArrayBuffer {
   if (!Number.isFinite(bytes) || bytes < 0) throw new RangeError(`bad SAB size ${bytes}`);
@@ -44,7 +46,7 @@ export class ChunkedInt32 {
     this.chunkMask = (1 << handle.chunkShift) - 1;
   }
 
-  static create(length: number, maxChunkElems = kMaxChunkBytes / 4): ChunkedInt32 {
+  static create(length: number, maxChunkElems = Arena.kMaxChunkBytes / 4): ChunkedInt32 {
     let shift = 0;
     while (1 << (shift + 1) <= maxChunkElems) shift++;
     const per = 1 << shift;

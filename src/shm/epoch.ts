@@ -10,11 +10,13 @@
  *
  * Layout: words[kEpochGlobal] the global epoch; participant p at words[kEpochParticipants + p*kPadWords].
  */
-import { allocSab, kPadWords } from './arena.js';
+import { allocSab, Arena } from './arena.js';
 
-export const kEpochGlobal = 0;
-export const kEpochParticipants = kPadWords;
-export const kEpochIdle = -1;
+export const enum EpochLayout {
+  kEpochGlobal = 0,
+  kEpochParticipants = Arena.kPadWords,
+  kEpochIdle = -1,
+}
 
 export class EpochDomain {
   readonly words: Int32Array;
@@ -22,12 +24,12 @@ export class EpochDomain {
     this.words = new Int32Array(sab);
   }
   static create(participants: number): EpochDomain {
-    const d = new EpochDomain(allocSab((1 + participants) * kPadWords * 4), participants);
-    for (let p = 0; p < participants; p++) Atomics.store(d.words, kEpochParticipants + p * kPadWords, kEpochIdle);
+    const d = new EpochDomain(allocSab((1 + participants) * Arena.kPadWords * 4), participants);
+    for (let p = 0; p < participants; p++) Atomics.store(d.words, EpochLayout.kEpochParticipants + p * Arena.kPadWords, EpochLayout.kEpochIdle);
     return d;
   }
   enter(p: number): void {
-    Atomics.store(this.words, kEpochParticipants + p * kPadWords, Atomics.load(this.words, kEpochGlobal));
+    Atomics.store(this.words, EpochLayout.kEpochParticipants + p * Arena.kPadWords, Atomics.load(this.words, EpochLayout.kEpochGlobal));
   }
   /**
    * enter() for a participant that stays inside across many short sections (a vCPU between
@@ -35,27 +37,27 @@ export class EpochDomain {
    * published. A stale read of the global epoch only publishes an older one, which is safe.
    */
   enterIfMoved(p: number, seen: number): number {
-    const g = this.words[kEpochGlobal]!;
+    const g = this.words[EpochLayout.kEpochGlobal]!;
     if (g === seen) return seen;
-    Atomics.store(this.words, kEpochParticipants + p * kPadWords, g);
+    Atomics.store(this.words, EpochLayout.kEpochParticipants + p * Arena.kPadWords, g);
     return g;
   }
   exit(p: number): void {
-    Atomics.store(this.words, kEpochParticipants + p * kPadWords, kEpochIdle);
+    Atomics.store(this.words, EpochLayout.kEpochParticipants + p * Arena.kPadWords, EpochLayout.kEpochIdle);
   }
   /** Advance the epoch; returns the epoch that retirements made before this call belong to. */
   advance(): number {
-    return Atomics.add(this.words, kEpochGlobal, 1);
+    return Atomics.add(this.words, EpochLayout.kEpochGlobal, 1);
   }
   current(): number {
-    return Atomics.load(this.words, kEpochGlobal);
+    return Atomics.load(this.words, EpochLayout.kEpochGlobal);
   }
   /** Oldest epoch any participant is still in, or Infinity when all are idle. */
   oldestActive(): number {
     let min = Infinity;
     for (let p = 0; p < this.participants; p++) {
-      const e = Atomics.load(this.words, kEpochParticipants + p * kPadWords);
-      if (e !== kEpochIdle && e < min) min = e;
+      const e = Atomics.load(this.words, EpochLayout.kEpochParticipants + p * Arena.kPadWords);
+      if (e !== EpochLayout.kEpochIdle && e < min) min = e;
     }
     return min;
   }

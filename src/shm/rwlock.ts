@@ -13,19 +13,21 @@
  */
 import { spinLock, spinUnlock, kSpinLimit } from './spinlock.js';
 
-export const kRwState = 0;
-export const kRwWriterMutex = 1;
-export const kRwSleepers = 2;
-export const kRwWords = 3;
+export const enum RwLock {
+  kRwState = 0,
+  kRwWriterMutex = 1,
+  kRwSleepers = 2,
+  kRwWords = 3,
+  kRwWriter = 1 << 30,
+  kRwWriterWaiting = 1 << 29,
+  kReaderMask = RwLock.kRwWriterWaiting - 1,
+}
 
-export const kRwWriter = 1 << 30;
-export const kRwWriterWaiting = 1 << 29;
-const kReaderMask = kRwWriterWaiting - 1;
 
 export function readLock(a: Int32Array, base: number): number {
   // Optimistic: take a reader reference; back it out if a writer holds or waits for the lock.
-  const s = Atomics.add(a, base + kRwState, 1);
-  if ((s & (kRwWriter | kRwWriterWaiting)) === 0) return 0;
+  const s = Atomics.add(a, base + RwLock.kRwState, 1);
+  if ((s & (RwLock.kRwWriter | RwLock.kRwWriterWaiting)) === 0) return 0;
   readUnlock(a, base);
   return readLockSlow(a, base);
 }
@@ -34,42 +36,42 @@ function readLockSlow(a: Int32Array, base: number): number {
   const t0 = performance.now();
   let spins = 0;
   for (;;) {
-    const s = Atomics.load(a, base + kRwState);
-    if ((s & (kRwWriter | kRwWriterWaiting)) === 0) {
-      if (Atomics.compareExchange(a, base + kRwState, s, s + 1) === s) return (performance.now() - t0) * 1e6;
+    const s = Atomics.load(a, base + RwLock.kRwState);
+    if ((s & (RwLock.kRwWriter | RwLock.kRwWriterWaiting)) === 0) {
+      if (Atomics.compareExchange(a, base + RwLock.kRwState, s, s + 1) === s) return (performance.now() - t0) * 1e6;
       continue;
     }
     if (++spins < kSpinLimit) continue;
-    Atomics.add(a, base + kRwSleepers, 1);
-    Atomics.wait(a, base + kRwState, s, 1);
-    Atomics.sub(a, base + kRwSleepers, 1);
+    Atomics.add(a, base + RwLock.kRwSleepers, 1);
+    Atomics.wait(a, base + RwLock.kRwState, s, 1);
+    Atomics.sub(a, base + RwLock.kRwSleepers, 1);
   }
 }
 
 export function readUnlock(a: Int32Array, base: number): void {
-  const prev = Atomics.sub(a, base + kRwState, 1);
+  const prev = Atomics.sub(a, base + RwLock.kRwState, 1);
   // Last reader out while a writer waits: wake it if it sleeps.
-  if ((prev & kReaderMask) === 1 && (prev & kRwWriterWaiting) !== 0 && Atomics.load(a, base + kRwSleepers) !== 0) {
-    Atomics.notify(a, base + kRwState);
+  if ((prev & RwLock.kReaderMask) === 1 && (prev & RwLock.kRwWriterWaiting) !== 0 && Atomics.load(a, base + RwLock.kRwSleepers) !== 0) {
+    Atomics.notify(a, base + RwLock.kRwState);
   }
 }
 
 export function writeLock(a: Int32Array, base: number): number {
-  let waited = spinLock(a, base + kRwWriterMutex);
-  if (Atomics.compareExchange(a, base + kRwState, 0, kRwWriter) === 0) return waited;
+  let waited = spinLock(a, base + RwLock.kRwWriterMutex);
+  if (Atomics.compareExchange(a, base + RwLock.kRwState, 0, RwLock.kRwWriter) === 0) return waited;
   const t0 = performance.now();
-  Atomics.or(a, base + kRwState, kRwWriterWaiting);
+  Atomics.or(a, base + RwLock.kRwState, RwLock.kRwWriterWaiting);
   let spins = 0;
   for (;;) {
-    const s = Atomics.load(a, base + kRwState);
-    if ((s & kReaderMask) === 0) {
-      if (Atomics.compareExchange(a, base + kRwState, s, kRwWriter) === s) break;
+    const s = Atomics.load(a, base + RwLock.kRwState);
+    if ((s & RwLock.kReaderMask) === 0) {
+      if (Atomics.compareExchange(a, base + RwLock.kRwState, s, RwLock.kRwWriter) === s) break;
       continue;
     }
     if (++spins < kSpinLimit) continue;
-    Atomics.add(a, base + kRwSleepers, 1);
-    Atomics.wait(a, base + kRwState, s, 1);
-    Atomics.sub(a, base + kRwSleepers, 1);
+    Atomics.add(a, base + RwLock.kRwSleepers, 1);
+    Atomics.wait(a, base + RwLock.kRwState, s, 1);
+    Atomics.sub(a, base + RwLock.kRwSleepers, 1);
   }
   waited += (performance.now() - t0) * 1e6;
   return waited;
@@ -77,15 +79,15 @@ export function writeLock(a: Int32Array, base: number): number {
 
 export function writeUnlock(a: Int32Array, base: number): void {
   // Subtract, never store 0: a reader's optimistic +1 (about to be backed out) may be in the word.
-  Atomics.sub(a, base + kRwState, kRwWriter);
-  spinUnlock(a, base + kRwWriterMutex);
-  if (Atomics.load(a, base + kRwSleepers) !== 0) Atomics.notify(a, base + kRwState);
+  Atomics.sub(a, base + RwLock.kRwState, RwLock.kRwWriter);
+  spinUnlock(a, base + RwLock.kRwWriterMutex);
+  if (Atomics.load(a, base + RwLock.kRwSleepers) !== 0) Atomics.notify(a, base + RwLock.kRwState);
 }
 
 export function isWriteLocked(a: Int32Array, base: number): boolean {
-  return (Atomics.load(a, base + kRwState) & kRwWriter) !== 0;
+  return (Atomics.load(a, base + RwLock.kRwState) & RwLock.kRwWriter) !== 0;
 }
 
 export function readerCount(a: Int32Array, base: number): number {
-  return Atomics.load(a, base + kRwState) & kReaderMask;
+  return Atomics.load(a, base + RwLock.kRwState) & RwLock.kReaderMask;
 }

@@ -9,14 +9,14 @@
  *  disable  recover huge mappings: zap collapsible tables or rebuild huge SPTEs in place.
  * All of it under mmu_lock held for read (TDP MMU), with vCPUs possibly running.
  */
-import { PG_LEVEL_2M, PG_LEVEL_4K } from '../mmu/spte.js';
+import { PgLevel } from '../mmu/spte.js';
 import { tdpClearDirtyRange, tdpWrprotRange } from '../mmu/tdp/wrprot.js';
 import { tdpSplitHugePagesRange } from '../mmu/tdp/split.js';
 import { tdpRecoverHugePages, tdpZapCollapsibleSptes } from '../mmu/tdp/recover.js';
 import { kvmFlushRemoteTlbs, kvmMakeAllCpusRequest } from '../requests.js';
-import { KVM_REQ_UPDATE_CPU_DIRTY_LOGGING } from '../vcpu-layout.js';
-import { kVmNrSlotsDirtyLogging, kVmStrategy } from '../vm-layout.js';
-import { kSplitEager, kSplitEagerEnable, kStratPml, kStratSplitMask, kStratSplitShift, kStratWrprotHuge, kStratZapCollapsible } from './strategy.js';
+import { KvmReq } from '../vcpu-layout.js';
+import { VmLayout } from '../vm-layout.js';
+import { SplitMode, Strat } from './strategy.js';
 import { manualProtectAndInitSet } from './masked.js';
 import { KVM_MEM_READONLY, type Memslot } from '../memslot.js';
 import type { Vm } from '../vm.js';
@@ -27,26 +27,26 @@ export interface ApplyFlagsOutcome {
 }
 
 export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): ApplyFlagsOutcome {
-  const strat = vm.w[kVmStrategy]!;
+  const strat = vm.w[VmLayout.kVmStrategy]!;
   const out: ApplyFlagsOutcome = { splits: 0, tlbFlushes: 0 };
-  Atomics.add(vm.w, kVmNrSlotsDirtyLogging, enable ? 1 : -1);
+  Atomics.add(vm.w, VmLayout.kVmNrSlotsDirtyLogging, enable ? 1 : -1);
   // PML is VM-wide: vCPUs start/stop logging at their next entry.
-  kvmMakeAllCpusRequest(vm, KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
+  kvmMakeAllCpusRequest(vm, KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
   // "Nothing more to do for RO slots": nothing in them is writable to begin with.
   if ((slot.flags & KVM_MEM_READONLY) !== 0) return out;
   if (!enable) {
     out.tlbFlushes = vm.withMmuReadLock(() =>
-      (strat & kStratZapCollapsible) !== 0 ? tdpZapCollapsibleSptes(vm, slot) : tdpRecoverHugePages(vm, slot));
+      (strat & Strat.kStratZapCollapsible) !== 0 ? tdpZapCollapsibleSptes(vm, slot) : tdpRecoverHugePages(vm, slot));
     vm.releaseVmmPages();
     return out;
   }
-  const split = (strat & kStratSplitMask) >>> kStratSplitShift;
+  const split = (strat & Strat.kStratSplitMask) >>> Strat.kStratSplitShift;
   if (manualProtectAndInitSet(vm)) {
     // KVM returns here. The alternatives model older kernels / other choices.
     let flush = false;
     vm.withMmuReadLock(() => {
-      if (split === kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_4K, true);
-      if ((strat & kStratWrprotHuge) !== 0) flush = tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_2M);
+      if (split === SplitMode.kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, true);
+      if ((strat & Strat.kStratWrprotHuge) !== 0) flush = tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_2M);
     });
     if (flush) {
       kvmFlushRemoteTlbs(vm);
@@ -56,12 +56,12 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
     return out;
   }
   vm.withMmuReadLock(() => {
-    if (split === kSplitEager || split === kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_4K, true);
-    if ((strat & kStratPml) !== 0) {
+    if (split === SplitMode.kSplitEager || split === SplitMode.kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, true);
+    if ((strat & Strat.kStratPml) !== 0) {
       tdpClearDirtyRange(vm, slot.baseGfn, slot.endGfn);
-      tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_2M);
+      tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_2M);
     } else {
-      tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PG_LEVEL_4K);
+      tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K);
     }
   });
   // kvm_flush_remote_tlbs_memslot(), unconditionally.

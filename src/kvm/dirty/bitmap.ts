@@ -9,8 +9,8 @@
  */
 import { fail } from '../../host/errno.js';
 import { count, countN } from '../../metrics/counters.js';
-import { kOpBitmapWord, kOpDirtyMark } from '../../metrics/ops.js';
-import { kVmDirtyCaps, kVmDirtyRingSize } from '../vm-layout.js';
+import { Op } from '../../metrics/ops.js';
+import { VmLayout } from '../vm-layout.js';
 import { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from './strategy.js';
 import { ringPush } from './ring.js';
 import { kvmArchSyncDirtyLog } from './pml.js';
@@ -21,9 +21,9 @@ import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 
 export function markPageDirtyInSlot(vm: Vm, slot: Memslot, gfn: number, vcpu: Vcpu | null): void {
-  count(vm.ctx.metrics, kOpDirtyMark);
+  count(vm.ctx.metrics, Op.dirty_mark);
   const rel = gfn - slot.baseGfn;
-  if (vcpu !== null && vm.w[kVmDirtyRingSize] !== 0) {
+  if (vcpu !== null && vm.w[VmLayout.kVmDirtyRingSize] !== 0) {
     ringPush(vcpu, slot.slotId, rel);
     return;
   }
@@ -50,7 +50,7 @@ export function checkSlotId(slotNum: number, what: string): void {
 }
 
 export function kvmUseDirtyBitmap(vm: Vm, what: string): void {
-  if (Atomics.load(vm.w, kVmDirtyRingSize) !== 0) fail('ENXIO', `${what}: the dirty ring is enabled on this VM; harvest the rings instead`);
+  if (Atomics.load(vm.w, VmLayout.kVmDirtyRingSize) !== 0) fail('ENXIO', `${what}: the dirty ring is enabled on this VM; harvest the rings instead`);
 }
 
 /** KVM_GET_DIRTY_LOG: returns a copy of the slot's bitmap (Uint32 words, bit i = page i). */
@@ -62,16 +62,16 @@ export function getDirtyLog(vm: Vm, slotNum: number): Uint32Array {
   const out = new Uint32Array(words);
   kvmArchSyncDirtyLog(vm);
   const bm = slot.dirtyBitmap;
-  if ((Atomics.load(vm.w, kVmDirtyCaps) & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) !== 0) {
+  if ((Atomics.load(vm.w, VmLayout.kVmDirtyCaps) & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) !== 0) {
     // Manual protect: a plain copy (copy_to_user); clearing is CLEAR_DIRTY_LOG's job.
     out.set(new Uint32Array(bm.buffer, bm.byteOffset, words));
-    countN(m, kOpBitmapWord, words / 2);
+    countN(m, Op.bitmap_word, words / 2);
     return out;
   }
   let flush = false;
   vm.withMmuWriteLock(() => {
     for (let i = 0; i < words; i += 2) {
-      count(m, kOpBitmapWord);
+      count(m, Op.bitmap_word);
       if (bm[i] === 0 && bm[i + 1] === 0) continue;
       const lo = Atomics.exchange(bm, i, 0);
       const hi = Atomics.exchange(bm, i + 1, 0);

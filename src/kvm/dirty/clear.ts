@@ -7,7 +7,7 @@
  */
 import { fail } from '../../host/errno.js';
 import { count } from '../../metrics/counters.js';
-import { kOpBitmapWord } from '../../metrics/ops.js';
+import { Op } from '../../metrics/ops.js';
 import { kvmFlushRemoteTlbs } from '../requests.js';
 import { checkSlotId, kvmUseDirtyBitmap, loggingSlot } from './bitmap.js';
 import { kvmArchSyncDirtyLog } from './pml.js';
@@ -50,7 +50,7 @@ export function clearDirtyLog(vm: Vm, log: ClearDirtyLog): number {
       const ulo = user[2 * w] ?? 0;
       const uhi = user[2 * w + 1] ?? 0;
       if ((ulo | uhi) === 0) continue;
-      count(m, kOpBitmapWord);
+      count(m, Op.bitmap_word);
       const i = (log.firstPage >>> 5) + 2 * w;
       // mask &= atomic_long_fetch_andnot(mask, p): only bits that were really set count.
       const lo = ulo !== 0 ? ulo & Atomics.and(bm, i, ~ulo) : 0;

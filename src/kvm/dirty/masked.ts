@@ -6,21 +6,18 @@
  * base_gfn need not be 64-aligned. Then 4K leaves lose W (write-protect) or D (PML).
  * Called with mmu_lock held for write.
  */
-import { PG_LEVEL_2M, PG_LEVEL_4K } from '../mmu/spte.js';
+import { PgLevel } from '../mmu/spte.js';
 import { tdpClearDirtyPtMasked, tdpWrprotRange } from '../mmu/tdp/wrprot.js';
 import { tdpSplitHugePagesRange } from '../mmu/tdp/split.js';
-import { kVmDirtyCaps, kVmStrategy } from '../vm-layout.js';
-import {
-  KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, kSplitEager, kSplitEagerClear, kStratPml,
-  kStratSplitMask, kStratSplitShift,
-} from './strategy.js';
+import { VmLayout } from '../vm-layout.js';
+import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, SplitMode, Strat } from './strategy.js';
 import type { Memslot } from '../memslot.js';
 import type { Vm } from '../vm.js';
 
 const kInitSet = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
 
 export function manualProtectAndInitSet(vm: Vm): boolean {
-  return (Atomics.load(vm.w, kVmDirtyCaps) & kInitSet) === kInitSet;
+  return (Atomics.load(vm.w, VmLayout.kVmDirtyCaps) & kInitSet) === kInitSet;
 }
 
 function ffs64(lo: number, hi: number): number {
@@ -31,20 +28,20 @@ function fls64(lo: number, hi: number): number {
 }
 
 export function enableLogDirtyPtMasked(vm: Vm, slot: Memslot, offset: number, lo: number, hi: number): boolean {
-  const strat = vm.w[kVmStrategy]!;
+  const strat = vm.w[VmLayout.kVmStrategy]!;
   const gfn = slot.baseGfn + offset;
   let flush = false;
   if (manualProtectAndInitSet(vm)) {
     const start = gfn + ffs64(lo, hi);
     const end = gfn + fls64(lo, hi);
-    const split = (strat & kStratSplitMask) >>> kStratSplitShift;
-    if (split === kSplitEager || split === kSplitEagerClear) {
-      if (tdpSplitHugePagesRange(vm, start, end + 1, PG_LEVEL_4K, false) > 0) flush = true;
+    const split = (strat & Strat.kStratSplitMask) >>> Strat.kStratSplitShift;
+    if (split === SplitMode.kSplitEager || split === SplitMode.kSplitEagerClear) {
+      if (tdpSplitHugePagesRange(vm, start, end + 1, PgLevel.PG_LEVEL_4K, false) > 0) flush = true;
     }
-    if (tdpWrprotRange(vm, start, start + 1, PG_LEVEL_2M)) flush = true;
+    if (tdpWrprotRange(vm, start, start + 1, PgLevel.PG_LEVEL_2M)) flush = true;
     // Cross two large pages?
-    if (start >>> 9 !== end >>> 9 && tdpWrprotRange(vm, end, end + 1, PG_LEVEL_2M)) flush = true;
+    if (start >>> 9 !== end >>> 9 && tdpWrprotRange(vm, end, end + 1, PgLevel.PG_LEVEL_2M)) flush = true;
   }
-  if (tdpClearDirtyPtMasked(vm, gfn, lo, hi, (strat & kStratPml) === 0)) flush = true;
+  if (tdpClearDirtyPtMasked(vm, gfn, lo, hi, (strat & Strat.kStratPml) === 0)) flush = true;
   return flush;
 }

@@ -9,35 +9,33 @@
  * guest mode (or waited for its kick to be acknowledged) sees everything it logged.
  */
 import { count } from '../../metrics/counters.js';
-import { kOpPmlFlush, kOpPmlLog, kOpVmExit } from '../../metrics/ops.js';
+import { Op } from '../../metrics/ops.js';
 import { kvmMakeAllCpusRequest } from '../requests.js';
-import { KVM_REQ_FLUSH_CPU_DIRTY_LOG, PML_LOG_NR_ENTRIES, kVcpuPmlBuffer, kVcpuPmlIndex } from '../vcpu-layout.js';
-import { kVcpuStat } from '../stats.js';
-import { kVcpuStats } from '../vcpu-layout.js';
-import { kVmNrSlotsDirtyLogging, kVmStrategy } from '../vm-layout.js';
-import { kStratPml } from './strategy.js';
+import { KvmReq, VcpuLayout } from '../vcpu-layout.js';
+import { VcpuStat } from '../stats.js';
+import { VmLayout } from '../vm-layout.js';
+import { Strat } from './strategy.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 
-const kStatPmlFullExits = kVcpuStats + kVcpuStat.pml_full_exits;
 
 /** Whether the CPU logs D-bit transitions for this VM now (PML on and any slot logging). */
 export function pmlEnabled(vm: Vm): boolean {
-  return (vm.w[kVmStrategy]! & kStratPml) !== 0 && Atomics.load(vm.w, kVmNrSlotsDirtyLogging) > 0;
+  return (vm.w[VmLayout.kVmStrategy]! & Strat.kStratPml) !== 0 && Atomics.load(vm.w, VmLayout.kVmNrSlotsDirtyLogging) > 0;
 }
 
 export function pmlLog(vcpu: Vcpu, gfn: number): void {
   const w = vcpu.w;
-  const idx = w[kVcpuPmlIndex]!;
-  w[kVcpuPmlBuffer + idx] = gfn;
-  w[kVcpuPmlIndex] = idx + 1;
+  const idx = w[VcpuLayout.kVcpuPmlIndex]!;
+  w[VcpuLayout.kVcpuPmlBuffer + idx] = gfn;
+  w[VcpuLayout.kVcpuPmlIndex] = idx + 1;
   const m = vcpu.vm.ctx.metrics;
-  count(m, kOpPmlLog);
-  if (idx + 1 === PML_LOG_NR_ENTRIES) {
+  count(m, Op.pml_log);
+  if (idx + 1 === VcpuLayout.PML_LOG_NR_ENTRIES) {
     // EXIT_REASON_PML_FULL
-    vcpu.f[kStatPmlFullExits]!++;
-    count(m, kOpVmExit);
-    count(m, kOpPmlFlush);
+    vcpu.f[VcpuLayout.kVcpuStats + VcpuStat.pml_full_exits]!++;
+    count(m, Op.vm_exit);
+    count(m, Op.pml_flush);
     pmlDrain(vcpu);
   }
 }
@@ -45,19 +43,19 @@ export function pmlLog(vcpu: Vcpu, gfn: number): void {
 /** vmx_flush_pml_buffer(): mark every logged gfn dirty in its slot. */
 export function pmlDrain(vcpu: Vcpu): void {
   const w = vcpu.w;
-  const n = w[kVcpuPmlIndex]!;
+  const n = w[VcpuLayout.kVcpuPmlIndex]!;
   if (n === 0) return;
   const vm = vcpu.vm;
   for (let i = 0; i < n; i++) {
-    const gfn = w[kVcpuPmlBuffer + i]!;
+    const gfn = w[VcpuLayout.kVcpuPmlBuffer + i]!;
     const slot = vcpu.gfnToMemslot(gfn);
     if (slot !== null && slot.dirtyLogging()) vm.markPageDirtyInSlot(slot, gfn, vcpu);
   }
-  w[kVcpuPmlIndex] = 0;
+  w[VcpuLayout.kVcpuPmlIndex] = 0;
 }
 
 /** kvm_arch_sync_dirty_log(): make running vCPUs exit (and drain PML) before logs are read. */
 export function kvmArchSyncDirtyLog(vm: Vm): void {
   if (!pmlEnabled(vm)) return;
-  kvmMakeAllCpusRequest(vm, KVM_REQ_FLUSH_CPU_DIRTY_LOG, true);
+  kvmMakeAllCpusRequest(vm, KvmReq.KVM_REQ_FLUSH_CPU_DIRTY_LOG, true);
 }

@@ -10,72 +10,73 @@
 import { fail } from '../../host/errno.js';
 import { allocSab } from '../../shm/arena.js';
 import { count } from '../../metrics/counters.js';
-import { kOpRingFullExit, kOpRingPush, kOpRingResetEntry } from '../../metrics/ops.js';
-import { KVM_EXIT_DIRTY_RING_FULL, kVcpuRingDirtyIndex, kVcpuRingFetchIndex, kVcpuRingResetIndex, kVcpuStats } from '../vcpu-layout.js';
-import { kVcpuStat } from '../stats.js';
-import { kVmDirtyCaps, kVmDirtyRingSize, kVmRingResetGen, kVmStrategy } from '../vm-layout.js';
+import { Op } from '../../metrics/ops.js';
+import { KvmExit, VcpuLayout } from '../vcpu-layout.js';
+import { VcpuStat } from '../stats.js';
+import { VmLayout } from '../vm-layout.js';
 import { kvmFlushRemoteTlbs } from '../requests.js';
-import { KVM_DIRTY_LOG_INITIALLY_SET, kStratPml } from './strategy.js';
+import { KVM_DIRTY_LOG_INITIALLY_SET, Strat } from './strategy.js';
 import { enableLogDirtyPtMasked } from './masked.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 
-export const KVM_DIRTY_GFN_F_DIRTY = 1 << 0;
-export const KVM_DIRTY_GFN_F_RESET = 1 << 1;
-export const KVM_DIRTY_RING_RSVD_ENTRIES = 64;
-export const KVM_DIRTY_RING_MAX_ENTRIES = 65536;
-export const kDirtyGfnBytes = 16;
-const kEntryWords = 4;
-const kStatRingFull = kVcpuStats + kVcpuStat.dirty_ring_full_exits;
+export const enum DirtyRing {
+  KVM_DIRTY_GFN_F_DIRTY = 1 << 0,
+  KVM_DIRTY_GFN_F_RESET = 1 << 1,
+  KVM_DIRTY_RING_RSVD_ENTRIES = 64,
+  KVM_DIRTY_RING_MAX_ENTRIES = 65536,
+  kDirtyGfnBytes = 16,
+  kEntryWords = 4,
+}
 
 /** KVM_ENABLE_CAP(KVM_CAP_DIRTY_LOG_RING, bytes), as kvm_vm_ioctl_enable_dirty_log_ring(). */
 export function enableDirtyRing(vm: Vm, bytes: number): void {
   if (!Number.isSafeInteger(bytes) || bytes <= 0 || (bytes & (bytes - 1)) !== 0) fail('EINVAL', `KVM_CAP_DIRTY_LOG_RING: size ${bytes} must be a power of two (bytes)`);
-  const rsvd = KVM_DIRTY_RING_RSVD_ENTRIES + ((vm.w[kVmStrategy]! & kStratPml) !== 0 ? 512 : 0);
-  if (bytes < rsvd * kDirtyGfnBytes || bytes < 4096) fail('EINVAL', `KVM_CAP_DIRTY_LOG_RING: ${bytes} bytes cannot hold the ${rsvd} reserved entries (need at least ${Math.max(4096, rsvd * kDirtyGfnBytes)})`);
-  if (bytes > KVM_DIRTY_RING_MAX_ENTRIES * kDirtyGfnBytes) fail('E2BIG', `KVM_CAP_DIRTY_LOG_RING: ${bytes} bytes is more than ${KVM_DIRTY_RING_MAX_ENTRIES} entries`);
-  if (Atomics.load(vm.w, kVmDirtyRingSize) !== 0) fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING can be enabled only once');
+  const rsvd = DirtyRing.KVM_DIRTY_RING_RSVD_ENTRIES + ((vm.w[VmLayout.kVmStrategy]! & Strat.kStratPml) !== 0 ? 512 : 0);
+  if (bytes < rsvd * DirtyRing.kDirtyGfnBytes || bytes < 4096) fail('EINVAL', `KVM_CAP_DIRTY_LOG_RING: ${bytes} bytes cannot hold the ${rsvd} reserved entries (need at least ${Math.max(4096, rsvd * DirtyRing.kDirtyGfnBytes)})`);
+  if (bytes > DirtyRing.KVM_DIRTY_RING_MAX_ENTRIES * DirtyRing.kDirtyGfnBytes) fail('E2BIG', `KVM_CAP_DIRTY_LOG_RING: ${bytes} bytes is more than ${DirtyRing.KVM_DIRTY_RING_MAX_ENTRIES} entries`);
+  if (Atomics.load(vm.w, VmLayout.kVmDirtyRingSize) !== 0) fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING can be enabled only once');
   if (vm.nrVcpus > 0) fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING must be enabled before any vCPU is created');
-  if ((Atomics.load(vm.w, kVmDirtyCaps) & KVM_DIRTY_LOG_INITIALLY_SET) !== 0) {
+  if ((Atomics.load(vm.w, VmLayout.kVmDirtyCaps) & KVM_DIRTY_LOG_INITIALLY_SET) !== 0) {
     fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING with KVM_DIRTY_LOG_INITIALLY_SET: the ring cannot report pages that were never written');
   }
-  Atomics.store(vm.w, kVmDirtyRingSize, bytes / kDirtyGfnBytes);
+  Atomics.store(vm.w, VmLayout.kVmDirtyRingSize, bytes / DirtyRing.kDirtyGfnBytes);
 }
 
 export function allocDirtyRing(entries: number): SharedArrayBuffer {
-  return allocSab(entries * kDirtyGfnBytes);
+  return allocSab(entries * DirtyRing.kDirtyGfnBytes);
 }
 
 export function ringSoftLimit(vm: Vm): number {
-  const n = vm.w[kVmDirtyRingSize]!;
-  return n - KVM_DIRTY_RING_RSVD_ENTRIES - ((vm.w[kVmStrategy]! & kStratPml) !== 0 ? 512 : 0);
+  const n = vm.w[VmLayout.kVmDirtyRingSize]!;
+  return n - DirtyRing.KVM_DIRTY_RING_RSVD_ENTRIES - ((vm.w[VmLayout.kVmStrategy]! & Strat.kStratPml) !== 0 ? 512 : 0);
 }
 
 /** kvm_dirty_ring_soft_full() */
 export function ringSoftFull(vcpu: Vcpu): boolean {
   const w = vcpu.w;
-  return w[kVcpuRingDirtyIndex]! - Atomics.load(w, kVcpuRingResetIndex) >= ringSoftLimit(vcpu.vm);
+  return w[VcpuLayout.kVcpuRingDirtyIndex]! - Atomics.load(w, VcpuLayout.kVcpuRingResetIndex) >= ringSoftLimit(vcpu.vm);
 }
 
 /** kvm_dirty_ring_push(): called from the vCPU's own thread. */
 export function ringPush(vcpu: Vcpu, slotId: number, offset: number): void {
   const ring = vcpu.ring!;
   const w = vcpu.w;
-  const n = vcpu.vm.w[kVmDirtyRingSize]!;
-  const di = w[kVcpuRingDirtyIndex]!;
-  if (di - Atomics.load(w, kVcpuRingResetIndex) >= n) throw new Error(`BUG: vCPU ${vcpu.id} dirty ring overflow (${n} entries)`);
-  const e = (di & (n - 1)) * kEntryWords;
+  const n = vcpu.vm.w[VmLayout.kVmDirtyRingSize]!;
+  const di = w[VcpuLayout.kVcpuRingDirtyIndex]!;
+  if (di - Atomics.load(w, VcpuLayout.kVcpuRingResetIndex) >= n) throw new Error(`BUG: vCPU ${vcpu.id} dirty ring overflow (${n} entries)`);
+  const e = (di & (n - 1)) * DirtyRing.kEntryWords;
   ring[e + 1] = slotId;
   ring[e + 2] = offset;
   ring[e + 3] = 0;
-  Atomics.store(ring, e, KVM_DIRTY_GFN_F_DIRTY);
-  w[kVcpuRingDirtyIndex] = di + 1;
+  Atomics.store(ring, e, DirtyRing.KVM_DIRTY_GFN_F_DIRTY);
+  w[VcpuLayout.kVcpuRingDirtyIndex] = di + 1;
   const m = vcpu.vm.ctx.metrics;
-  count(m, kOpRingPush);
+  count(m, Op.ring_push);
   if (ringSoftFull(vcpu) && vcpu.pendingExit === 0) {
-    vcpu.pendingExit = KVM_EXIT_DIRTY_RING_FULL;
-    vcpu.f[kStatRingFull]!++;
-    count(m, kOpRingFullExit);
+    vcpu.pendingExit = KvmExit.KVM_EXIT_DIRTY_RING_FULL;
+    vcpu.f[VcpuLayout.kVcpuStats + VcpuStat.dirty_ring_full_exits]!++;
+    count(m, Op.ring_full_exit);
   }
 }
 
@@ -84,29 +85,29 @@ export function ringPush(vcpu: Vcpu, slotId: number, offset: number): void {
  * hand (slot, offset) to `sink`. Returns the number harvested.
  */
 export function harvestDirtyRings(vm: Vm, sink: (slot: number, offset: number) => void): number {
-  const n = Atomics.load(vm.w, kVmDirtyRingSize);
+  const n = Atomics.load(vm.w, VmLayout.kVmDirtyRingSize);
   if (n === 0) fail('ENXIO', 'dirty ring harvest: KVM_CAP_DIRTY_LOG_RING is not enabled');
   let total = 0;
   for (let i = 0; i < vm.nrVcpus; i++) {
     const v = vm.vcpu(i);
     const ring = v.ring!;
-    let fetch = Atomics.load(v.w, kVcpuRingFetchIndex);
+    let fetch = Atomics.load(v.w, VcpuLayout.kVcpuRingFetchIndex);
     for (;;) {
-      const e = (fetch & (n - 1)) * kEntryWords;
-      if (Atomics.load(ring, e) !== KVM_DIRTY_GFN_F_DIRTY) break;
+      const e = (fetch & (n - 1)) * DirtyRing.kEntryWords;
+      if (Atomics.load(ring, e) !== DirtyRing.KVM_DIRTY_GFN_F_DIRTY) break;
       sink(ring[e + 1]!, ring[e + 2]!);
-      Atomics.store(ring, e, KVM_DIRTY_GFN_F_RESET);
+      Atomics.store(ring, e, DirtyRing.KVM_DIRTY_GFN_F_RESET);
       fetch++;
       total++;
     }
-    Atomics.store(v.w, kVcpuRingFetchIndex, fetch);
+    Atomics.store(v.w, VcpuLayout.kVcpuRingFetchIndex, fetch);
   }
   return total;
 }
 
 /** KVM_RESET_DIRTY_RINGS: returns the number of entries reset. */
 export function resetDirtyRings(vm: Vm): number {
-  const n = Atomics.load(vm.w, kVmDirtyRingSize);
+  const n = Atomics.load(vm.w, VmLayout.kVmDirtyRingSize);
   if (n === 0) fail('ENXIO', 'KVM_RESET_DIRTY_RINGS: KVM_CAP_DIRTY_LOG_RING is not enabled');
   const m = vm.ctx.metrics;
   let total = 0;
@@ -114,21 +115,21 @@ export function resetDirtyRings(vm: Vm): number {
   for (let i = 0; i < vm.nrVcpus; i++) {
     const v = vm.vcpu(i);
     const ring = v.ring!;
-    let reset = Atomics.load(v.w, kVcpuRingResetIndex);
+    let reset = Atomics.load(v.w, VcpuLayout.kVcpuRingResetIndex);
     let first = true;
     let curSlot = 0;
     let curOff = 0;
     let lo = 0;
     let hi = 0;
     for (;;) {
-      const e = (reset & (n - 1)) * kEntryWords;
-      if ((Atomics.load(ring, e) & KVM_DIRTY_GFN_F_RESET) === 0) break;
+      const e = (reset & (n - 1)) * DirtyRing.kEntryWords;
+      if ((Atomics.load(ring, e) & DirtyRing.KVM_DIRTY_GFN_F_RESET) === 0) break;
       const slot = ring[e + 1]!;
       const off = ring[e + 2]!;
       Atomics.store(ring, e, 0);
       reset++;
       total++;
-      count(m, kOpRingResetEntry);
+      count(m, Op.ring_reset_entry);
       if (!first && slot === curSlot) {
         const d = off - curOff;
         if (d >= 0 && d < 64) {
@@ -152,12 +153,12 @@ export function resetDirtyRings(vm: Vm): number {
       first = false;
     }
     if (!first && resetDirtyGfn(vm, curSlot, curOff, lo, hi)) flush = true;
-    Atomics.store(v.w, kVcpuRingResetIndex, reset);
+    Atomics.store(v.w, VcpuLayout.kVcpuRingResetIndex, reset);
   }
   if (flush) kvmFlushRemoteTlbs(vm);
   vm.releaseVmmPages();
-  Atomics.add(vm.w, kVmRingResetGen, 1);
-  Atomics.notify(vm.w, kVmRingResetGen);
+  Atomics.add(vm.w, VmLayout.kVmRingResetGen, 1);
+  Atomics.notify(vm.w, VmLayout.kVmRingResetGen);
   return total;
 }
 

@@ -42,16 +42,20 @@ export const kSplitChoices = ['eager', 'eager-enable', 'eager-clear', 'on-fault'
 export const kRecoverChoices = ['in-place', 'zap-collapsible'] as const;
 export const kFolioDirtyChoices = ['on-create', 'on-zap'] as const;
 
-export const kStratPml = 1 << 0;
-export const kStratWrprotHuge = 1 << 1;
-export const kStratSplitShift = 2;
-export const kStratSplitMask = 3 << kStratSplitShift;
-export const kStratZapCollapsible = 1 << 4;
-export const kStratFolioOnZap = 1 << 5;
-export const kSplitEager = 0;
-export const kSplitOnFault = 1;
-export const kSplitEagerEnable = 2;
-export const kSplitEagerClear = 3;
+export const enum Strat {
+  kStratPml = 1 << 0,
+  kStratWrprotHuge = 1 << 1,
+  kStratSplitShift = 2,
+  kStratSplitMask = 3 << Strat.kStratSplitShift,
+  kStratZapCollapsible = 1 << 4,
+  kStratFolioOnZap = 1 << 5,
+}
+export const enum SplitMode {
+  kSplitEager = 0,
+  kSplitOnFault = 1,
+  kSplitEagerEnable = 2,
+  kSplitEagerClear = 3,
+}
 
 function pick<T extends string>(what: string, v: T, choices: readonly string[]): number {
   const i = choices.indexOf(v);
@@ -61,22 +65,22 @@ function pick<T extends string>(what: string, v: T, choices: readonly string[]):
 
 export function encodeStrategy(s: DirtyStrategy): number {
   let b = 0;
-  if (pick('tracking', s.tracking, kTrackingChoices) === 0) b |= kStratPml;
-  if (pick('huge', s.huge, kHugeChoices) === 1) b |= kStratWrprotHuge;
-  b |= [kSplitEager, kSplitEagerEnable, kSplitEagerClear, kSplitOnFault][pick('split', s.split, kSplitChoices)]! << kStratSplitShift;
-  if (pick('recover', s.recover, kRecoverChoices) === 1) b |= kStratZapCollapsible;
-  if (pick('folio-dirty', s.folioDirty, kFolioDirtyChoices) === 1) b |= kStratFolioOnZap;
+  if (pick('tracking', s.tracking, kTrackingChoices) === 0) b |= Strat.kStratPml;
+  if (pick('huge', s.huge, kHugeChoices) === 1) b |= Strat.kStratWrprotHuge;
+  b |= [SplitMode.kSplitEager, SplitMode.kSplitEagerEnable, SplitMode.kSplitEagerClear, SplitMode.kSplitOnFault][pick('split', s.split, kSplitChoices)]! << Strat.kStratSplitShift;
+  if (pick('recover', s.recover, kRecoverChoices) === 1) b |= Strat.kStratZapCollapsible;
+  if (pick('folio-dirty', s.folioDirty, kFolioDirtyChoices) === 1) b |= Strat.kStratFolioOnZap;
   return b;
 }
 
 export function decodeStrategy(b: number): DirtyStrategy {
-  const split = (b & kStratSplitMask) >>> kStratSplitShift;
+  const split = (b & Strat.kStratSplitMask) >>> Strat.kStratSplitShift;
   return {
-    tracking: b & kStratPml ? 'pml' : 'wrprot',
-    huge: b & kStratWrprotHuge ? 'wrprot-huge' : 'lazy',
-    split: split === kSplitEager ? 'eager' : split === kSplitEagerEnable ? 'eager-enable' : split === kSplitEagerClear ? 'eager-clear' : 'on-fault',
-    recover: b & kStratZapCollapsible ? 'zap-collapsible' : 'in-place',
-    folioDirty: b & kStratFolioOnZap ? 'on-zap' : 'on-create',
+    tracking: b & Strat.kStratPml ? 'pml' : 'wrprot',
+    huge: b & Strat.kStratWrprotHuge ? 'wrprot-huge' : 'lazy',
+    split: split === SplitMode.kSplitEager ? 'eager' : split === SplitMode.kSplitEagerEnable ? 'eager-enable' : split === SplitMode.kSplitEagerClear ? 'eager-clear' : 'on-fault',
+    recover: b & Strat.kStratZapCollapsible ? 'zap-collapsible' : 'in-place',
+    folioDirty: b & Strat.kStratFolioOnZap ? 'on-zap' : 'on-create',
   };
 }
 

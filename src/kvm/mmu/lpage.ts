@@ -7,10 +7,12 @@
  *     (e.g. shadow-MMU write tracking of a guest page table).
  */
 import { allocSab } from '../../shm/arena.js';
-import { PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K, levelShift, pagesPerHpage } from './spte.js';
+import { PgLevel, levelShift, pagesPerHpage } from './spte.js';
 
-export const KVM_LPAGE_MIXED_FLAG = 1 << 31;
-export const KVM_NR_HUGE_LEVELS = 2;
+export const enum Lpage {
+  KVM_LPAGE_MIXED_FLAG = 1 << 31,
+  KVM_NR_HUGE_LEVELS = 2,
+}
 
 /** gfn_to_index() */
 export function gfnToIndex(gfn: number, baseGfn: number, level: number): number {
@@ -25,7 +27,7 @@ export function lpageCount(baseGfn: number, npages: number, level: number): numb
 /** Allocate and initialise lpage_info for [2M, 1G]; ugfn = userspace_addr >> PAGE_SHIFT. */
 export function allocLpageInfo(baseGfn: number, npages: number, ugfn: number): SharedArrayBuffer[] {
   const out: SharedArrayBuffer[] = [];
-  for (let level = PG_LEVEL_2M; level <= PG_LEVEL_1G; level++) {
+  for (let level = PgLevel.PG_LEVEL_2M; level <= PgLevel.PG_LEVEL_1G; level++) {
     const n = lpageCount(baseGfn, npages, level);
     const sab = allocSab(n * 4);
     const linfo = new Int32Array(sab);
@@ -41,7 +43,7 @@ export function allocLpageInfo(baseGfn: number, npages: number, ugfn: number): S
 
 /** lpage_info_slot(gfn, slot, level)->disallow_lpage */
 export function disallowLpage(lpage: Int32Array[], baseGfn: number, gfn: number, level: number): number {
-  return Atomics.load(lpage[level - PG_LEVEL_2M]!, gfnToIndex(gfn, baseGfn, level));
+  return Atomics.load(lpage[level - PgLevel.PG_LEVEL_2M]!, gfnToIndex(gfn, baseGfn, level));
 }
 
 /**
@@ -49,20 +51,20 @@ export function disallowLpage(lpage: Int32Array[], baseGfn: number, gfn: number,
  * (the lpage part of __kvm_mmu_max_mapping_level()).
  */
 export function lpageMaxLevel(lpage: Int32Array[], baseGfn: number, gfn: number, maxLevel: number): number {
-  for (let level = maxLevel; level > PG_LEVEL_4K; level--) {
+  for (let level = maxLevel; level > PgLevel.PG_LEVEL_4K; level--) {
     if (disallowLpage(lpage, baseGfn, gfn, level) === 0) return level;
   }
-  return PG_LEVEL_4K;
+  return PgLevel.PG_LEVEL_4K;
 }
 
 /** Refcount a disallow (kvm_mmu_gfn_disallow_lpage / allow): +delta at every huge level. */
 export function updateGfnDisallowLpageCount(lpage: Int32Array[], baseGfn: number, gfn: number, delta: number): void {
-  for (let level = PG_LEVEL_2M; level <= PG_LEVEL_1G; level++) {
-    const a = lpage[level - PG_LEVEL_2M]!;
+  for (let level = PgLevel.PG_LEVEL_2M; level <= PgLevel.PG_LEVEL_1G; level++) {
+    const a = lpage[level - PgLevel.PG_LEVEL_2M]!;
     const i = gfnToIndex(gfn, baseGfn, level);
     const old = Atomics.add(a, i, delta);
-    if (((old + delta) & KVM_LPAGE_MIXED_FLAG) !== (old & KVM_LPAGE_MIXED_FLAG)) {
-      throw new Error('lpage_info refcount change flipped KVM_LPAGE_MIXED_FLAG');
+    if (((old + delta) & Lpage.KVM_LPAGE_MIXED_FLAG) !== (old & Lpage.KVM_LPAGE_MIXED_FLAG)) {
+      throw new Error('lpage_info refcount change flipped Lpage.KVM_LPAGE_MIXED_FLAG');
     }
   }
 }

@@ -12,63 +12,71 @@
  * only while the flags word is non-present or frozen, so a reader that saw present flags reads
  * a pfn that belongs to them. FROZEN_SPTE is SHADOW_NONPRESENT_VALUE | 0x5a0, as in KVM.
  */
-export const PT_PRESENT_R = 1 << 0;
-export const PT_WRITABLE_MASK = 1 << 1;
-export const PT_EXEC = 1 << 2;
-export const PT_PAGE_SIZE_MASK = 1 << 7;
-export const SPTE_ACCESSED = 1 << 8;
-export const SPTE_DIRTY = 1 << 9;
-export const SPTE_MMU_PRESENT_MASK = 1 << 11;
-export const SPTE_HOST_WRITABLE = 1 << 25;
-export const SPTE_MMU_WRITABLE = 1 << 26;
-export const SHADOW_NONPRESENT_VALUE = 1 << 31;
-export const FROZEN_SPTE = SHADOW_NONPRESENT_VALUE | 0x5a0;
+export const enum Spte {
+  PT_PRESENT_R = 1 << 0,
+  PT_WRITABLE_MASK = 1 << 1,
+  PT_EXEC = 1 << 2,
+  PT_PAGE_SIZE_MASK = 1 << 7,
+  SPTE_ACCESSED = 1 << 8,
+  SPTE_DIRTY = 1 << 9,
+  SPTE_MMU_PRESENT_MASK = 1 << 11,
+  SPTE_HOST_WRITABLE = 1 << 25,
+  SPTE_MMU_WRITABLE = 1 << 26,
+  SHADOW_NONPRESENT_VALUE = 1 << 31,
+  FROZEN_SPTE = Spte.SHADOW_NONPRESENT_VALUE | 0x5a0,
+  /** make_nonleaf_spte(): present, RWX, accessed. */
+  kNonLeafFlags = Spte.SPTE_MMU_PRESENT_MASK | Spte.PT_PRESENT_R | Spte.PT_WRITABLE_MASK | Spte.PT_EXEC | Spte.SPTE_ACCESSED,
+}
 
-export const PG_LEVEL_4K = 1;
-export const PG_LEVEL_2M = 2;
-export const PG_LEVEL_1G = 3;
-export const PT64_ROOT_4LEVEL = 4;
-export const SPTE_LEVEL_BITS = 9;
-export const SPTE_ENT_PER_PAGE = 512;
-/** Int32 words per SPTE and per page-table page. */
-export const kSpteWords = 2;
-export const kPtPageWords = SPTE_ENT_PER_PAGE * kSpteWords;
+export const enum PgLevel {
+  PG_LEVEL_4K = 1,
+  PG_LEVEL_2M = 2,
+  PG_LEVEL_1G = 3,
+  PT64_ROOT_4LEVEL = 4,
+}
+export const enum PtLayout {
+  SPTE_LEVEL_BITS = 9,
+  SPTE_ENT_PER_PAGE = 512,
+  /** Int32 words per SPTE and per page-table page. */
+  kSpteWords = 2,
+  kPtPageWords = PtLayout.SPTE_ENT_PER_PAGE * PtLayout.kSpteWords,
+}
 
 export function isShadowPresentPte(flags: number): boolean {
-  return (flags & SPTE_MMU_PRESENT_MASK) !== 0;
+  return (flags & Spte.SPTE_MMU_PRESENT_MASK) !== 0;
 }
 export function isFrozenSpte(flags: number): boolean {
-  return flags === FROZEN_SPTE;
+  return flags === Spte.FROZEN_SPTE;
 }
 export function isLargePte(flags: number): boolean {
-  return (flags & PT_PAGE_SIZE_MASK) !== 0;
+  return (flags & Spte.PT_PAGE_SIZE_MASK) !== 0;
 }
 export function isLastSpte(flags: number, level: number): boolean {
-  return level === PG_LEVEL_4K || (flags & PT_PAGE_SIZE_MASK) !== 0;
+  return level === PgLevel.PG_LEVEL_4K || (flags & Spte.PT_PAGE_SIZE_MASK) !== 0;
 }
 export function isWritablePte(flags: number): boolean {
-  return (flags & PT_WRITABLE_MASK) !== 0;
+  return (flags & Spte.PT_WRITABLE_MASK) !== 0;
 }
 export function isMmuWritableSpte(flags: number): boolean {
-  return (flags & SPTE_MMU_WRITABLE) !== 0;
+  return (flags & Spte.SPTE_MMU_WRITABLE) !== 0;
 }
 export function isDirtySpte(flags: number): boolean {
-  return (flags & SPTE_DIRTY) !== 0;
+  return (flags & Spte.SPTE_DIRTY) !== 0;
 }
 export function isAccessedSpte(flags: number): boolean {
-  return (flags & SPTE_ACCESSED) !== 0;
+  return (flags & Spte.SPTE_ACCESSED) !== 0;
 }
 
 /** KVM_PAGES_PER_HPAGE(level) */
 export function pagesPerHpage(level: number): number {
-  return 1 << ((level - 1) * SPTE_LEVEL_BITS);
+  return 1 << ((level - 1) * PtLayout.SPTE_LEVEL_BITS);
 }
 export function levelShift(level: number): number {
-  return (level - 1) * SPTE_LEVEL_BITS;
+  return (level - 1) * PtLayout.SPTE_LEVEL_BITS;
 }
 /** SPTE_INDEX(gfn << PAGE_SHIFT, level) */
 export function spteIndex(gfn: number, level: number): number {
-  return (gfn >>> ((level - 1) * SPTE_LEVEL_BITS)) & (SPTE_ENT_PER_PAGE - 1);
+  return (gfn >>> ((level - 1) * PtLayout.SPTE_LEVEL_BITS)) & (PtLayout.SPTE_ENT_PER_PAGE - 1);
 }
 /** gfn_round_for_level() */
 export function gfnRoundForLevel(gfn: number, level: number): number {
@@ -76,13 +84,11 @@ export function gfnRoundForLevel(gfn: number, level: number): number {
 }
 /** Level a folio of `order` can be mapped at (kvm_max_level_for_order). */
 export function maxLevelForOrder(order: number): number {
-  if (order >= 18) return PG_LEVEL_1G;
-  if (order >= 9) return PG_LEVEL_2M;
-  return PG_LEVEL_4K;
+  if (order >= 18) return PgLevel.PG_LEVEL_1G;
+  if (order >= 9) return PgLevel.PG_LEVEL_2M;
+  return PgLevel.PG_LEVEL_4K;
 }
 
-/** make_nonleaf_spte(): present, RWX, accessed. */
-export const kNonLeafFlags = SPTE_MMU_PRESENT_MASK | PT_PRESENT_R | PT_WRITABLE_MASK | PT_EXEC | SPTE_ACCESSED;
 
 /**
  * make_spte() for a fault: present, RX, accessed (not a prefetch), host-writable when the host
@@ -90,16 +96,16 @@ export const kNonLeafFlags = SPTE_MMU_PRESENT_MASK | PT_PRESENT_R | PT_WRITABLE_
  * KVM marks the page dirty in the slot whenever it installs a writable SPTE while logging.
  */
 export function makeSpteFlags(level: number, writable: boolean, hostWritable: boolean): number {
-  let f = SPTE_MMU_PRESENT_MASK | PT_PRESENT_R | PT_EXEC | SPTE_ACCESSED;
-  if (hostWritable) f |= SPTE_HOST_WRITABLE;
-  if (writable) f |= PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | SPTE_DIRTY;
-  if (level > PG_LEVEL_4K) f |= PT_PAGE_SIZE_MASK;
+  let f = Spte.SPTE_MMU_PRESENT_MASK | Spte.PT_PRESENT_R | Spte.PT_EXEC | Spte.SPTE_ACCESSED;
+  if (hostWritable) f |= Spte.SPTE_HOST_WRITABLE;
+  if (writable) f |= Spte.PT_WRITABLE_MASK | Spte.SPTE_MMU_WRITABLE | Spte.SPTE_DIRTY;
+  if (level > PgLevel.PG_LEVEL_4K) f |= Spte.PT_PAGE_SIZE_MASK;
   return f;
 }
 
 /** A leaf's child in a split: same permissions, huge bit only if the child level is huge. */
 export function makeSmallSpteFlags(hugeFlags: number, childLevel: number): number {
-  return childLevel > PG_LEVEL_4K ? hugeFlags | PT_PAGE_SIZE_MASK : hugeFlags & ~PT_PAGE_SIZE_MASK;
+  return childLevel > PgLevel.PG_LEVEL_4K ? hugeFlags | Spte.PT_PAGE_SIZE_MASK : hugeFlags & ~Spte.PT_PAGE_SIZE_MASK;
 }
 
 /** leaf_spte_change_needs_tlb_flush(): losing MMU-writable needs a flush before mmu_lock drops. */
@@ -112,8 +118,8 @@ export function leafSpteChangeNeedsTlbFlush(oldFlags: number, newFlags: number):
  * Returns an error string or null (cheap; used by tests and the audit).
  */
 export function checkSpteWritableInvariants(flags: number): string | null {
-  if ((flags & PT_WRITABLE_MASK) && !(flags & SPTE_MMU_WRITABLE)) return 'writable SPTE without MMU-writable';
-  if ((flags & SPTE_MMU_WRITABLE) && !(flags & SPTE_HOST_WRITABLE)) return 'MMU-writable SPTE without host-writable';
+  if ((flags & Spte.PT_WRITABLE_MASK) && !(flags & Spte.SPTE_MMU_WRITABLE)) return 'writable SPTE without MMU-writable';
+  if ((flags & Spte.SPTE_MMU_WRITABLE) && !(flags & Spte.SPTE_HOST_WRITABLE)) return 'MMU-writable SPTE without host-writable';
   return null;
 }
 

@@ -4,27 +4,27 @@
  * successful walk, so a translation the TLB holds was present at fill time: writing through it
  * after a zap's flush has completed is exactly the bug the oracles look for.
  */
-import { kTlbBase, kTlbEntries, kTlbFlags, kTlbGenWord, kTlbGfn, kTlbPfn, kTlbWords, kVcpuTlbGen } from '../vcpu-layout.js';
-import { PT_WRITABLE_MASK, SPTE_DIRTY } from './spte.js';
+import { VcpuLayout } from '../vcpu-layout.js';
+import { Spte } from './spte.js';
 
 /** pfn for gfn if cached with sufficient permission, else -1. */
 export function tlbLookup(w: Int32Array, gfn: number, write: boolean): number {
-  const e = kTlbBase + (gfn & (kTlbEntries - 1)) * kTlbWords;
-  if (w[e + kTlbGfn] !== gfn || w[e + kTlbGenWord] !== w[kVcpuTlbGen]) return -1;
+  const e = VcpuLayout.kTlbBase + (gfn & (VcpuLayout.kTlbEntries - 1)) * VcpuLayout.kTlbWords;
+  if (w[e + VcpuLayout.kTlbGfn] !== gfn || w[e + VcpuLayout.kTlbGenWord] !== w[VcpuLayout.kVcpuTlbGen]) return -1;
   // A store needs W, and D already set: with D clear the CPU walks to set it (what PML logs).
-  if (write && (w[e + kTlbFlags]! & (PT_WRITABLE_MASK | SPTE_DIRTY)) !== (PT_WRITABLE_MASK | SPTE_DIRTY)) return -1;
-  return w[e + kTlbPfn]!;
+  if (write && (w[e + VcpuLayout.kTlbFlags]! & (Spte.PT_WRITABLE_MASK | Spte.SPTE_DIRTY)) !== (Spte.PT_WRITABLE_MASK | Spte.SPTE_DIRTY)) return -1;
+  return w[e + VcpuLayout.kTlbPfn]!;
 }
 
 export function tlbFill(w: Int32Array, gfn: number, pfn: number, flags: number): void {
-  const e = kTlbBase + (gfn & (kTlbEntries - 1)) * kTlbWords;
-  w[e + kTlbGfn] = gfn;
-  w[e + kTlbPfn] = pfn;
-  w[e + kTlbFlags] = flags;
-  w[e + kTlbGenWord] = w[kVcpuTlbGen]!;
+  const e = VcpuLayout.kTlbBase + (gfn & (VcpuLayout.kTlbEntries - 1)) * VcpuLayout.kTlbWords;
+  w[e + VcpuLayout.kTlbGfn] = gfn;
+  w[e + VcpuLayout.kTlbPfn] = pfn;
+  w[e + VcpuLayout.kTlbFlags] = flags;
+  w[e + VcpuLayout.kTlbGenWord] = w[VcpuLayout.kVcpuTlbGen]!;
 }
 
 /** Drop every translation (a new generation; entries of older ones never match). */
 export function tlbFlushAll(w: Int32Array): void {
-  w[kVcpuTlbGen] = (w[kVcpuTlbGen]! + 1) | 0;
+  w[VcpuLayout.kVcpuTlbGen] = (w[VcpuLayout.kVcpuTlbGen]! + 1) | 0;
 }

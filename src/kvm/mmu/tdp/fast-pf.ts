@@ -4,53 +4,50 @@
  * which the retried store would set), then the page is marked dirty in the slot. Not for huge
  * leaves in a dirty-logged slot (those must be split by the slow path). At most 4 attempts.
  */
-import {
-  PG_LEVEL_4K, PT64_ROOT_4LEVEL, PT_PAGE_SIZE_MASK, PT_WRITABLE_MASK, SPTE_ACCESSED, SPTE_DIRTY, SPTE_MMU_PRESENT_MASK,
-  SPTE_MMU_WRITABLE, kPtPageWords, kSpteWords, gfnRoundForLevel,
-} from '../spte.js';
+import { PgLevel, Spte, PtLayout, gfnRoundForLevel } from '../spte.js';
 import { count, countN } from '../../../metrics/counters.js';
-import { kOpSpteCmpxchg, kOpSpteCmpxchgFail, kOpSpteRead } from '../../../metrics/ops.js';
+import { Op } from '../../../metrics/ops.js';
 import type { Vcpu } from '../../vcpu.js';
 import type { Memslot } from '../../memslot.js';
-import { RET_PF_FIXED, RET_PF_INVALID, RET_PF_SPURIOUS } from './fault.js';
+import { RetPf } from './fault.js';
 
 const kFastPfRetries = 4;
 
 export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boolean): number {
-  if (!write) return RET_PF_INVALID;
+  if (!write) return RetPf.RET_PF_INVALID;
   const vm = vcpu.vm;
   const m = vm.ctx.metrics;
   const pt = vm.pool.pt;
   for (let attempt = 0; attempt < kFastPfRetries; attempt++) {
     // kvm_tdp_mmu_fast_pf_get_last_sptep(): lockless walk to the last SPTE.
     let page = vm.root;
-    let level = PT64_ROOT_4LEVEL;
+    let level = PgLevel.PT64_ROOT_4LEVEL;
     let sptep = 0;
     let flags = 0;
-    for (; level >= PG_LEVEL_4K; level--) {
-      sptep = page * kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * kSpteWords;
+    for (; level >= PgLevel.PG_LEVEL_4K; level--) {
+      sptep = page * PtLayout.kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * PtLayout.kSpteWords;
       flags = pt[sptep]!;
-      if ((flags & SPTE_MMU_PRESENT_MASK) === 0) break;
-      if (level === PG_LEVEL_4K || (flags & PT_PAGE_SIZE_MASK) !== 0) break;
+      if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) break;
+      if (level === PgLevel.PG_LEVEL_4K || (flags & Spte.PT_PAGE_SIZE_MASK) !== 0) break;
       page = pt[sptep + 1]!;
     }
-    countN(m, kOpSpteRead, PT64_ROOT_4LEVEL + 1 - Math.max(level, 1));
-    if ((flags & SPTE_MMU_PRESENT_MASK) === 0) return RET_PF_INVALID;
-    if ((flags & PT_WRITABLE_MASK) !== 0) {
+    countN(m, Op.spte_read, PgLevel.PT64_ROOT_4LEVEL + 1 - Math.max(level, 1));
+    if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) return RetPf.RET_PF_INVALID;
+    if ((flags & Spte.PT_WRITABLE_MASK) !== 0) {
       // Someone else made it writable: the access is allowed now.
       const f = vcpu.fault;
       f.leafFlags = flags;
       f.leafPfn = pt[sptep + 1]! + (gfn - gfnRoundForLevel(gfn, level));
       f.leafLevel = level;
-      return RET_PF_SPURIOUS;
+      return RetPf.RET_PF_SPURIOUS;
     }
-    if ((flags & SPTE_MMU_WRITABLE) === 0) return RET_PF_INVALID;
+    if ((flags & Spte.SPTE_MMU_WRITABLE) === 0) return RetPf.RET_PF_INVALID;
     // A huge page in a dirty-logged slot must be split by the slow path.
-    if (level > PG_LEVEL_4K && slot.dirtyLogging()) return RET_PF_INVALID;
-    const want = flags | PT_WRITABLE_MASK | SPTE_DIRTY | SPTE_ACCESSED;
-    count(m, kOpSpteCmpxchg);
+    if (level > PgLevel.PG_LEVEL_4K && slot.dirtyLogging()) return RetPf.RET_PF_INVALID;
+    const want = flags | Spte.PT_WRITABLE_MASK | Spte.SPTE_DIRTY | Spte.SPTE_ACCESSED;
+    count(m, Op.spte_cmpxchg);
     if (Atomics.compareExchange(pt, sptep, flags, want) !== flags) {
-      count(m, kOpSpteCmpxchgFail);
+      count(m, Op.spte_cmpxchg_fail);
       continue;
     }
     const pfn = pt[sptep + 1]!;
@@ -60,7 +57,7 @@ export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boo
     f.leafFlags = want;
     f.leafPfn = pfn + (gfn - gfnRoundForLevel(gfn, level));
     f.leafLevel = level;
-    return RET_PF_FIXED;
+    return RetPf.RET_PF_FIXED;
   }
-  return RET_PF_INVALID;
+  return RetPf.RET_PF_INVALID;
 }

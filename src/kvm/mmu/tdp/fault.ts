@@ -4,18 +4,17 @@
  * protocol and the mmu_invalidate_seq retry rule.
  */
 import {
-  PG_LEVEL_1G, PG_LEVEL_4K, PT64_ROOT_4LEVEL, gfnRoundForLevel, isFrozenSpte, isLargePte, isLastSpte, isShadowPresentPte, isWritablePte,
-  kNonLeafFlags, makeSpteFlags, maxLevelForOrder, pagesPerHpage,
+  PgLevel, gfnRoundForLevel, isFrozenSpte, isLargePte, isLastSpte, isShadowPresentPte, isWritablePte, Spte, makeSpteFlags, maxLevelForOrder, pagesPerHpage,
 } from '../spte.js';
 import { lpageMaxLevel } from '../lpage.js';
 import { readLock, readUnlock } from '../../../shm/rwlock.js';
 import { count, countN, countWaitNs, type Metrics } from '../../../metrics/counters.js';
-import { kOpFaultRetry, kOpHostFault, kOpLockRead, kOpLockWaitNs, kOpMemslotLookup, kOpPtPageAlloc, kOpSpteRead } from '../../../metrics/ops.js';
+import { Op } from '../../../metrics/ops.js';
 import { hostFault } from '../../../host/mm.js';
 import { fail } from '../../../host/errno.js';
 import { KVM_MEM_READONLY } from '../../memslot.js';
-import { kVmInvSeq, kVmMmuLock } from '../../vm-layout.js';
-import { isPageFaultStale, mmuInvalidateRetryGfnUnsafe, maybeParkAtHook, kHookAfterFaultin } from '../../invalidate.js';
+import { VmLayout } from '../../vm-layout.js';
+import { isPageFaultStale, mmuInvalidateRetryGfnUnsafe, maybeParkAtHook, HookPoint } from '../../invalidate.js';
 import { kvmFlushRemoteTlbs } from '../../requests.js';
 import { tdpMmuSetSpteAtomic } from './spte-change.js';
 import { tdpMmuSplitHugePage, clearSp } from './split.js';
@@ -24,13 +23,15 @@ import { fastPageFault } from './fast-pf.js';
 import type { Memslot } from '../../memslot.js';
 
 // enum ret_pf (mmu_internal.h)
-export const RET_PF_CONTINUE = 0;
-export const RET_PF_RETRY = 1;
-export const RET_PF_EMULATE = 2;
-export const RET_PF_WRITE_PROTECTED = 3;
-export const RET_PF_INVALID = 4;
-export const RET_PF_FIXED = 5;
-export const RET_PF_SPURIOUS = 6;
+export const enum RetPf {
+  RET_PF_CONTINUE = 0,
+  RET_PF_RETRY = 1,
+  RET_PF_EMULATE = 2,
+  RET_PF_WRITE_PROTECTED = 3,
+  RET_PF_INVALID = 4,
+  RET_PF_FIXED = 5,
+  RET_PF_SPURIOUS = 6,
+}
 
 /** struct kvm_page_fault, one per vCPU, reused. */
 export class KvmPageFault {
@@ -39,9 +40,9 @@ export class KvmPageFault {
   slot: Memslot | null = null;
   pfn = 0;
   mmuSeq = 0;
-  hostLevel = PG_LEVEL_4K;
-  maxLevel = PG_LEVEL_4K;
-  goalLevel = PG_LEVEL_4K;
+  hostLevel = PgLevel.PG_LEVEL_4K;
+  maxLevel = PgLevel.PG_LEVEL_4K;
+  goalLevel = PgLevel.PG_LEVEL_4K;
   mapWritable = true;
   /** The leaf the fault installed or found (for the TLB fill on re-entry); flags 0 if none. */
   leafFlags = 0;
@@ -59,9 +60,9 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   fault.leafFlags = 0;
 
   // kvm_mmu_faultin_pfn(): snapshot the invalidation sequence before resolving the pfn.
-  fault.mmuSeq = Atomics.load(vm.w, kVmInvSeq);
+  fault.mmuSeq = Atomics.load(vm.w, VmLayout.kVmInvSeq);
   const slot = vcpu.gfnToMemslot(gfn);
-  count(m, kOpMemslotLookup);
+  count(m, Op.memslot_lookup);
   if (slot === null) fail('EFAULT', `KVM_RUN: guest access to gfn 0x${gfn.toString(16)} outside every memslot (MMIO is not modelled)`);
   fault.slot = slot;
   // A read-only memslot is never mapped writable (nor host-writable).
@@ -70,14 +71,14 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   // fast_page_fault() before anything else: a write-protected, MMU-writable leaf needs no lock.
   if (write && present) {
     const r = fastPageFault(vcpu, slot, gfn, write);
-    if (r !== RET_PF_INVALID) {
-      if (r === RET_PF_FIXED) vcpu.countFastFault();
+    if (r !== RetPf.RET_PF_INVALID) {
+      if (r === RetPf.RET_PF_FIXED) vcpu.countFastFault();
       return r;
     }
   }
   if (mmuInvalidateRetryGfnUnsafe(vm, gfn)) {
-    count(m, kOpFaultRetry);
-    return RET_PF_RETRY;
+    count(m, Op.fault_retry);
+    return RetPf.RET_PF_RETRY;
   }
   const vma = slot.vma;
   if (vma === null) fail('EFAULT', `KVM_RUN: memslot ${slot.id} is not backed by a mapping at hva 0x${slot.userspaceAddr.toString(16)}`);
@@ -87,26 +88,26 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   const pfn = hostFault(ht, vma, idx);
   if (pfn < 0) fail('EFAULT', `KVM_RUN: host out of memory backing gfn 0x${gfn.toString(16)} (${vma.backing}); size the host or hugetlb pools for the guest`);
   if (ht.populated) {
-    count(m, kOpHostFault);
+    count(m, Op.host_fault);
     vcpu.countZeroing(ht.lastOrder);
   }
   fault.hostLevel = maxLevelForOrder(ht.lastOrder);
   fault.pfn = pfn;
-  maybeParkAtHook(vm, gfn, kHookAfterFaultin);
+  maybeParkAtHook(vm, gfn, HookPoint.kHookAfterFaultin);
 
   vcpu.topupMmuCache();
-  const waited = readLock(vm.w, kVmMmuLock);
-  count(m, kOpLockRead);
-  if (waited > 0) countWaitNs(m, kOpLockWaitNs, waited);
+  const waited = readLock(vm.w, VmLayout.kVmMmuLock);
+  count(m, Op.lock_read);
+  if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
   let r: number;
   if (isPageFaultStale(vm, fault.mmuSeq, gfn)) {
-    count(m, kOpFaultRetry);
-    r = RET_PF_RETRY;
+    count(m, Op.fault_retry);
+    r = RetPf.RET_PF_RETRY;
   } else {
     kvmMmuHugepageAdjust(fault, slot);
     r = kvmTdpMmuMap(vcpu, fault);
   }
-  readUnlock(vm.w, kVmMmuLock);
+  readUnlock(vm.w, VmLayout.kVmMmuLock);
   return r;
 }
 
@@ -115,9 +116,9 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
  * slot allow; dirty logging forces 4K.
  */
 export function kvmMmuHugepageAdjust(fault: KvmPageFault, slot: Memslot): void {
-  let max = Math.min(fault.hostLevel, PG_LEVEL_1G);
-  if (slot.dirtyLogging()) max = PG_LEVEL_4K;
-  else if (max > PG_LEVEL_4K) max = lpageMaxLevel(slot.lpage, slot.baseGfn, fault.gfn, max);
+  let max = Math.min(fault.hostLevel, PgLevel.PG_LEVEL_1G);
+  if (slot.dirtyLogging()) max = PgLevel.PG_LEVEL_4K;
+  else if (max > PgLevel.PG_LEVEL_4K) max = lpageMaxLevel(slot.lpage, slot.baseGfn, fault.gfn, max);
   fault.maxLevel = max;
   fault.goalLevel = max;
 }
@@ -128,11 +129,11 @@ export function kvmMmuHugepageAdjust(fault: KvmPageFault, slot: Memslot): void {
  */
 export function kvmMmuMaxMappingLevel(slot: Memslot, gfn: number): number {
   const vma = slot.vma;
-  if (vma === null) return PG_LEVEL_4K;
+  if (vma === null) return PgLevel.PG_LEVEL_4K;
   const idx = slot.vmaOffset + (gfn - slot.baseGfn);
-  if (vma.lookup(idx) < 0) return PG_LEVEL_4K;
-  const host = Math.min(maxLevelForOrder(vma.mappingOrder(idx)), PG_LEVEL_1G);
-  return host > PG_LEVEL_4K ? lpageMaxLevel(slot.lpage, slot.baseGfn, gfn, host) : PG_LEVEL_4K;
+  if (vma.lookup(idx) < 0) return PgLevel.PG_LEVEL_4K;
+  const host = Math.min(maxLevelForOrder(vma.mappingOrder(idx)), PgLevel.PG_LEVEL_1G);
+  return host > PgLevel.PG_LEVEL_4K ? lpageMaxLevel(slot.lpage, slot.baseGfn, gfn, host) : PgLevel.PG_LEVEL_4K;
 }
 
 /** kvm_tdp_mmu_map() */
@@ -141,25 +142,25 @@ export function kvmTdpMmuMap(vcpu: Vcpu, fault: KvmPageFault): number {
   const m = vm.ctx.metrics;
   const it = vcpu.iter;
   const end = fault.gfn + 1;
-  for (it.start(vm.root, PG_LEVEL_4K, fault.gfn); it.valid && it.gfn < end; it.next()) {
+  for (it.start(vm.root, PgLevel.PG_LEVEL_4K, fault.gfn); it.valid && it.gfn < end; it.next()) {
     // Another thread froze the SPTE: give up and retry rather than allocate for nothing.
     if (isFrozenSpte(it.oldFlags)) return retry(m);
     if (it.level === fault.goalLevel) {
-      countN(m, kOpSpteRead, PT64_ROOT_4LEVEL + 1 - it.level);
+      countN(m, Op.spte_read, PgLevel.PT64_ROOT_4LEVEL + 1 - it.level);
       return tdpMmuMapHandleTargetLevel(vcpu, fault);
     }
     // Step down into the lower level page table if it exists.
     if (isShadowPresentPte(it.oldFlags) && !isLargePte(it.oldFlags)) continue;
     // Non-present, or a huge page that must be split to map at a lower level.
     const sp = vcpu.takeMmuPage();
-    count(m, kOpPtPageAlloc);
+    count(m, Op.pt_page_alloc);
     let ok: boolean;
     if (isShadowPresentPte(it.oldFlags)) {
       ok = tdpMmuSplitHugePage(vm, it, sp, true);
       if (!ok) clearSp(vm, sp);
     } else {
       vm.pool.setInfo(sp, it.level - 1, it.gfn);
-      ok = tdpMmuSetSpteAtomic(vm, it, kNonLeafFlags, sp);
+      ok = tdpMmuSetSpteAtomic(vm, it, Spte.kNonLeafFlags, sp);
     }
     if (!ok) {
       vcpu.returnMmuPage(sp);
@@ -170,8 +171,8 @@ export function kvmTdpMmuMap(vcpu: Vcpu, fault: KvmPageFault): number {
 }
 
 function retry(m: Metrics): number {
-  count(m, kOpFaultRetry);
-  return RET_PF_RETRY;
+  count(m, Op.fault_retry);
+  return RetPf.RET_PF_RETRY;
 }
 
 /** tdp_mmu_map_handle_target_level() */
@@ -183,10 +184,10 @@ function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
   // Already mapped with the access allowed: another vCPU won the race (RET_PF_SPURIOUS).
   if (isShadowPresentPte(old) && isLastSpte(old, level) && (!fault.write || isWritablePte(old))) {
     setLeaf(fault, old, it.oldPfn, level);
-    return RET_PF_SPURIOUS;
+    return RetPf.RET_PF_SPURIOUS;
   }
   const pfn = fault.pfn - (fault.gfn - it.gfn);
-  if (level > PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) throw new Error(`BUG: huge pfn 0x${pfn.toString(16)} misaligned at level ${level}`);
+  if (level > PgLevel.PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) throw new Error(`BUG: huge pfn 0x${pfn.toString(16)} misaligned at level ${level}`);
   const flags = makeSpteFlags(level, fault.mapWritable, fault.mapWritable);
   if (!tdpMmuSetSpteAtomic(vm, it, flags, pfn)) return retry(vm.ctx.metrics);
   // Replacing a present non-leaf (a table where a huge page now goes) needs a flush.
@@ -197,7 +198,7 @@ function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
     vm.onWritableSpte(pfn, level, false);
   }
   setLeaf(fault, flags, pfn, level);
-  return RET_PF_FIXED;
+  return RetPf.RET_PF_FIXED;
 }
 
 function setLeaf(fault: KvmPageFault, flags: number, pfn: number, level: number): void {

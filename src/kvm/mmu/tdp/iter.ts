@@ -8,19 +8,16 @@
  *
  * One instance per thread per use site; it allocates nothing per step.
  */
-import {
-  PT64_ROOT_4LEVEL, SPTE_ENT_PER_PAGE, kPtPageWords, kSpteWords, isLastSpte, isShadowPresentPte,
-  levelShift, pagesPerHpage, spteIndex,
-} from '../spte.js';
+import { PgLevel, PtLayout, isLastSpte, isShadowPresentPte, levelShift, pagesPerHpage, spteIndex } from '../spte.js';
 
 export class TdpIter {
   /** Page-table page at each level (index level - 1). */
-  readonly ptPath = new Int32Array(PT64_ROOT_4LEVEL + 1);
+  readonly ptPath = new Int32Array(PgLevel.PT64_ROOT_4LEVEL + 1);
   nextLastLevelGfn = 0;
   yieldedGfn = 0;
-  rootLevel = PT64_ROOT_4LEVEL;
+  rootLevel = PgLevel.PT64_ROOT_4LEVEL;
   minLevel = 1;
-  level = PT64_ROOT_4LEVEL;
+  level = PgLevel.PT64_ROOT_4LEVEL;
   gfn = 0;
   /** Word index of the flags word of the current SPTE in the pool. */
   sptep = 0;
@@ -33,7 +30,7 @@ export class TdpIter {
 
   start(root: number, minLevel: number, startGfn: number): void {
     this.nextLastLevelGfn = startGfn;
-    this.rootLevel = PT64_ROOT_4LEVEL;
+    this.rootLevel = PgLevel.PT64_ROOT_4LEVEL;
     this.minLevel = minLevel;
     this.ptPath[this.rootLevel - 1] = root;
     this.restart();
@@ -55,7 +52,7 @@ export class TdpIter {
   }
 
   refreshSptep(): void {
-    this.sptep = this.ptPath[this.level - 1]! * kPtPageWords + spteIndex(this.gfn, this.level) * kSpteWords;
+    this.sptep = this.ptPath[this.level - 1]! * PtLayout.kPtPageWords + spteIndex(this.gfn, this.level) * PtLayout.kSpteWords;
     this.read();
   }
 
@@ -82,10 +79,10 @@ export class TdpIter {
   }
 
   private tryStepSide(): boolean {
-    if (spteIndex(this.gfn, this.level) === SPTE_ENT_PER_PAGE - 1) return false;
+    if (spteIndex(this.gfn, this.level) === PtLayout.SPTE_ENT_PER_PAGE - 1) return false;
     this.gfn += 1 << levelShift(this.level);
     this.nextLastLevelGfn = this.gfn;
-    this.sptep += kSpteWords;
+    this.sptep += PtLayout.kSpteWords;
     this.read();
     return true;
   }

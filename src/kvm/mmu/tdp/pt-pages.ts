@@ -12,12 +12,14 @@
 import { allocSab } from '../../../shm/arena.js';
 import { spinLock, spinUnlock } from '../../../shm/spinlock.js';
 import type { EpochDomain } from '../../../shm/epoch.js';
-import { kPtPageWords } from '../spte.js';
-import { kVmPtFreeTop, kVmPtInUse, kVmPtLock, kVmPtRetireHead, kVmPtRetireTail, kVmPtCapacity } from '../../vm-layout.js';
+import { PtLayout } from '../spte.js';
+import { VmLayout } from '../../vm-layout.js';
 
-export const kPtInfoLevel = 0;
-export const kPtInfoGfn = 1;
-export const kPtInfoWords = 2;
+export const enum PtInfo {
+  kPtInfoLevel = 0,
+  kPtInfoGfn = 1,
+  kPtInfoWords = 2,
+}
 
 export interface PtPoolHandle {
   readonly capacity: number;
@@ -47,8 +49,8 @@ export class PtPool {
   static createHandle(capacity: number): PtPoolHandle {
     return {
       capacity,
-      pt: allocSab(capacity * kPtPageWords * 4),
-      info: allocSab(capacity * kPtInfoWords * 4),
+      pt: allocSab(capacity * PtLayout.kPtPageWords * 4),
+      info: allocSab(capacity * PtInfo.kPtInfoWords * 4),
       freeStack: allocSab(capacity * 4),
       retire: allocSab(capacity * 2 * 4),
     };
@@ -59,9 +61,9 @@ export class PtPool {
     const w = this.vmw;
     let top = 0;
     for (let p = this.capacity - 1; p >= 1; p--) this.freeStack[top++] = p;
-    w[kVmPtFreeTop] = top;
-    w[kVmPtInUse] = 0;
-    w[kVmPtCapacity] = this.capacity;
+    w[VmLayout.kVmPtFreeTop] = top;
+    w[VmLayout.kVmPtInUse] = 0;
+    w[VmLayout.kVmPtCapacity] = this.capacity;
   }
 
   /** Copy another pool's pages into this larger one (memslot growth, no vCPU running). */
@@ -71,11 +73,11 @@ export class PtPool {
     new Int32Array(h.info).set(old.info);
     const fs = new Int32Array(h.freeStack);
     const w = old.vmw;
-    let top = w[kVmPtFreeTop]!;
+    let top = w[VmLayout.kVmPtFreeTop]!;
     fs.set(old.freeStack.subarray(0, top));
     for (let p = capacity - 1; p >= old.capacity; p--) fs[top++] = p;
-    w[kVmPtFreeTop] = top;
-    w[kVmPtCapacity] = capacity;
+    w[VmLayout.kVmPtFreeTop] = top;
+    w[VmLayout.kVmPtCapacity] = capacity;
     // Retired pages keep their slots; the ring moves with them.
     new Int32Array(h.retire).set(old.retireRing.subarray(0, Math.min(old.retireRing.length, capacity * 2)));
     return h;
@@ -84,91 +86,91 @@ export class PtPool {
   /** Take up to n pages into `out` starting at `at`; returns how many were taken. */
   allocBatch(out: Int32Array, at: number, n: number): number {
     const w = this.vmw;
-    spinLock(w, kVmPtLock);
-    let top = w[kVmPtFreeTop]!;
+    spinLock(w, VmLayout.kVmPtLock);
+    let top = w[VmLayout.kVmPtFreeTop]!;
     if (top < n) {
-      spinUnlock(w, kVmPtLock);
+      spinUnlock(w, VmLayout.kVmPtLock);
       this.reclaim();
-      spinLock(w, kVmPtLock);
-      top = w[kVmPtFreeTop]!;
+      spinLock(w, VmLayout.kVmPtLock);
+      top = w[VmLayout.kVmPtFreeTop]!;
     }
     const k = Math.min(n, top);
     for (let i = 0; i < k; i++) out[at + i] = this.freeStack[--top]!;
-    w[kVmPtFreeTop] = top;
-    w[kVmPtInUse] = w[kVmPtInUse]! + k;
-    spinUnlock(w, kVmPtLock);
+    w[VmLayout.kVmPtFreeTop] = top;
+    w[VmLayout.kVmPtInUse] = w[VmLayout.kVmPtInUse]! + k;
+    spinUnlock(w, VmLayout.kVmPtLock);
     return k;
   }
 
   /** Return never-linked pages (still zero) straight to the free stack. */
   freeUnused(pages: Int32Array, at: number, n: number): void {
     const w = this.vmw;
-    spinLock(w, kVmPtLock);
-    let top = w[kVmPtFreeTop]!;
+    spinLock(w, VmLayout.kVmPtLock);
+    let top = w[VmLayout.kVmPtFreeTop]!;
     for (let i = 0; i < n; i++) this.freeStack[top++] = pages[at + i]!;
-    w[kVmPtFreeTop] = top;
-    w[kVmPtInUse] = w[kVmPtInUse]! - n;
-    spinUnlock(w, kVmPtLock);
+    w[VmLayout.kVmPtFreeTop] = top;
+    w[VmLayout.kVmPtInUse] = w[VmLayout.kVmPtInUse]! - n;
+    spinUnlock(w, VmLayout.kVmPtLock);
   }
 
   /** Retire an unlinked page: freed once no participant can still be walking it. */
   retire(page: number): void {
     const w = this.vmw;
     const e = this.epoch.advance();
-    spinLock(w, kVmPtLock);
-    const tail = w[kVmPtRetireTail]!;
+    spinLock(w, VmLayout.kVmPtLock);
+    const tail = w[VmLayout.kVmPtRetireTail]!;
     const slot = (tail % this.capacity) * 2;
     this.retireRing[slot] = page;
     this.retireRing[slot + 1] = e;
-    w[kVmPtRetireTail] = tail + 1;
-    spinUnlock(w, kVmPtLock);
+    w[VmLayout.kVmPtRetireTail] = tail + 1;
+    spinUnlock(w, VmLayout.kVmPtLock);
   }
 
   retiredCount(): number {
-    return Atomics.load(this.vmw, kVmPtRetireTail) - Atomics.load(this.vmw, kVmPtRetireHead);
+    return Atomics.load(this.vmw, VmLayout.kVmPtRetireTail) - Atomics.load(this.vmw, VmLayout.kVmPtRetireHead);
   }
 
   /** Free every retired page whose epoch no participant can still be in. Returns pages freed. */
   reclaim(): number {
     const w = this.vmw;
     const oldest = this.epoch.oldestActive();
-    spinLock(w, kVmPtLock);
-    let head = w[kVmPtRetireHead]!;
-    const tail = w[kVmPtRetireTail]!;
-    let top = w[kVmPtFreeTop]!;
+    spinLock(w, VmLayout.kVmPtLock);
+    let head = w[VmLayout.kVmPtRetireHead]!;
+    const tail = w[VmLayout.kVmPtRetireTail]!;
+    let top = w[VmLayout.kVmPtFreeTop]!;
     let freed = 0;
     while (head < tail) {
       const slot = (head % this.capacity) * 2;
       if (this.retireRing[slot + 1]! >= oldest) break;
       const page = this.retireRing[slot]!;
-      this.pt.fill(0, page * kPtPageWords, (page + 1) * kPtPageWords);
-      this.info[page * kPtInfoWords + kPtInfoLevel] = 0;
+      this.pt.fill(0, page * PtLayout.kPtPageWords, (page + 1) * PtLayout.kPtPageWords);
+      this.info[page * PtInfo.kPtInfoWords + PtInfo.kPtInfoLevel] = 0;
       this.freeStack[top++] = page;
       head++;
       freed++;
     }
-    w[kVmPtRetireHead] = head;
-    w[kVmPtFreeTop] = top;
-    w[kVmPtInUse] = w[kVmPtInUse]! - freed;
-    spinUnlock(w, kVmPtLock);
+    w[VmLayout.kVmPtRetireHead] = head;
+    w[VmLayout.kVmPtFreeTop] = top;
+    w[VmLayout.kVmPtInUse] = w[VmLayout.kVmPtInUse]! - freed;
+    spinUnlock(w, VmLayout.kVmPtLock);
     return freed;
   }
 
   setInfo(page: number, level: number, gfn: number): void {
-    this.info[page * kPtInfoWords + kPtInfoLevel] = level;
-    this.info[page * kPtInfoWords + kPtInfoGfn] = gfn;
+    this.info[page * PtInfo.kPtInfoWords + PtInfo.kPtInfoLevel] = level;
+    this.info[page * PtInfo.kPtInfoWords + PtInfo.kPtInfoGfn] = gfn;
   }
   level(page: number): number {
-    return this.info[page * kPtInfoWords + kPtInfoLevel]!;
+    return this.info[page * PtInfo.kPtInfoWords + PtInfo.kPtInfoLevel]!;
   }
   gfn(page: number): number {
-    return this.info[page * kPtInfoWords + kPtInfoGfn]!;
+    return this.info[page * PtInfo.kPtInfoWords + PtInfo.kPtInfoGfn]!;
   }
   inUse(): number {
-    return Atomics.load(this.vmw, kVmPtInUse);
+    return Atomics.load(this.vmw, VmLayout.kVmPtInUse);
   }
   freeCount(): number {
-    return Atomics.load(this.vmw, kVmPtFreeTop);
+    return Atomics.load(this.vmw, VmLayout.kVmPtFreeTop);
   }
   bytes(): number {
     return this.pt.byteLength + this.info.byteLength + this.freeStack.byteLength + this.retireRing.byteLength;

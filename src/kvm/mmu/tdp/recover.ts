@@ -9,9 +9,9 @@
  *    once at the end.
  * Both run under mmu_lock held for read, with vCPUs possibly running (dirty_log_perf_test -e).
  */
-import { FROZEN_SPTE, PG_LEVEL_1G, PG_LEVEL_2M, PT_PAGE_SIZE_MASK, isLastSpte, isShadowPresentPte, pagesPerHpage, SPTE_ENT_PER_PAGE, kPtPageWords, kSpteWords } from '../spte.js';
+import { Spte, PgLevel, isLastSpte, isShadowPresentPte, pagesPerHpage, PtLayout } from '../spte.js';
 import { count } from '../../../metrics/counters.js';
-import { kOpRecoverHuge, kOpSpteCmpxchg, kOpSpteCmpxchgFail } from '../../../metrics/ops.js';
+import { Op } from '../../../metrics/ops.js';
 import { kvmFlushRemoteTlbs } from '../../requests.js';
 import { handleChangedSpte, tdpMmuSetSpteAtomic } from './spte-change.js';
 import { kvmMmuMaxMappingLevel } from './fault.js';
@@ -22,7 +22,7 @@ import type { Vm } from '../../vm.js';
 export const kRecoverYieldBatch = 1024;
 
 function collapsible(slot: Memslot, gfn: number, level: number, flags: number): boolean {
-  if (level > PG_LEVEL_1G || !isShadowPresentPte(flags) || isLastSpte(flags, level)) return false;
+  if (level > PgLevel.PG_LEVEL_1G || !isShadowPresentPte(flags) || isLastSpte(flags, level)) return false;
   // A table whose range is not inside the slot cannot be made huge (and lpage_info would not cover it).
   if (gfn < slot.baseGfn || gfn + pagesPerHpage(level) > slot.endGfn) return false;
   return kvmMmuMaxMappingLevel(slot, gfn) >= level;
@@ -33,12 +33,12 @@ export function tdpZapCollapsibleSptes(vm: Vm, slot: Memslot): number {
   const it = vm.iter;
   const m = vm.ctx.metrics;
   let flushes = 0;
-  for (it.start(vm.root, PG_LEVEL_2M, slot.baseGfn); it.valid && it.gfn < slot.endGfn; it.next()) {
+  for (it.start(vm.root, PgLevel.PG_LEVEL_2M, slot.baseGfn); it.valid && it.gfn < slot.endGfn; it.next()) {
     while (collapsible(slot, it.gfn, it.level, it.oldFlags)) {
       // tdp_mmu_zap_spte_atomic(): freeze so nothing is installed before the flush, flush, clear.
-      count(m, kOpSpteCmpxchg);
-      if (Atomics.compareExchange(it.pt, it.sptep, it.oldFlags, FROZEN_SPTE) !== it.oldFlags) {
-        count(m, kOpSpteCmpxchgFail);
+      count(m, Op.spte_cmpxchg);
+      if (Atomics.compareExchange(it.pt, it.sptep, it.oldFlags, Spte.FROZEN_SPTE) !== it.oldFlags) {
+        count(m, Op.spte_cmpxchg_fail);
         it.read();
         continue;
       }
@@ -47,7 +47,7 @@ export function tdpZapCollapsibleSptes(vm: Vm, slot: Memslot): number {
       Atomics.store(it.pt, it.sptep, 0);
       handleChangedSpte(vm, it.gfn, it.level, it.oldFlags, it.oldPfn, 0, true);
       it.oldFlags = 0;
-      count(m, kOpRecoverHuge);
+      count(m, Op.recover_huge);
       break;
     }
   }
@@ -60,7 +60,7 @@ export function tdpRecoverHugePages(vm: Vm, slot: Memslot): number {
   const m = vm.ctx.metrics;
   let flushes = 0;
   let pending = 0;
-  for (it.start(vm.root, PG_LEVEL_2M, slot.baseGfn); it.valid && it.gfn < slot.endGfn; it.next()) {
+  for (it.start(vm.root, PgLevel.PG_LEVEL_2M, slot.baseGfn); it.valid && it.gfn < slot.endGfn; it.next()) {
     if (pending >= kRecoverYieldBatch) {
       kvmFlushRemoteTlbs(vm);
       flushes++;
@@ -69,10 +69,10 @@ export function tdpRecoverHugePages(vm: Vm, slot: Memslot): number {
     while (collapsible(slot, it.gfn, it.level, it.oldFlags)) {
       const leaf = firstPresentLeaf(vm, it.oldPfn, it.level - 1, it.gfn);
       if (leaf === null) break;
-      const flags = leaf.flags | PT_PAGE_SIZE_MASK;
+      const flags = leaf.flags | Spte.PT_PAGE_SIZE_MASK;
       const pfn = leaf.pfn - (leaf.gfn - it.gfn);
       if (!tdpMmuSetSpteAtomic(vm, it, flags, pfn)) continue;
-      count(m, kOpRecoverHuge);
+      count(m, Op.recover_huge);
       pending++;
       break;
     }
@@ -90,12 +90,12 @@ const leafOut = { flags: 0, pfn: 0, gfn: 0 };
 function firstPresentLeaf(vm: Vm, page: number, level: number, baseGfn: number): typeof leafOut | null {
   const pt = vm.pool.pt;
   const step = pagesPerHpage(level);
-  for (let i = 0; i < SPTE_ENT_PER_PAGE; i++) {
-    const sptep = page * kPtPageWords + i * kSpteWords;
+  for (let i = 0; i < PtLayout.SPTE_ENT_PER_PAGE; i++) {
+    const sptep = page * PtLayout.kPtPageWords + i * PtLayout.kSpteWords;
     const flags = pt[sptep]!;
     if (!isShadowPresentPte(flags)) continue;
     if (isLastSpte(flags, level)) {
-      leafOut.flags = flags & ~PT_PAGE_SIZE_MASK;
+      leafOut.flags = flags & ~Spte.PT_PAGE_SIZE_MASK;
       leafOut.pfn = pt[sptep + 1]!;
       leafOut.gfn = baseGfn + i * step;
       return leafOut;

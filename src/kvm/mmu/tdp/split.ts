@@ -3,10 +3,10 @@
  * map the same memory with the same permissions, then swap it in for the huge SPTE. The
  * translation does not change, so no TLB flush is needed.
  */
-import { SPTE_ENT_PER_PAGE, kPtPageWords, kSpteWords, kNonLeafFlags, makeSmallSpteFlags, pagesPerHpage, isLargePte, isShadowPresentPte } from '../spte.js';
+import { PtLayout, Spte, makeSmallSpteFlags, pagesPerHpage, isLargePte, isShadowPresentPte } from '../spte.js';
 import { pageStatWord } from '../../vm-layout.js';
 import { count, countN } from '../../../metrics/counters.js';
-import { kOpSplitHuge, kOpSpteWrite } from '../../../metrics/ops.js';
+import { Op } from '../../../metrics/ops.js';
 import { tdpMmuSetSpteAtomic, tdpMmuIterSetSpte } from './spte-change.js';
 import type { TdpIter } from './iter.js';
 import type { Vm } from '../../vm.js';
@@ -17,13 +17,13 @@ export function fillSplitChildren(vm: Vm, it: TdpIter, sp: number): void {
   const childLevel = it.level - 1;
   const flags = makeSmallSpteFlags(it.oldFlags, childLevel);
   const step = pagesPerHpage(childLevel);
-  const base = sp * kPtPageWords;
-  for (let i = 0; i < SPTE_ENT_PER_PAGE; i++) {
-    pt[base + i * kSpteWords + 1] = it.oldPfn + i * step;
-    pt[base + i * kSpteWords] = flags;
+  const base = sp * PtLayout.kPtPageWords;
+  for (let i = 0; i < PtLayout.SPTE_ENT_PER_PAGE; i++) {
+    pt[base + i * PtLayout.kSpteWords + 1] = it.oldPfn + i * step;
+    pt[base + i * PtLayout.kSpteWords] = flags;
   }
   vm.pool.setInfo(sp, childLevel, it.gfn);
-  countN(vm.ctx.metrics, kOpSpteWrite, SPTE_ENT_PER_PAGE);
+  countN(vm.ctx.metrics, Op.spte_write, PtLayout.SPTE_ENT_PER_PAGE);
 }
 
 /**
@@ -34,19 +34,19 @@ export function tdpMmuSplitHugePage(vm: Vm, it: TdpIter, sp: number, shared: boo
   fillSplitChildren(vm, it, sp);
   const level = it.level;
   if (shared) {
-    if (!tdpMmuSetSpteAtomic(vm, it, kNonLeafFlags, sp)) return false;
+    if (!tdpMmuSetSpteAtomic(vm, it, Spte.kNonLeafFlags, sp)) return false;
   } else {
-    tdpMmuIterSetSpte(vm, it, kNonLeafFlags, sp);
+    tdpMmuIterSetSpte(vm, it, Spte.kNonLeafFlags, sp);
   }
   // The children were never "installed" one by one; account them in one go as KVM does.
-  Atomics.add(vm.w, pageStatWord(level - 1), SPTE_ENT_PER_PAGE);
-  count(vm.ctx.metrics, kOpSplitHuge);
+  Atomics.add(vm.w, pageStatWord(level - 1), PtLayout.SPTE_ENT_PER_PAGE);
+  count(vm.ctx.metrics, Op.split_huge);
   return true;
 }
 
 /** Clear a child table that lost its race, so it can go back to the cache. */
 export function clearSp(vm: Vm, sp: number): void {
-  vm.pool.pt.fill(0, sp * kPtPageWords, (sp + 1) * kPtPageWords);
+  vm.pool.pt.fill(0, sp * PtLayout.kPtPageWords, (sp + 1) * PtLayout.kPtPageWords);
 }
 
 /**

@@ -8,12 +8,10 @@
  * also claims the entry against other writers), then the pfn is written and the new flags are
  * published; a flags-only change is a single cmpxchg.
  */
-import {
-  FROZEN_SPTE, SPTE_ENT_PER_PAGE, isLastSpte, isShadowPresentPte, kPtPageWords, kSpteWords, pagesPerHpage,
-} from '../spte.js';
+import { Spte, PtLayout, isLastSpte, isShadowPresentPte, pagesPerHpage } from '../spte.js';
 import { pageStatWord } from '../../vm-layout.js';
 import { count, countN } from '../../../metrics/counters.js';
-import { kOpPtPageFree, kOpSpteCmpxchg, kOpSpteCmpxchgFail, kOpSpteWrite } from '../../../metrics/ops.js';
+import { Op } from '../../../metrics/ops.js';
 import type { TdpIter } from './iter.js';
 import type { Vm } from '../../vm.js';
 
@@ -24,16 +22,16 @@ import type { Vm } from '../../vm.js';
 export function tdpMmuSetSpteAtomic(vm: Vm, it: TdpIter, newFlags: number, newPfn: number): boolean {
   const pt = it.pt;
   const m = vm.ctx.metrics;
-  count(m, kOpSpteCmpxchg);
+  count(m, Op.spte_cmpxchg);
   if (newPfn === it.oldPfn) {
     if (Atomics.compareExchange(pt, it.sptep, it.oldFlags, newFlags) !== it.oldFlags) {
-      count(m, kOpSpteCmpxchgFail);
+      count(m, Op.spte_cmpxchg_fail);
       it.read();
       return false;
     }
   } else {
-    if (Atomics.compareExchange(pt, it.sptep, it.oldFlags, FROZEN_SPTE) !== it.oldFlags) {
-      count(m, kOpSpteCmpxchgFail);
+    if (Atomics.compareExchange(pt, it.sptep, it.oldFlags, Spte.FROZEN_SPTE) !== it.oldFlags) {
+      count(m, Op.spte_cmpxchg_fail);
       it.read();
       return false;
     }
@@ -51,9 +49,9 @@ export function tdpMmuSetSpteAtomic(vm: Vm, it: TdpIter, newFlags: number, newPf
 /** tdp_mmu_iter_set_spte(): a plain write, legal only with mmu_lock held for write. */
 export function tdpMmuIterSetSpte(vm: Vm, it: TdpIter, newFlags: number, newPfn: number): void {
   const pt = it.pt;
-  count(vm.ctx.metrics, kOpSpteWrite);
+  count(vm.ctx.metrics, Op.spte_write);
   if (newPfn !== it.oldPfn) {
-    Atomics.store(pt, it.sptep, FROZEN_SPTE);
+    Atomics.store(pt, it.sptep, Spte.FROZEN_SPTE);
     Atomics.store(pt, it.sptep + 1, newPfn);
   }
   Atomics.store(pt, it.sptep, newFlags);
@@ -85,25 +83,25 @@ export function handleRemovedPt(vm: Vm, page: number, level: number, baseGfn: nu
   const pt = vm.pool.pt;
   const m = vm.ctx.metrics;
   const step = pagesPerHpage(level);
-  for (let i = 0; i < SPTE_ENT_PER_PAGE; i++) {
-    const sptep = page * kPtPageWords + i * kSpteWords;
+  for (let i = 0; i < PtLayout.SPTE_ENT_PER_PAGE; i++) {
+    const sptep = page * PtLayout.kPtPageWords + i * PtLayout.kSpteWords;
     let old: number;
     if (shared) {
       // Another thread may hold the child frozen mid-update; wait for it to publish.
       for (;;) {
-        old = Atomics.exchange(pt, sptep, FROZEN_SPTE);
-        if (old !== FROZEN_SPTE) break;
+        old = Atomics.exchange(pt, sptep, Spte.FROZEN_SPTE);
+        if (old !== Spte.FROZEN_SPTE) break;
       }
     } else {
       old = Atomics.load(pt, sptep);
       if (!isShadowPresentPte(old)) continue;
-      Atomics.store(pt, sptep, FROZEN_SPTE);
+      Atomics.store(pt, sptep, Spte.FROZEN_SPTE);
     }
     if (!isShadowPresentPte(old)) continue;
     const pfn = Atomics.load(pt, sptep + 1);
-    handleChangedSpte(vm, baseGfn + i * step, level, old, pfn, FROZEN_SPTE, shared);
+    handleChangedSpte(vm, baseGfn + i * step, level, old, pfn, Spte.FROZEN_SPTE, shared);
   }
-  countN(m, kOpSpteWrite, SPTE_ENT_PER_PAGE);
-  count(m, kOpPtPageFree);
+  countN(m, Op.spte_write, PtLayout.SPTE_ENT_PER_PAGE);
+  count(m, Op.pt_page_free);
   vm.pool.retire(page);
 }

@@ -8,14 +8,11 @@
  * W keeps MMU-writable, so the fast page fault can restore it without mmu_lock; the caller
  * flushes TLBs before the ioctl returns whenever this reports a change.
  */
-import {
-  PG_LEVEL_4K, PT_WRITABLE_MASK, SPTE_DIRTY, SPTE_ENT_PER_PAGE, isLastSpte, isShadowPresentPte, kPtPageWords,
-  kSpteWords, PT64_ROOT_4LEVEL, SPTE_MMU_PRESENT_MASK, PT_PAGE_SIZE_MASK,
-} from '../spte.js';
+import { PgLevel, Spte, PtLayout, isLastSpte, isShadowPresentPte } from '../spte.js';
 import { count, countN } from '../../../metrics/counters.js';
-import { kVmStrategy } from '../../vm-layout.js';
-import { kStratFolioOnZap } from '../../dirty/strategy.js';
-import { kOpSpteRead, kOpWrprotSpte } from '../../../metrics/ops.js';
+import { VmLayout } from '../../vm-layout.js';
+import { Strat } from '../../dirty/strategy.js';
+import { Op } from '../../../metrics/ops.js';
 import type { Vm } from '../../vm.js';
 
 /**
@@ -25,7 +22,7 @@ import type { Vm } from '../../vm.js';
  */
 function clearBits(pt: Int32Array, sptep: number, bits: number): number {
   const seen = pt[sptep]!;
-  if ((seen & SPTE_MMU_PRESENT_MASK) === 0 || (seen & bits) === 0) return seen;
+  if ((seen & Spte.SPTE_MMU_PRESENT_MASK) === 0 || (seen & bits) === 0) return seen;
   return Atomics.and(pt, sptep, ~bits);
 }
 
@@ -38,13 +35,13 @@ export function tdpWrprotRange(vm: Vm, start: number, end: number, minLevel: num
   const m = vm.ctx.metrics;
   let flush = false;
   for (it.start(vm.root, minLevel, start); it.valid && it.gfn < end; it.next()) {
-    count(m, kOpSpteRead);
+    count(m, Op.spte_read);
     if (!isShadowPresentPte(it.oldFlags) || !isLastSpte(it.oldFlags, it.level) || it.level < minLevel) continue;
-    if ((it.oldFlags & PT_WRITABLE_MASK) === 0) continue;
-    const old = clearBits(it.pt, it.sptep, PT_WRITABLE_MASK);
-    if ((old & PT_WRITABLE_MASK) !== 0) {
-      count(m, kOpWrprotSpte);
-      if ((old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, it.oldPfn);
+    if ((it.oldFlags & Spte.PT_WRITABLE_MASK) === 0) continue;
+    const old = clearBits(it.pt, it.sptep, Spte.PT_WRITABLE_MASK);
+    if ((old & Spte.PT_WRITABLE_MASK) !== 0) {
+      count(m, Op.wrprot_spte);
+      if ((old & Spte.SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, it.oldPfn);
       flush = true;
     }
   }
@@ -56,12 +53,12 @@ export function tdpClearDirtyRange(vm: Vm, start: number, end: number): boolean 
   const it = vm.iter;
   const m = vm.ctx.metrics;
   let flush = false;
-  for (it.start(vm.root, PG_LEVEL_4K, start); it.valid && it.gfn < end; it.next()) {
-    count(m, kOpSpteRead);
-    if (it.level !== PG_LEVEL_4K || !isShadowPresentPte(it.oldFlags) || (it.oldFlags & SPTE_DIRTY) === 0) continue;
-    const old = clearBits(it.pt, it.sptep, SPTE_DIRTY);
-    if ((old & SPTE_DIRTY) !== 0) {
-      count(m, kOpWrprotSpte);
+  for (it.start(vm.root, PgLevel.PG_LEVEL_4K, start); it.valid && it.gfn < end; it.next()) {
+    count(m, Op.spte_read);
+    if (it.level !== PgLevel.PG_LEVEL_4K || !isShadowPresentPte(it.oldFlags) || (it.oldFlags & Spte.SPTE_DIRTY) === 0) continue;
+    const old = clearBits(it.pt, it.sptep, Spte.SPTE_DIRTY);
+    if ((old & Spte.SPTE_DIRTY) !== 0) {
+      count(m, Op.wrprot_spte);
       vm.onSpteCleaned(old, it.oldPfn);
       flush = true;
     }
@@ -77,9 +74,9 @@ export function tdpClearDirtyRange(vm: Vm, start: number, end: number): boolean 
 export function tdpClearDirtyPtMasked(vm: Vm, gfn: number, lo: number, hi: number, wrprot: boolean): boolean {
   const pt = vm.pool.pt;
   const m = vm.ctx.metrics;
-  const bits = wrprot ? PT_WRITABLE_MASK : SPTE_DIRTY;
+  const bits = wrprot ? Spte.PT_WRITABLE_MASK : Spte.SPTE_DIRTY;
   // Only the 'on-zap' folio policy cares about each cleaned SPTE; decide once per mask.
-  const folioOnZap = (vm.w[kVmStrategy]! & kStratFolioOnZap) !== 0;
+  const folioOnZap = (vm.w[VmLayout.kVmStrategy]! & Strat.kStratFolioOnZap) !== 0;
   let flush = false;
   let tableGfn = -1;
   let table = 0;
@@ -91,24 +88,24 @@ export function tdpClearDirtyPtMasked(vm: Vm, gfn: number, lo: number, hi: numbe
       const b = 31 - Math.clz32(mask & -mask);
       mask &= mask - 1;
       const g = gfn + half * 32 + b;
-      const tg = g & ~(SPTE_ENT_PER_PAGE - 1);
+      const tg = g & ~(PtLayout.SPTE_ENT_PER_PAGE - 1);
       if (tg !== tableGfn) {
         tableGfn = tg;
         table = leafTableFor(vm, g);
       }
       if (table <= 0) continue;
-      const sptep = table * kPtPageWords + (g & (SPTE_ENT_PER_PAGE - 1)) * kSpteWords;
+      const sptep = table * PtLayout.kPtPageWords + (g & (PtLayout.SPTE_ENT_PER_PAGE - 1)) * PtLayout.kSpteWords;
       reads++;
       const old = clearBits(pt, sptep, bits);
       if ((old & bits) !== 0) {
         cleaned++;
-        if (folioOnZap && (old & SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, pt[sptep + 1]!);
+        if (folioOnZap && (old & Spte.SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, pt[sptep + 1]!);
         flush = true;
       }
     }
   }
-  countN(m, kOpSpteRead, reads);
-  countN(m, kOpWrprotSpte, cleaned);
+  countN(m, Op.spte_read, reads);
+  countN(m, Op.wrprot_spte, cleaned);
   return flush;
 }
 
@@ -119,11 +116,11 @@ export function tdpClearDirtyPtMasked(vm: Vm, gfn: number, lo: number, hi: numbe
 export function leafTableFor(vm: Vm, gfn: number): number {
   const pt = vm.pool.pt;
   let page = vm.root;
-  for (let level = PT64_ROOT_4LEVEL; level > PG_LEVEL_4K; level--) {
-    const sptep = page * kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * kSpteWords;
+  for (let level = PgLevel.PT64_ROOT_4LEVEL; level > PgLevel.PG_LEVEL_4K; level--) {
+    const sptep = page * PtLayout.kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * PtLayout.kSpteWords;
     const flags = pt[sptep]!;
-    if ((flags & SPTE_MMU_PRESENT_MASK) === 0) return 0;
-    if ((flags & PT_PAGE_SIZE_MASK) !== 0) return -1;
+    if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) return 0;
+    if ((flags & Spte.PT_PAGE_SIZE_MASK) !== 0) return -1;
     page = pt[sptep + 1]!;
   }
   return page;

@@ -4,14 +4,14 @@
  * tables in place. The caller flushes remote TLBs before dropping mmu_lock whenever this
  * returns true (a vCPU could otherwise keep writing through a cached translation).
  */
-import { PG_LEVEL_4K, isLastSpte, isShadowPresentPte, PT64_ROOT_4LEVEL } from '../spte.js';
+import { PgLevel, isLastSpte, isShadowPresentPte } from '../spte.js';
 import { tdpMmuIterSetSpte } from './spte-change.js';
 import type { Vm } from '../../vm.js';
 
 export function tdpMmuZapLeafs(vm: Vm, start: number, end: number): boolean {
   const it = vm.iter;
   let flush = false;
-  for (it.start(vm.root, PG_LEVEL_4K, start); it.valid && it.gfn < end; it.next()) {
+  for (it.start(vm.root, PgLevel.PG_LEVEL_4K, start); it.valid && it.gfn < end; it.next()) {
     if (!isShadowPresentPte(it.oldFlags) || !isLastSpte(it.oldFlags, it.level)) continue;
     tdpMmuIterSetSpte(vm, it, 0, it.oldPfn);
     flush = true;
@@ -27,7 +27,7 @@ export function tdpMmuZapRange(vm: Vm, start: number, end: number): boolean {
   const it = vm.iter;
   let flush = false;
   // Walk the root's entries only: removing a top-level table retires its whole subtree.
-  for (it.start(vm.root, PT64_ROOT_4LEVEL, start); it.valid && it.gfn < end; it.next()) {
+  for (it.start(vm.root, PgLevel.PT64_ROOT_4LEVEL, start); it.valid && it.gfn < end; it.next()) {
     if (!isShadowPresentPte(it.oldFlags)) continue;
     tdpMmuIterSetSpte(vm, it, 0, 0);
     flush = true;
