@@ -136,38 +136,44 @@ export function kvmMmuMaxMappingLevel(slot: Memslot, gfn: number): number {
   return host > PgLevel.PG_LEVEL_4K ? lpageMaxLevel(slot.lpage, slot.baseGfn, gfn, host) : PgLevel.PG_LEVEL_4K;
 }
 
-/** kvm_tdp_mmu_map() */
+/**
+ * kvm_tdp_mmu_map(): walk from the root towards fault.goalLevel, installing a table wherever a
+ * level is missing (or splitting a huge page that is in the way), then the leaf. The iterator
+ * starts with minLevel = goalLevel, so the walk ends where tdp_mmu_for_each_pte() would return.
+ */
 export function kvmTdpMmuMap(vcpu: Vcpu, fault: KvmPageFault): number {
   const vm = vcpu.vm;
   const m = vm.ctx.metrics;
   const it = vcpu.iter;
-  const end = fault.gfn + 1;
-  for (it.start(vm.root, PgLevel.PG_LEVEL_4K, fault.gfn); it.valid && it.gfn < end; it.next()) {
+  const goal = fault.goalLevel;
+  it.start(vm.root, goal, fault.gfn);
+  for (;;) {
     // Another thread froze the SPTE: give up and retry rather than allocate for nothing.
     if (isFrozenSpte(it.oldFlags)) return retry(m);
-    if (it.level === fault.goalLevel) {
-      countN(m, Op.spte_read, PgLevel.PT64_ROOT_4LEVEL + 1 - it.level);
+    if (it.level === goal) {
+      countN(m, Op.spte_read, PgLevel.PT64_ROOT_4LEVEL + 1 - goal);
       return tdpMmuMapHandleTargetLevel(vcpu, fault);
     }
-    // Step down into the lower level page table if it exists.
-    if (isShadowPresentPte(it.oldFlags) && !isLargePte(it.oldFlags)) continue;
     // Non-present, or a huge page that must be split to map at a lower level.
-    const sp = vcpu.takeMmuPage();
-    count(m, Op.pt_page_alloc);
-    let ok: boolean;
-    if (isShadowPresentPte(it.oldFlags)) {
-      ok = tdpMmuSplitHugePage(vm, it, sp, true);
-      if (!ok) clearSp(vm, sp);
-    } else {
-      vm.pool.setInfo(sp, it.level - 1, it.gfn);
-      ok = tdpMmuSetSpteAtomic(vm, it, Spte.kNonLeafFlags, sp);
+    if (!isShadowPresentPte(it.oldFlags) || isLargePte(it.oldFlags)) {
+      const sp = vcpu.takeMmuPage();
+      count(m, Op.pt_page_alloc);
+      let ok: boolean;
+      if (isShadowPresentPte(it.oldFlags)) {
+        ok = tdpMmuSplitHugePage(vm, it, sp, true);
+        if (!ok) clearSp(vm, sp);
+      } else {
+        vm.pool.setInfo(sp, it.level - 1, it.gfn);
+        ok = tdpMmuSetSpteAtomic(vm, it, Spte.kNonLeafFlags, sp);
+      }
+      if (!ok) {
+        vcpu.returnMmuPage(sp);
+        return retry(m);
+      }
     }
-    if (!ok) {
-      vcpu.returnMmuPage(sp);
-      return retry(m);
-    }
+    // Step down into the lower level page table (present and non-leaf by now).
+    if (!it.stepDown()) return retry(m);
   }
-  return retry(m);
 }
 
 function retry(m: Metrics): number {

@@ -66,6 +66,15 @@ export class TdpIter {
     this.oldPfn = this.pt[this.sptep + 1]!;
   }
 
+  /**
+   * Step into the child table of the current present non-leaf SPTE (false at minLevel, or when
+   * the SPTE has no child). A fault maps one gfn, so it only ever steps down: kvm_tdp_mmu_map()'s
+   * tdp_mmu_for_each_pte() over [gfn, gfn + 1) never moves sideways before it returns.
+   */
+  stepDown(): boolean {
+    return this.tryStepDown();
+  }
+
   private tryStepDown(): boolean {
     if (this.level === this.minLevel) return false;
     // spte_to_child_pt(): only present non-leaf SPTEs have a child.
