@@ -98,22 +98,23 @@ export class FrameTable {
     }
   }
 
-  /** folio_mark_dirty() on the folio holding pfn; true if it was clean. */
-  markDirty(pfn: number): boolean {
-    // The order of a mapped folio cannot change under us: plain reads, one locked OR at most.
+  /**
+   * folio_mark_dirty() on the folio holding pfn. A plain read-modify-write: besides alloc/free
+   * (initFolio, which never races with a mapped folio), setting this one bit is the only write
+   * a meta word sees, so racing markers all store the same value and no update can be lost.
+   */
+  markDirty(pfn: number): void {
     let c = this.chunk(pfn);
     let s = this.slot(pfn) + FrameLayout.kFrameMeta;
-    const meta = c[s]!;
+    let meta = c[s]!;
     const order = meta & FrameLayout.kMetaOrderMask;
     if (order !== 0) {
       const head = pfn - (pfn & ((1 << order) - 1));
       c = this.chunk(head);
       s = this.slot(head) + FrameLayout.kFrameMeta;
-    } else if ((meta & FrameLayout.kMetaDirty) !== 0) {
-      return false;
+      meta = c[s]!;
     }
-    if ((c[s]! & FrameLayout.kMetaDirty) !== 0) return false;
-    return (Atomics.or(c, s, FrameLayout.kMetaDirty) & FrameLayout.kMetaDirty) === 0;
+    if ((meta & FrameLayout.kMetaDirty) === 0) c[s] = meta | FrameLayout.kMetaDirty;
   }
   isDirty(pfn: number): boolean {
     return (this.meta(this.head(pfn)) & FrameLayout.kMetaDirty) !== 0;
