@@ -220,7 +220,11 @@ export class Vcpu {
     const w = this.w;
     // vmx_flush_pml_buffer() on every exit, before the VMM can see us outside guest mode.
     if (w[VcpuLayout.kVcpuPmlIndex] !== 0) pmlDrain(this);
-    Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.OUTSIDE_GUEST_MODE);
+    // vcpu_enter_guest() after a VM exit: `vcpu->mode = OUTSIDE_GUEST_MODE; smp_wmb();`, a plain
+    // store, not smp_store_mb(). Only entry needs the full barrier (the Dekker pair with kickers,
+    // in enterGuest); a kicker that still sees IN or EXITING here waits a little longer. The
+    // accesses and PML drain before it are seq-cst atomics or stores x86 keeps in order.
+    w[VcpuLayout.kVcpuMode] = VcpuMode.OUTSIDE_GUEST_MODE;
     count(m, Op.vm_exit);
     const f = this.f;
     f[StatWord.exits]!++;
@@ -334,7 +338,7 @@ export class Vcpu {
   countZeroing(order: number): void {
     const m = this.vm.ctx.metrics;
     count(m, Op.frame_alloc);
-    countN(m, Op.page_zero_4k, 2 ** order);
+    countN(m, Op.page_zero_4k, 1 << order);
   }
 
   getStats(): VcpuStats {
