@@ -80,9 +80,12 @@ export const enum HookState {
 
 /** Park a fault at `point` if a test armed the hook for this gfn; one load when unarmed. */
 export function maybeParkAtHook(vm: Vm, gfn: number, point: number): void {
-  const w = vm.w;
   // A plain read: the hook is armed long before the racing fault starts; no fence needed here.
-  if (w[VmLayout.kVmHookState] !== HookState.kHookArmed) return;
+  if (vm.w[VmLayout.kVmHookState] === HookState.kHookArmed) parkAtHook(vm, gfn, point);
+}
+
+function parkAtHook(vm: Vm, gfn: number, point: number): void {
+  const w = vm.w;
   if (Atomics.load(w, VmLayout.kVmHookGfn) !== gfn || Atomics.load(w, VmLayout.kVmHookPoint) !== point) return;
   if (Atomics.compareExchange(w, VmLayout.kVmHookState, HookState.kHookArmed, HookState.kHookParked) !== HookState.kHookArmed) return;
   Atomics.notify(w, VmLayout.kVmHookState);

@@ -166,8 +166,11 @@ export class Vcpu {
     for (;;) {
       let pfn = tlbLookup(w, gfn, write);
       if (pfn >= 0) {
-        count(m, Op.tlb_hit);
+        // The retry after a fault that filled the TLB was priced there, as the miss and walk.
+        if (this.refilled) this.refilled = false;
+        else count(m, Op.tlb_hit);
       } else {
+        this.refilled = false; // a flush at entry dropped it: this miss is the retry's own
         count(m, Op.tlb_miss);
         if (eptWalk(vm.pool.pt, vm.root, gfn, write) !== WalkResult.kWalkOk) {
           countN(m, Op.walk_step, walkOut.steps);
@@ -210,6 +213,8 @@ export class Vcpu {
   private hist: OpHistograms | null = null;
   private wallEvery = 1;
   private faultCount = 0;
+  /** The TLB entry the retried access will hit was filled (and priced) by the fault. */
+  private refilled = false;
   /** Content stamps on: stores are stamped and checked against the host mapping. */
   private stamps = false;
 
@@ -241,6 +246,7 @@ export class Vcpu {
     const need = write ? Spte.SPTE_ACCESSED | Spte.SPTE_DIRTY | Spte.PT_WRITABLE_MASK : Spte.SPTE_ACCESSED;
     if (fault.leafFlags !== 0 && (fault.leafFlags & need) === need) {
       tlbFill(w, gfn, fault.leafPfn, fault.leafFlags);
+      this.refilled = true;
       count(m, Op.tlb_miss);
       countN(m, Op.walk_step, PgLevel.PT64_ROOT_4LEVEL + 1 - fault.leafLevel);
     }

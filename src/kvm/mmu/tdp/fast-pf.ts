@@ -57,6 +57,7 @@ export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boo
     f.leafFlags = want;
     f.leafPfn = pfn + (gfn - gfnRoundForLevel(gfn, level));
     f.leafLevel = level;
+    vcpu.countFastFault();
     return RetPf.RET_PF_FIXED;
   }
   return RetPf.RET_PF_INVALID;

@@ -63,30 +63,27 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   fault.mmuSeq = Atomics.load(vm.w, VmLayout.kVmInvSeq);
   const slot = vcpu.gfnToMemslot(gfn);
   count(m, Op.memslot_lookup);
-  if (slot === null) fail('EFAULT', `KVM_RUN: guest access to gfn 0x${gfn.toString(16)} outside every memslot (MMIO is not modelled)`);
+  if (slot === null) return faultFailed(gfn, null, kNoSlot);
   fault.slot = slot;
   // A read-only memslot is never mapped writable (nor host-writable).
   fault.mapWritable = (slot.flags & KVM_MEM_READONLY) === 0;
-  if (write && !fault.mapWritable) fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot.id} at gfn 0x${gfn.toString(16)}`);
+  if (write && !fault.mapWritable) return faultFailed(gfn, slot, kReadonly);
   // fast_page_fault() before anything else: a write-protected, MMU-writable leaf needs no lock.
   if (write && present) {
     const r = fastPageFault(vcpu, slot, gfn, write);
-    if (r !== RetPf.RET_PF_INVALID) {
-      if (r === RetPf.RET_PF_FIXED) vcpu.countFastFault();
-      return r;
-    }
+    if (r !== RetPf.RET_PF_INVALID) return r;
   }
   if (mmuInvalidateRetryGfnUnsafe(vm, gfn)) {
     count(m, Op.fault_retry);
     return RetPf.RET_PF_RETRY;
   }
   const vma = slot.vma;
-  if (vma === null) fail('EFAULT', `KVM_RUN: memslot ${slot.id} is not backed by a mapping at hva 0x${slot.userspaceAddr.toString(16)}`);
+  if (vma === null) return faultFailed(gfn, slot, kNoMapping);
   const ht = vm.ctx.hostThread;
   const idx = slot.vmaOffset + (gfn - slot.baseGfn);
   // __kvm_mmu_faultin_pfn(): GUP, populating the host page if the VMM never touched it.
   const pfn = hostFault(ht, vma, idx);
-  if (pfn < 0) fail('EFAULT', `KVM_RUN: host out of memory backing gfn 0x${gfn.toString(16)} (${vma.backing}); size the host or hugetlb pools for the guest`);
+  if (pfn < 0) return faultFailed(gfn, slot, kHostOom);
   if (ht.populated) {
     count(m, Op.host_fault);
     vcpu.countZeroing(ht.lastOrder);
@@ -109,6 +106,25 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   }
   readUnlock(vm.w, VmLayout.kVmMmuLock);
   return r;
+}
+
+const kNoSlot = 0;
+const kReadonly = 1;
+const kNoMapping = 2;
+const kHostOom = 3;
+
+/**
+ * KVM_RUN fails with EFAULT. Out of line: the messages' bytecode would otherwise count against
+ * V8's inlining budget on every fault, which is what keeps the hot helpers inlined.
+ */
+function faultFailed(gfn: number, slot: Memslot | null, why: number): never {
+  const at = `gfn 0x${gfn.toString(16)}`;
+  switch (why) {
+    case kNoSlot: return fail('EFAULT', `KVM_RUN: guest access to ${at} outside every memslot (MMIO is not modelled)`);
+    case kReadonly: return fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot!.id} at ${at}`);
+    case kNoMapping: return fail('EFAULT', `KVM_RUN: memslot ${slot!.id} is not backed by a mapping at hva 0x${slot!.userspaceAddr.toString(16)}`);
+    default: return fail('EFAULT', `KVM_RUN: host out of memory backing ${at} (${slot!.vma!.backing}); size the host or hugetlb pools for the guest`);
+  }
 }
 
 /**
@@ -193,7 +209,7 @@ function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
     return RetPf.RET_PF_SPURIOUS;
   }
   const pfn = fault.pfn - (fault.gfn - it.gfn);
-  if (level > PgLevel.PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) throw new Error(`BUG: huge pfn 0x${pfn.toString(16)} misaligned at level ${level}`);
+  if (level > PgLevel.PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) hugePfnMisaligned(pfn, level);
   const flags = makeSpteFlags(level, fault.mapWritable, fault.mapWritable);
   if (!tdpMmuSetSpteAtomic(vm, it, flags, pfn)) return retry(vm.ctx.metrics);
   // Replacing a present non-leaf (a table where a huge page now goes) needs a flush.
@@ -213,3 +229,7 @@ function setLeaf(fault: KvmPageFault, flags: number, pfn: number, level: number)
   fault.leafLevel = level;
 }
 
+
+function hugePfnMisaligned(pfn: number, level: number): never {
+  throw new Error(`BUG: huge pfn 0x${pfn.toString(16)} misaligned at level ${level}`);
+}
