@@ -56,6 +56,10 @@ export class FrameTable {
 
   static create(nframes: number, stamps: boolean): FrameTable {
     const frames = ChunkedInt32.create(nframes * FrameLayout.kFrameWords);
+    // memmap_init(): the kernel's struct page array is populated at boot, not on first use.
+    // Touching it here keeps the host's page faults on the frame table out of vCPU fault time,
+    // where two workers allocating neighbouring frames would also contend on the same mm.
+    for (const c of frames.chunks) c.fill(0);
     const st = stamps ? ChunkedInt32.create(nframes * FrameLayout.kStampWords) : null;
     return new FrameTable({ frames: frames.handle, stamps: st ? st.handle : null, nframes });
   }
