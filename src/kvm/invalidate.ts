@@ -13,7 +13,7 @@
 import { VmLayout } from './vm-layout.js';
 import type { Vm } from './vm.js';
 
-export const enum InvRange {
+const enum InvRange {
   kInvalidRangeStart = 0x7fffffff,
 }
 

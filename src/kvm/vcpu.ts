@@ -170,7 +170,8 @@ export class Vcpu {
         if (this.refilled) this.refilled = false;
         else count(m, Op.tlb_hit);
       } else {
-        this.refilled = false; // a flush at entry dropped it: this miss is the retry's own
+        // A flush at entry dropped the fault's fill: the retry misses and walks for real.
+        this.refilled = false;
         count(m, Op.tlb_miss);
         if (eptWalk(vm.pool.pt, vm.root, gfn, write) !== WalkResult.kWalkOk) {
           countN(m, Op.walk_step, walkOut.steps);

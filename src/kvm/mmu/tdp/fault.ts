@@ -63,11 +63,11 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   fault.mmuSeq = Atomics.load(vm.w, VmLayout.kVmInvSeq);
   const slot = vcpu.gfnToMemslot(gfn);
   count(m, Op.memslot_lookup);
-  if (slot === null) return faultFailed(gfn, null, kNoSlot);
+  if (slot === null) return faultFailed(gfn, write, null);
   fault.slot = slot;
   // A read-only memslot is never mapped writable (nor host-writable).
   fault.mapWritable = (slot.flags & KVM_MEM_READONLY) === 0;
-  if (write && !fault.mapWritable) return faultFailed(gfn, slot, kReadonly);
+  if (write && !fault.mapWritable) return faultFailed(gfn, write, slot);
   // fast_page_fault() before anything else: a write-protected, MMU-writable leaf needs no lock.
   if (write && present) {
     const r = fastPageFault(vcpu, slot, gfn, write);
@@ -78,12 +78,12 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
     return RetPf.RET_PF_RETRY;
   }
   const vma = slot.vma;
-  if (vma === null) return faultFailed(gfn, slot, kNoMapping);
+  if (vma === null) return faultFailed(gfn, write, slot);
   const ht = vm.ctx.hostThread;
   const idx = slot.vmaOffset + (gfn - slot.baseGfn);
   // __kvm_mmu_faultin_pfn(): GUP, populating the host page if the VMM never touched it.
   const pfn = hostFault(ht, vma, idx);
-  if (pfn < 0) return faultFailed(gfn, slot, kHostOom);
+  if (pfn < 0) return faultFailed(gfn, write, slot);
   if (ht.populated) {
     count(m, Op.host_fault);
     vcpu.countZeroing(ht.lastOrder);
@@ -108,23 +108,17 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   return r;
 }
 
-const kNoSlot = 0;
-const kReadonly = 1;
-const kNoMapping = 2;
-const kHostOom = 3;
-
 /**
- * KVM_RUN fails with EFAULT. Out of line: the messages' bytecode would otherwise count against
- * V8's inlining budget on every fault, which is what keeps the hot helpers inlined.
+ * KVM_RUN fails with EFAULT; the reason follows from the fault's state, checked in the order the
+ * fault path checks it. Out of line: the messages' bytecode would otherwise count against V8's
+ * inlining budget on every fault, which is what keeps the hot helpers inlined.
  */
-function faultFailed(gfn: number, slot: Memslot | null, why: number): never {
+function faultFailed(gfn: number, write: boolean, slot: Memslot | null): never {
   const at = `gfn 0x${gfn.toString(16)}`;
-  switch (why) {
-    case kNoSlot: return fail('EFAULT', `KVM_RUN: guest access to ${at} outside every memslot (MMIO is not modelled)`);
-    case kReadonly: return fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot!.id} at ${at}`);
-    case kNoMapping: return fail('EFAULT', `KVM_RUN: memslot ${slot!.id} is not backed by a mapping at hva 0x${slot!.userspaceAddr.toString(16)}`);
-    default: return fail('EFAULT', `KVM_RUN: host out of memory backing ${at} (${slot!.vma!.backing}); size the host or hugetlb pools for the guest`);
-  }
+  if (slot === null) return fail('EFAULT', `KVM_RUN: guest access to ${at} outside every memslot (MMIO is not modelled)`);
+  if (write && (slot.flags & KVM_MEM_READONLY) !== 0) return fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot.id} at ${at}`);
+  if (slot.vma === null) return fail('EFAULT', `KVM_RUN: memslot ${slot.id} is not backed by a mapping at hva 0x${slot.userspaceAddr.toString(16)}`);
+  return fail('EFAULT', `KVM_RUN: host out of memory backing ${at} (${slot.vma.backing}); size the host or hugetlb pools for the guest`);
 }
 
 /**

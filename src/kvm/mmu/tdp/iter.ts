@@ -72,10 +72,6 @@ export class TdpIter {
    * tdp_mmu_for_each_pte() over [gfn, gfn + 1) never moves sideways before it returns.
    */
   stepDown(): boolean {
-    return this.tryStepDown();
-  }
-
-  private tryStepDown(): boolean {
     if (this.level === this.minLevel) return false;
     // spte_to_child_pt(): only present non-leaf SPTEs have a child.
     if (!isShadowPresentPte(this.oldFlags) || isLastSpte(this.oldFlags, this.level)) return false;
@@ -110,7 +106,7 @@ export class TdpIter {
       this.restart();
       return;
     }
-    if (this.tryStepDown()) return;
+    if (this.stepDown()) return;
     do {
       if (this.tryStepSide()) return;
     } while (this.tryStepUp());
