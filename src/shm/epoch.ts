@@ -28,16 +28,27 @@ export class EpochDomain {
     for (let p = 0; p < participants; p++) Atomics.store(d.words, EpochLayout.kEpochParticipants + p * Arena.kPadWords, EpochLayout.kEpochIdle);
     return d;
   }
+  /**
+   * rcu_read_lock() for page-table walks. Ordering: the publish is a seq-cst store and every
+   * page-table load that follows is a seq-cst load (spteLoadFlags), so the walk is ordered after
+   * the publish — the StoreLoad pair with reclaim(), which reads the participants after
+   * unlinking (seq-cst cmpxchg) and retiring. A plain SPTE load here could be satisfied before
+   * the store became visible (arm64 lets a plain load pass an earlier stlr) and walk a table
+   * that reclaim, seeing this participant idle, has already freed.
+   */
   enter(p: number): void {
     Atomics.store(this.words, EpochLayout.kEpochParticipants + p * Arena.kPadWords, Atomics.load(this.words, EpochLayout.kEpochGlobal));
   }
   /**
    * enter() for a participant that stays inside across many short sections (a vCPU between
    * guest entries): publish only when the global epoch moved since `seen`; returns the epoch now
-   * published. A stale read of the global epoch only publishes an older one, which is safe.
+   * published. The global epoch is read with Atomics.load: a plain read that saw a new epoch
+   * would not order this thread's later walks after the unlink that preceded advance(), so it
+   * could publish an epoch that vouches for a table it still reaches. A stale value only
+   * publishes an older epoch, which merely delays reclaim.
    */
   enterIfMoved(p: number, seen: number): number {
-    const g = this.words[EpochLayout.kEpochGlobal]!;
+    const g = Atomics.load(this.words, EpochLayout.kEpochGlobal);
     if (g === seen) return seen;
     Atomics.store(this.words, EpochLayout.kEpochParticipants + p * Arena.kPadWords, g);
     return g;

@@ -8,9 +8,19 @@
  *                   MMU-writable 58 -> 26, and bit 63 (SHADOW_NONPRESENT_VALUE) -> 31.
  *   word 1 (pfn)    the frame for a leaf, the child page-table page for a non-leaf.
  *
- * The flags word is the one CAS'd; the pfn word is written before present is published and
- * only while the flags word is non-present or frozen, so a reader that saw present flags reads
- * a pfn that belongs to them. FROZEN_SPTE is SHADOW_NONPRESENT_VALUE | 0x5a0, as in KVM.
+ * The flags word is the one CAS'd; the pfn word is written only while the flags word is
+ * non-present or frozen, and before the new flags are published. FROZEN_SPTE is
+ * SHADOW_NONPRESENT_VALUE | 0x5a0, as in KVM.
+ *
+ * Memory ordering (ECMAScript's model, which is what arm64 hosts and TurboFan give; x86's TSO
+ * would hide the difference). KVM reads an SPTE with one READ_ONCE of 64 bits; here a lockless
+ * reader needs two words that belong together:
+ *   publish:  cmpxchg(flags -> FROZEN)  ->  Atomics.store(pfn)  ->  Atomics.store/cmpxchg(flags)
+ *   observe:  Atomics.load(flags)  ->  Atomics.load(pfn)  ->  Atomics.load(flags) unchanged
+ * All of them are seq-cst, so they sit in one total order: a reader whose two flags loads agree
+ * read a pfn that was current at some instant between them (a pfn changes only behind a frozen
+ * or non-present flags word, which the second load would have seen). `spteLoadFlags` and
+ * `spteReadPfn` are that pair; Atomics.load is a plain mov on x86 and an ldar on arm64.
  */
 export const enum Spte {
   PT_PRESENT_R = 1 << 0,
@@ -40,6 +50,25 @@ export const enum PtLayout {
   /** Int32 words per SPTE and per page-table page. */
   kSpteWords = 2,
   kPtPageWords = PtLayout.SPTE_ENT_PER_PAGE * PtLayout.kSpteWords,
+}
+
+/**
+ * READ_ONCE(*sptep) for the flags word: the observe half of the publish in
+ * tdpMmuSetSpteAtomic / tdpMmuIterSetSpte / handle_removed_pt. Seq-cst, so it is also ordered
+ * after the reader's epoch publish (the StoreLoad that RCU's rcu_read_lock() gives KVM).
+ */
+export function spteLoadFlags(pt: Int32Array, sptep: number): number {
+  return Atomics.load(pt, sptep);
+}
+
+/**
+ * The pfn word of an SPTE whose flags word read `flags`, or -1 when the flags moved meanwhile
+ * (the caller re-reads): see the ordering note above. Only for present SPTEs that another
+ * thread may replace; with mmu_lock held for write no pfn changes under the reader.
+ */
+export function spteReadPfn(pt: Int32Array, sptep: number, flags: number): number {
+  const pfn = Atomics.load(pt, sptep + 1);
+  return Atomics.load(pt, sptep) === flags ? pfn : -1;
 }
 
 export function isShadowPresentPte(flags: number): boolean {

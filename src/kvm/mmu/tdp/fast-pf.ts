@@ -4,7 +4,7 @@
  * which the retried store would set), then the page is marked dirty in the slot. Not for huge
  * leaves in a dirty-logged slot (those must be split by the slow path). At most 4 attempts.
  */
-import { PgLevel, Spte, PtLayout, gfnRoundForLevel } from '../spte.js';
+import { PgLevel, Spte, PtLayout, gfnRoundForLevel, spteLoadFlags, spteReadPfn } from '../spte.js';
 import { count, countN } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import type { Vcpu } from '../../vcpu.js';
@@ -20,16 +20,24 @@ export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boo
   const pt = vm.pool.pt;
   for (let attempt = 0; attempt < kFastPfRetries; attempt++) {
     // kvm_tdp_mmu_fast_pf_get_last_sptep(): lockless walk to the last SPTE.
+    // Each level is read as one snapshot of its two words (spteLoadFlags pairs with the SPTE's
+    // publish; spteReadPfn is -1 if the flags moved while the pfn was read: read it again).
     let page = vm.root;
     let level = PgLevel.PT64_ROOT_4LEVEL;
     let sptep = 0;
     let flags = 0;
+    let pfn = -1;
     for (; level >= PgLevel.PG_LEVEL_4K; level--) {
       sptep = page * PtLayout.kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * PtLayout.kSpteWords;
-      flags = pt[sptep]!;
+      flags = spteLoadFlags(pt, sptep);
       if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) break;
+      pfn = spteReadPfn(pt, sptep, flags);
+      if (pfn < 0) {
+        level++;
+        continue;
+      }
       if (level === PgLevel.PG_LEVEL_4K || (flags & Spte.PT_PAGE_SIZE_MASK) !== 0) break;
-      page = pt[sptep + 1]!;
+      page = pfn;
     }
     countN(m, Op.spte_read, PgLevel.PT64_ROOT_4LEVEL + 1 - Math.max(level, 1));
     if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) return RetPf.RET_PF_INVALID;
@@ -37,7 +45,7 @@ export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boo
       // Someone else made it writable: the access is allowed now.
       const f = vcpu.fault;
       f.leafFlags = flags;
-      f.leafPfn = pt[sptep + 1]! + (gfn - gfnRoundForLevel(gfn, level));
+      f.leafPfn = pfn + (gfn - gfnRoundForLevel(gfn, level));
       f.leafLevel = level;
       return RetPf.RET_PF_SPURIOUS;
     }
@@ -50,14 +58,19 @@ export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boo
       count(m, Op.spte_cmpxchg_fail);
       continue;
     }
-    const pfn = pt[sptep + 1]!;
     if (slot.dirtyLogging()) vm.markPageDirtyInSlot(slot, gfn, vcpu);
-    vm.onWritableSpte(pfn, level, true);
+    // KVM's cmpxchg64 also proved the pfn unchanged; a 32-bit cmpxchg on the flags does not (a
+    // zap and a new fault with equal flags in between: an ABA). Take the pfn that stands behind
+    // the flags just published; if they moved already, the zap's flush request is pending for
+    // this vCPU's next entry, and the retried access walks instead of using a TLB fill.
+    pfn = spteReadPfn(pt, sptep, want);
+    vcpu.countFastFault();
     const f = vcpu.fault;
+    if (pfn < 0) return RetPf.RET_PF_FIXED;
+    vm.onWritableSpte(pfn, level, true);
     f.leafFlags = want;
     f.leafPfn = pfn + (gfn - gfnRoundForLevel(gfn, level));
     f.leafLevel = level;
-    vcpu.countFastFault();
     return RetPf.RET_PF_FIXED;
   }
   return RetPf.RET_PF_INVALID;

@@ -8,7 +8,7 @@
  *
  * One instance per thread per use site; it allocates nothing per step.
  */
-import { PgLevel, PtLayout, isLastSpte, isShadowPresentPte, levelShift, pagesPerHpage, spteIndex } from '../spte.js';
+import { PgLevel, PtLayout, isLastSpte, isShadowPresentPte, levelShift, pagesPerHpage, spteIndex, spteLoadFlags, spteReadPfn } from '../spte.js';
 
 export class TdpIter {
   /** Page-table page at each level (index level - 1). */
@@ -57,13 +57,30 @@ export class TdpIter {
   }
 
   /**
-   * Re-read the SPTE (after a failed cmpxchg, KVM refreshes iter->old_spte). Plain reads: every
-   * change is then validated by a cmpxchg on the flags word, as READ_ONCE + try_cmpxchg64 in KVM,
-   * and a pfn is only written while its flags word is non-present or frozen.
+   * Re-read the SPTE (iter->old_spte = READ_ONCE(*sptep); after a failed cmpxchg KVM refreshes
+   * it too). Walks under mmu_lock held for read race with other readers' cmpxchg and with vCPUs
+   * setting A/D, so the two words are read as one snapshot (spteReadPfn: the flags load pairs
+   * with the publish in tdpMmuSetSpteAtomic; an unchanged flags word vouches for the pfn).
+   * A non-present SPTE has no pfn (oldPfn -1), so installing over it always takes the
+   * freeze-then-publish path of tdpMmuSetSpteAtomic.
    */
   read(): void {
-    this.oldFlags = this.pt[this.sptep]!;
-    this.oldPfn = this.pt[this.sptep + 1]!;
+    const pt = this.pt;
+    const sptep = this.sptep;
+    for (;;) {
+      const flags = spteLoadFlags(pt, sptep);
+      if (!isShadowPresentPte(flags)) {
+        this.oldFlags = flags;
+        this.oldPfn = -1;
+        return;
+      }
+      const pfn = spteReadPfn(pt, sptep, flags);
+      if (pfn >= 0) {
+        this.oldFlags = flags;
+        this.oldPfn = pfn;
+        return;
+      }
+    }
   }
 
   /**

@@ -9,7 +9,7 @@
  *    once at the end.
  * Both run under mmu_lock held for read, with vCPUs possibly running (dirty_log_perf_test -e).
  */
-import { Spte, PgLevel, isLastSpte, isShadowPresentPte, pagesPerHpage, PtLayout } from '../spte.js';
+import { Spte, PgLevel, isLastSpte, isShadowPresentPte, pagesPerHpage, PtLayout, spteLoadFlags, spteReadPfn } from '../spte.js';
 import { count } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import { kvmFlushRemoteTlbs } from '../../requests.js';
@@ -86,21 +86,30 @@ export function tdpRecoverHugePages(vm: Vm, slot: Memslot): number {
 
 const leafOut = { flags: 0, pfn: 0, gfn: 0 };
 
-/** tdp_mmu_make_huge_spte()'s search: the first present leaf under a table. */
+/**
+ * tdp_mmu_make_huge_spte()'s search: the first present leaf under a table. Under mmu_lock held
+ * for read, vCPUs may fault into the table meanwhile: each SPTE is read as a two-word snapshot
+ * (spteLoadFlags/spteReadPfn, retried if its flags moved).
+ */
 function firstPresentLeaf(vm: Vm, page: number, level: number, baseGfn: number): typeof leafOut | null {
   const pt = vm.pool.pt;
   const step = pagesPerHpage(level);
   for (let i = 0; i < PtLayout.SPTE_ENT_PER_PAGE; i++) {
     const sptep = page * PtLayout.kPtPageWords + i * PtLayout.kSpteWords;
-    const flags = pt[sptep]!;
+    const flags = spteLoadFlags(pt, sptep);
     if (!isShadowPresentPte(flags)) continue;
+    const pfn = spteReadPfn(pt, sptep, flags);
+    if (pfn < 0) {
+      i--;
+      continue;
+    }
     if (isLastSpte(flags, level)) {
       leafOut.flags = flags & ~Spte.PT_PAGE_SIZE_MASK;
-      leafOut.pfn = pt[sptep + 1]!;
+      leafOut.pfn = pfn;
       leafOut.gfn = baseGfn + i * step;
       return leafOut;
     }
-    const r = firstPresentLeaf(vm, pt[sptep + 1]!, level - 1, baseGfn + i * step);
+    const r = firstPresentLeaf(vm, pfn, level - 1, baseGfn + i * step);
     if (r !== null) return r;
   }
   return null;

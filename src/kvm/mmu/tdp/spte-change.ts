@@ -35,9 +35,20 @@ export function tdpMmuSetSpteAtomic(vm: Vm, it: TdpIter, newFlags: number, newPf
       it.read();
       return false;
     }
-    // The seq-cst store of the flags orders the plain pfn write before it for every reader that
-    // sees the new flags (and x86 keeps stores in order).
-    pt[it.sptep + 1] = newPfn;
+    // KVM's cmpxchg64 compares the pfn too; here the frozen entry is ours, so check it now: a
+    // present SPTE whose pfn moved (same flags, new table or page: an ABA across a split and a
+    // recovery) is put back untouched and the caller retries on a fresh snapshot.
+    if (it.oldPfn >= 0 && Atomics.load(pt, it.sptep + 1) !== it.oldPfn) {
+      Atomics.store(pt, it.sptep, it.oldFlags);
+      count(m, Op.spte_cmpxchg_fail);
+      it.read();
+      return false;
+    }
+    // Publish: pfn, then flags, both seq-cst (the pair spteLoadFlags/spteReadPfn observes). A
+    // plain pfn store could become visible before the freeze on arm64 (a store after a
+    // store-release exclusive is not ordered after it), letting a reader pair old flags with
+    // the new pfn.
+    Atomics.store(pt, it.sptep + 1, newPfn);
     Atomics.store(pt, it.sptep, newFlags);
   }
   handleChangedSpte(vm, it.gfn, it.level, it.oldFlags, it.oldPfn, newFlags, true);

@@ -4,7 +4,7 @@
  * alive), sets A — and D on a write — with a locked cmpxchg as the CPU does, and reports an EPT
  * violation when a level is not present (or frozen) or the leaf forbids the access.
  */
-import { PgLevel, Spte, PtLayout } from '../spte.js';
+import { PgLevel, Spte, PtLayout, spteLoadFlags, spteReadPfn } from '../spte.js';
 
 export const enum WalkResult {
   kWalkOk = 0,
@@ -21,15 +21,24 @@ export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolea
     const shift = (level - 1) * PtLayout.SPTE_LEVEL_BITS;
     const sptep = page * PtLayout.kPtPageWords + ((gfn >>> shift) & 511) * PtLayout.kSpteWords;
     steps++;
-    // Plain reads, as the CPU's walker: a stale value at worst causes a spurious violation (the
-    // fault path re-checks under mmu_lock) or a translation that the pending flush will drop.
-    const flags = pt[sptep]!;
+    // The CPU's walker reads each SPTE once, atomically (64 bits). Here: the flags word with an
+    // acquire load (ordered after the epoch publish at entry, and pairing with the SPTE's
+    // publish), then the pfn, valid only if the flags did not move meanwhile. A value that is
+    // stale by the time it is used causes a spurious violation (the fault path re-checks under
+    // mmu_lock) or a translation that the pending remote TLB flush drops.
+    const flags = spteLoadFlags(pt, sptep);
     if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) {
       walkOut.steps = steps;
       walkOut.presentLeaf = false;
       return WalkResult.kWalkViolation;
     }
-    const pfn = pt[sptep + 1]!;
+    const pfn = spteReadPfn(pt, sptep, flags);
+    if (pfn < 0) {
+      // Replaced under us: read this level again (the table itself is kept alive by the epoch).
+      level++;
+      steps--;
+      continue;
+    }
     if (level === 1 || (flags & Spte.PT_PAGE_SIZE_MASK) !== 0) {
       if (write && (flags & Spte.PT_WRITABLE_MASK) === 0) {
         walkOut.steps = steps;

@@ -8,7 +8,7 @@
  * W keeps MMU-writable, so the fast page fault can restore it without mmu_lock; the caller
  * flushes TLBs before the ioctl returns whenever this reports a change.
  */
-import { PgLevel, Spte, PtLayout, isLastSpte, isShadowPresentPte } from '../spte.js';
+import { PgLevel, Spte, PtLayout, isLastSpte, isShadowPresentPte, spteLoadFlags } from '../spte.js';
 import { count, countN } from '../../../metrics/counters.js';
 import { VmLayout } from '../../vm-layout.js';
 import { Strat } from '../../dirty/strategy.js';
@@ -21,7 +21,10 @@ import type { Vm } from '../../vm.js';
  * bits clear already. The AND is harmless on a non-present or FROZEN word: neither has W or D.
  */
 function clearBits(pt: Int32Array, sptep: number, bits: number): number {
-  const seen = pt[sptep]!;
+  // READ_ONCE, not a plain read: a vCPU's walker sets D with cmpxchg at any time, and only a
+  // seq-cst load is ordered against it (and against the bitmap exchange before it) in
+  // ECMAScript's model. On x86 it is the same mov.
+  const seen = spteLoadFlags(pt, sptep);
   if ((seen & Spte.SPTE_MMU_PRESENT_MASK) === 0 || (seen & bits) === 0) return seen;
   return Atomics.and(pt, sptep, ~bits);
 }
@@ -111,14 +114,17 @@ export function tdpClearDirtyPtMasked(vm: Vm, gfn: number, lo: number, hi: numbe
 
 /**
  * The 4K page table holding gfn's SPTE: > 0 the page, 0 when no table exists (nothing mapped
- * there), -1 when a huge leaf maps it.
+ * there), -1 when a huge leaf maps it. Called with mmu_lock held for write (CLEAR_DIRTY_LOG, ring
+ * reset): no other thread links, unlinks or replaces a table meanwhile (vCPUs' walkers only set
+ * A/D in leaves), so the pfn word is read plainly; the flags word with READ_ONCE all the same,
+ * as every SPTE load that vCPUs may race with.
  */
 export function leafTableFor(vm: Vm, gfn: number): number {
   const pt = vm.pool.pt;
   let page = vm.root;
   for (let level = PgLevel.PT64_ROOT_4LEVEL; level > PgLevel.PG_LEVEL_4K; level--) {
     const sptep = page * PtLayout.kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * PtLayout.kSpteWords;
-    const flags = pt[sptep]!;
+    const flags = spteLoadFlags(pt, sptep);
     if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) return 0;
     if ((flags & Spte.PT_PAGE_SIZE_MASK) !== 0) return -1;
     page = pt[sptep + 1]!;
