@@ -5,7 +5,8 @@
  *   word 0 (flags)  bits 0..11 exactly as KVM's low SPTE bits: R=0 W=1 X=2 (EPT), huge=7
  *                   (PT_PAGE_SIZE_MASK), A=8, D=9 (EPT A/D), MMU-present=11 (SPTE_MMU_PRESENT_MASK);
  *                   KVM's high software bits at (bit - 32): host-writable 57 -> 25,
- *                   MMU-writable 58 -> 26, and bit 63 (SHADOW_NONPRESENT_VALUE) -> 31.
+ *                   MMU-writable 58 -> 26, and bit 63 (SHADOW_NONPRESENT_VALUE) -> 31;
+ *                   bits 12..24 hold the pfn generation (below), which has no KVM counterpart.
  *   word 1 (pfn)    the frame for a leaf, the child page-table page for a non-leaf.
  *
  * The flags word is the one CAS'd; the pfn word is written only while the flags word is
@@ -17,10 +18,13 @@
  * reader needs two words that belong together:
  *   publish:  cmpxchg(flags -> FROZEN)  ->  Atomics.store(pfn)  ->  Atomics.store/cmpxchg(flags)
  *   observe:  Atomics.load(flags)  ->  Atomics.load(pfn)  ->  Atomics.load(flags) unchanged
- * All of them are seq-cst, so they sit in one total order: a reader whose two flags loads agree
- * read a pfn that was current at some instant between them (a pfn changes only behind a frozen
- * or non-present flags word, which the second load would have seen). `spteLoadFlags` and
- * `spteReadPfn` are that pair; Atomics.load is a plain mov on x86 and an ldar on arm64.
+ * All of them are seq-cst, so they sit in one total order, and a pfn changes only behind a
+ * frozen or non-present flags word. Equal flags loads alone would still admit an ABA — flags A,
+ * then B with another pfn, then A again while the reader held B's pfn — so every publish with a
+ * new pfn also advances a 13-bit pfn generation in the flags word (withNextPfnGen): a reader
+ * whose two flags loads agree read the pfn that belongs to them, unless 8192 pfn changes of that
+ * one SPTE fit between two loads a few ns apart. `spteLoadFlags` and `spteReadPfn` are the
+ * observe pair; Atomics.load is a plain mov on x86 and an ldar on arm64.
  */
 export const enum Spte {
   PT_PRESENT_R = 1 << 0,
@@ -34,6 +38,9 @@ export const enum Spte {
   SPTE_MMU_WRITABLE = 1 << 26,
   SHADOW_NONPRESENT_VALUE = 1 << 31,
   FROZEN_SPTE = Spte.SHADOW_NONPRESENT_VALUE | 0x5a0,
+  /** Bits 12..24: the pfn generation, advanced by every publish that changes the pfn word. */
+  kSptePfnGenOne = 1 << 12,
+  kSptePfnGenMask = 0x1fff << 12,
   /** make_nonleaf_spte(): present, RWX, accessed. */
   kNonLeafFlags = Spte.SPTE_MMU_PRESENT_MASK | Spte.PT_PRESENT_R | Spte.PT_WRITABLE_MASK | Spte.PT_EXEC | Spte.SPTE_ACCESSED,
 }
@@ -69,6 +76,11 @@ export function spteLoadFlags(pt: Int32Array, sptep: number): number {
 export function spteReadPfn(pt: Int32Array, sptep: number, flags: number): number {
   const pfn = Atomics.load(pt, sptep + 1);
   return Atomics.load(pt, sptep) === flags ? pfn : -1;
+}
+
+/** `flags` to publish with a new pfn: the pfn generation of `oldFlags` plus one (it wraps). */
+export function withNextPfnGen(flags: number, oldFlags: number): number {
+  return (flags & ~Spte.kSptePfnGenMask) | ((oldFlags + Spte.kSptePfnGenOne) & Spte.kSptePfnGenMask);
 }
 
 export function isShadowPresentPte(flags: number): boolean {
@@ -155,6 +167,7 @@ export function checkSpteWritableInvariants(flags: number): string | null {
 /** The SPTE as KVM would hold it in 64 bits (for reports and tests). */
 export function spteToU64(flags: number, pfn: number): bigint {
   const lo = BigInt(flags & 0xfff);
-  const hi = BigInt((flags >>> 12) & 0xfffff) << 44n; // bits 44..63 of the u64 carry word bits 12..31 shifted up by 32
+  // Bits 44..63 of the u64 carry word bits 12..31 shifted up by 32, less the pfn generation.
+  const hi = BigInt(((flags & ~Spte.kSptePfnGenMask) >>> 12) & 0xfffff) << 44n;
   return lo | (BigInt(pfn) << 12n) | hi;
 }

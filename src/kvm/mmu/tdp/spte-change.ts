@@ -8,7 +8,7 @@
  * also claims the entry against other writers), then the pfn is written and the new flags are
  * published; a flags-only change is a single cmpxchg.
  */
-import { Spte, PtLayout, isLastSpte, isShadowPresentPte, pagesPerHpage } from '../spte.js';
+import { Spte, PtLayout, isLastSpte, isShadowPresentPte, pagesPerHpage, withNextPfnGen } from '../spte.js';
 import { pageStatWord } from '../../vm-layout.js';
 import { count, countN } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
@@ -44,10 +44,11 @@ export function tdpMmuSetSpteAtomic(vm: Vm, it: TdpIter, newFlags: number, newPf
       it.read();
       return false;
     }
-    // Publish: pfn, then flags, both seq-cst (the pair spteLoadFlags/spteReadPfn observes). A
-    // plain pfn store could become visible before the freeze on arm64 (a store after a
-    // store-release exclusive is not ordered after it), letting a reader pair old flags with
-    // the new pfn.
+    // Publish: pfn, then flags with the next pfn generation, both seq-cst (the pair
+    // spteLoadFlags/spteReadPfn observes). A plain pfn store could become visible before the
+    // freeze on arm64 (a store after a store-release exclusive is not ordered after it), letting
+    // a reader pair old flags with the new pfn.
+    newFlags = withNextPfnGen(newFlags, it.oldFlags);
     Atomics.store(pt, it.sptep + 1, newPfn);
     Atomics.store(pt, it.sptep, newFlags);
   }
@@ -64,6 +65,7 @@ export function tdpMmuIterSetSpte(vm: Vm, it: TdpIter, newFlags: number, newPfn:
   if (newPfn !== it.oldPfn) {
     Atomics.store(pt, it.sptep, Spte.FROZEN_SPTE);
     Atomics.store(pt, it.sptep + 1, newPfn);
+    newFlags = withNextPfnGen(newFlags, it.oldFlags);
   }
   Atomics.store(pt, it.sptep, newFlags);
   handleChangedSpte(vm, it.gfn, it.level, it.oldFlags, it.oldPfn, newFlags, false);
