@@ -12,7 +12,7 @@ import { EpochDomain } from '../shm/epoch.js';
 import { readLock, readUnlock, writeLock, writeUnlock } from '../shm/rwlock.js';
 import { fail } from '../host/errno.js';
 import type { Host, HostThread, NumaPolicy } from '../host/host.js';
-import { Vma, type VmaHandle, type BackingSource, backingPageOrder, isBackingSource, madviseDontneed } from '../host/mm.js';
+import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExtent, isBackingSource, madviseDontneed } from '../host/mm.js';
 import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
@@ -504,27 +504,64 @@ export class Vm {
    * An mmu_notifier invalidation of guest frames [start, end), as the host's MADV_DONTNEED (or
    * migration, or a hole punch) would send: invalidate_range_start zaps SPTEs and flushes, the
    * host drops its pages (`unmap`), invalidate_range_end bumps mmu_invalidate_seq.
+   *
+   * The host side decides what it unmaps (dontneedExtent(): hugetlb only whole huge pages) and
+   * the notifier covers exactly that hva range, translated back to gfns in every memslot that
+   * maps it (kvm_handle_hva_range() walks all slots over the hva range, so an aliasing slot is
+   * zapped too). Zapping only the requested gfns would leave SPTEs — e.g. the 511 4K SPTEs of a
+   * hugetlb page that dirty logging split — mapping a folio the host has freed.
    */
   invalidateRange(start: number, end: number, opts: { unmap?: boolean; between?: () => void } = {}): void {
     if (!(start >= 0 && end > start && end <= kMaxGfn + 1)) fail('EINVAL', `bad gfn range [${start}, ${end})`);
     count(this.ctx.metrics, Op.invalidate);
+    const host = this.hostUnmapRanges(start, end);
     this.withMmuWriteLock(() => {
       kvmMmuInvalidateBegin(this);
-      kvmMmuInvalidateRangeAdd(this, start, end);
-      if (tdpMmuZapLeafs(this, start, end)) kvmFlushRemoteTlbs(this);
+      let flush = false;
+      for (let i = 0; i < host.length; i += 3) {
+        const vma = this.vmas[host[i]!]!;
+        const first = host[i + 1]!;
+        const last = host[i + 2]!;
+        for (const s of this.memslots) {
+          if (s.vma !== vma) continue;
+          const lo = Math.max(first, s.vmaOffset);
+          const hi = Math.min(last, s.vmaOffset + s.npages);
+          if (lo >= hi) continue;
+          const g0 = s.baseGfn + (lo - s.vmaOffset);
+          const g1 = s.baseGfn + (hi - s.vmaOffset);
+          kvmMmuInvalidateRangeAdd(this, g0, g1);
+          if (tdpMmuZapLeafs(this, g0, g1)) flush = true;
+        }
+      }
+      if (flush) kvmFlushRemoteTlbs(this);
     });
     if (opts.unmap !== false) {
-      for (const s of this.memslots) {
-        const lo = Math.max(start, s.baseGfn);
-        const hi = Math.min(end, s.endGfn);
-        if (lo >= hi || s.vma === null) continue;
-        madviseDontneed(this.ctx.hostThread, s.vma, s.vmaOffset + (lo - s.baseGfn), hi - lo);
+      for (let i = 0; i < host.length; i += 3) {
+        madviseDontneed(this.ctx.hostThread, this.vmas[host[i]!]!, host[i + 1]!, host[i + 2]! - host[i + 1]!);
       }
     }
     opts.between?.();
     this.withMmuWriteLock(() => kvmMmuInvalidateEnd(this));
     // A VMM-side call leaves nothing in this thread's caches: the audit can run right after.
     this.ctx.hostThread.drain();
+  }
+
+  /**
+   * The host ranges an invalidation of gfns [start, end) really unmaps, as (vma index, first page,
+   * end page) triples: each memslot's part of the gfn range in hva terms, widened by the host
+   * (dontneedExtent()). VMM-side and cold: allocation is fine here.
+   */
+  private hostUnmapRanges(start: number, end: number): number[] {
+    const out: number[] = [];
+    const ext = [0, 0];
+    for (const s of this.memslots) {
+      const lo = Math.max(start, s.baseGfn);
+      const hi = Math.min(end, s.endGfn);
+      if (lo >= hi || s.vma === null) continue;
+      dontneedExtent(s.vma, s.vmaOffset + (lo - s.baseGfn), hi - lo, ext);
+      out.push(this.vmas.indexOf(s.vma), ext[0]!, ext[1]!);
+    }
+    return out;
   }
 
   /** Reclaim retired page-table pages that no walker can reach any more. */
