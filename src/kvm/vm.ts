@@ -26,6 +26,7 @@ import { PgLevel, PtLayout } from './mmu/spte.js';
 import { kvmFlushRemoteTlbs } from './requests.js';
 import { kvmMmuInvalidateBegin, kvmMmuInvalidateEnd, kvmMmuInvalidateRangeAdd } from './invalidate.js';
 import { VmLayout } from './vm-layout.js';
+import { withVcpusStopped } from './run-exclusion.js';
 import { VcpuLayout, KvmReq } from './vcpu-layout.js';
 import { kvmMakeAllCpusRequest } from './requests.js';
 import {
@@ -280,6 +281,10 @@ export class Vm {
   }
 
   private installMemslot(h0: MemslotHandle): void {
+    this.withVcpusStopped(`create memslot ${h0.asId << 16 | h0.id}`, () => this.installMemslotStopped(h0));
+  }
+
+  private installMemslotStopped(h0: MemslotHandle): void {
     const vma = this.vmaCovering(h0.userspaceAddr, h0.npages * 4096);
     const h: MemslotHandle = { ...h0, vmaId: vma ? vma.id : -1 };
     const slot = new Memslot(h, vma);
@@ -296,6 +301,10 @@ export class Vm {
   }
 
   private deleteMemslot(slot: Memslot): void {
+    this.withVcpusStopped(`delete memslot ${slot.asId << 16 | slot.id}`, () => this.deleteMemslotStopped(slot));
+  }
+
+  private deleteMemslotStopped(slot: Memslot): void {
     // kvm_arch_flush_shadow_memslot(): nothing may map the slot once it is gone.
     this.withMmuWriteLock(() => {
       if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
@@ -420,6 +429,10 @@ export class Vm {
 
   /** Capacity for every slot mapped at 4K, plus slack for tables waiting out their epoch. */
   private ensurePoolCapacity(): void {
+    this.withVcpusStopped('grow the page-table pool', () => this.ensurePoolCapacityStopped());
+  }
+
+  private ensurePoolCapacityStopped(): void {
     let need = 1;
     for (const s of this.slots.values()) {
       for (let level = 1; level < PgLevel.PT64_ROOT_4LEVEL; level++) need += Math.ceil(s.npages / PtLayout.SPTE_ENT_PER_PAGE ** level) + 1;
@@ -434,12 +447,25 @@ export class Vm {
     for (const v of this.vcpus) v.reattach();
   }
 
+  /**
+   * Run a VMM-side update that copies shared state with every vCPU out of KVM_RUN, else EBUSY
+   * (run-exclusion.ts; flags-only memslot changes do not come here: they run concurrently).
+   */
+  private withVcpusStopped<T>(what: string, fn: () => T): T {
+    return withVcpusStopped(this.w, this.vcpuWords, this.exclusion, what, fn);
+  }
+  private readonly exclusion = { depth: 0 };
+
   private maxVcpusInUse(): number {
     return this.vcpuWords.length;
   }
 
   /** KVM_CREATE_VCPU */
   createVcpu(id = this.vcpuWords.length): Vcpu {
+    return this.withVcpusStopped(`create vCPU ${id}`, () => this.createVcpuStopped(id));
+  }
+
+  private createVcpuStopped(id: number): Vcpu {
     if (!Number.isInteger(id) || id < 0 || id >= this.maxVcpus) fail('EINVAL', `vCPU id ${id} out of range (max ${this.maxVcpus})`);
     if (id !== this.vcpuWords.length) fail('EINVAL', `vCPU ids are dense here: next id is ${this.vcpuWords.length}`);
     const sab = allocSab(VcpuLayout.kVcpuBytes);
