@@ -69,6 +69,25 @@ describe('invalidation covers the range the host really unmaps', () => {
     expect(host.audit().violations).toEqual([]);
   });
 
+  it('a slot aliasing the same hugetlb page is zapped too (the notifier works on hva, every slot over it)', () => {
+    const host = Host.create({ memory: 32 * kMiB, hugepages2m: 2 });
+    const vm = host.createVm();
+    const hva = vm.mmap({ size: 2 * kMiB, backing: 'anonymous_hugetlb_2mb' });
+    const a = 0x100000;
+    const b = 0x200000;
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: a * 4096, memorySize: 2 * kMiB, userspaceAddr: hva });
+    vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: b * 4096, memorySize: 2 * kMiB, userspaceAddr: hva });
+    const vcpu = vm.createVcpu();
+    expect(vcpu.run(span(a, a + 1), 10)).toBe(1);
+    expect(vcpu.run(span(b, b + 1), 10)).toBe(1);
+    expect(vm.getStats().pages_2m).toBe(2);
+    // One 4K gfn of slot 0: the host drops the whole huge page, which slot 1 maps as well.
+    vm.invalidateRange(a + 5, a + 6);
+    expect([mapped(vm, a), mapped(vm, b)]).toEqual([false, false]);
+    expect(vm.getStats().pages_2m).toBe(0);
+    expect(host.audit().violations).toEqual([]);
+  });
+
   it('1G hugetlb split to 4K: invalidating one 4K gfn zaps the whole 1G page', () => {
     const base = 0x40000; // 1 GiB-aligned gfn
     const { host, vm, npages } = splitSlot('anonymous_hugetlb_1gb', 1024 * kMiB, base, { memory: 1088 * kMiB, hugepages1g: 1 }, 262144);
