@@ -5,7 +5,8 @@
  * All state that threads share lives in SABs; a `Vm` object is one thread's view of it. The main
  * thread creates VMs; workers `Vm.attach()` the handle. Changes that replace SABs (memslot
  * create/delete/move, page-table pool growth) bump the memslot generation and must happen while
- * no vCPU runs; workers re-attach when they see a new generation.
+ * no vCPU runs (enforced: EBUSY, see run-exclusion.ts); workers re-attach when they see a new
+ * generation.
  */
 import { allocSab } from '../shm/arena.js';
 import { EpochDomain } from '../shm/epoch.js';
