@@ -207,9 +207,26 @@ function thpFault(t: HostThread, vma: Vma, idx: number): number {
 }
 
 /**
+ * The VMA pages [first, end) that MADV_DONTNEED over [first, first + n) really unmaps, which is
+ * the range its mmu_notifier invalidation must cover (written to `out[0..1]`, clamped to the VMA):
+ *  - hugetlb unmaps whole huge pages only: __unmap_hugepage_range() widens the notifier range to
+ *    the huge page size (adjust_range_if_pmd_sharing_possible() and the hstate alignment) before
+ *    mmu_notifier_invalidate_range_start(), so the range grows to the huge page boundaries;
+ *  - THP and 4K: zap_huge_pmd() drops a whole PMD-mapped folio only when the range covers the
+ *    whole PMD, else __split_huge_pmd() splits it and only the 4K PTEs in range go; either way the
+ *    pages unmapped are exactly those requested.
+ */
+export function dontneedExtent(vma: Vma, first: number, n: number, out: Int32Array | number[]): void {
+  const granule = 2 ** vma.granuleOrder;
+  out[0] = Math.floor(first / granule) * granule;
+  out[1] = Math.min(vma.npages, Math.ceil((first + n) / granule) * granule);
+}
+
+/**
  * MADV_DONTNEED over VMA pages [first, first + n): drop the host mappings, freeing folios whose
- * last mapping goes. Hugetlb ranges are widened to whole huge pages, as the kernel requires.
- * The caller has already run the mmu_notifier invalidation for the range.
+ * last mapping goes. Hugetlb ranges are widened to whole huge pages, as the kernel requires
+ * (dontneedExtent() says which pages go). The caller has already run the mmu_notifier
+ * invalidation over dontneedExtent(), not just the requested pages.
  */
 export function madviseDontneed(t: HostThread, vma: Vma, first: number, n: number): number {
   const frames = t.host.frames;

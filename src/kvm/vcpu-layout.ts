@@ -4,6 +4,7 @@
  *
  *   Int32 [0]        vcpu->mode (OUTSIDE / IN_GUEST / EXITING)
  *   Int32 [1]        vcpu->requests (bit per KVM_REQ_*)
+ *   Int32 [2]        1 while inside KVM_RUN (run-exclusion.ts; the VMM reads it)
  *   Int32 [32..]     page-table page cache (count + pages), as mmu_memory_cache
  *   Int32 [48..]     software TLB generation + dirty-ring indices
  *   Int32 [64..319]  software TLB: kTlbEntries x (gfn, pfn, flags, gen)   (bytes 256..1279)
@@ -14,6 +15,8 @@ export const enum VcpuLayout {
   kVcpuBytes = 4096,
   kVcpuMode = 0,
   kVcpuRequests = 1,
+  /** 1 while the vCPU is inside run() (KVM_RUN): the VMM refuses copying updates then. */
+  kVcpuRunning = 2,
   kVcpuMmuCacheCount = 32,
   kVcpuMmuCache = 33,
   kMmuCacheMax = 8,

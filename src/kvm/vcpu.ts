@@ -23,6 +23,7 @@ import { VmLayout } from './vm-layout.js';
 import { pmlDrain, pmlEnabled, pmlLog } from './dirty/pml.js';
 import { ringSoftFull } from './dirty/ring.js';
 import type { Memslot } from './memslot.js';
+import { vcpuRunBegin, vcpuRunEnd } from './run-exclusion.js';
 import type { Vm } from './vm.js';
 
 /**
@@ -118,6 +119,7 @@ export class Vcpu {
       return 0;
     }
     this.pml = pmlEnabled(vm);
+    vcpuRunBegin(vm.w, w, this.id);
     this.enterGuest();
     let n = 0;
     try {
@@ -147,6 +149,7 @@ export class Vcpu {
       // Even when a fault fails (EFAULT out of KVM_RUN): leave guest mode and the epoch, so
       // flushes do not wait for us and retired tables can be freed, and keep the stats.
       this.exitGuest();
+      vcpuRunEnd(w);
       const f = this.f;
       f[VcpuLayout.kVcpuStatModeledNs]! += m.t - t0;
       f[VcpuLayout.kVcpuStatAccesses]! += n;

@@ -8,7 +8,7 @@
  *   line 3   pages_4k      line 4  pages_2m      line 5  pages_1g
  *   line 6   remote_tlb_flush, remote_tlb_flush_requests
  *   line 7   test hooks (a gfn at which a fault parks, and the handshake word)
- *   line 8   root, memslot generation, nr_memslots_dirty_logging, dirty caps, flags
+ *   line 8   root, memslot generation, nr_memslots_dirty_logging, dirty caps, flags, VMM-exclusive
  */
 import { Arena } from '../shm/arena.js';
 
@@ -47,6 +47,8 @@ export const enum VmLayout {
   kVmStrategy = VmLayout.kVmRoot + 8,
   /** Bumped by KVM_RESET_DIRTY_RINGS so vCPUs parked on a full ring can look again. */
   kVmRingResetGen = VmLayout.kVmRoot + 9,
+  /** 1 while the VMM runs an update that needs every vCPU out of KVM_RUN (run-exclusion.ts). */
+  kVmVmmExclusive = VmLayout.kVmRoot + 10,
   kVmWords = Arena.kPadWords * 9,
 }
 

@@ -5,14 +5,15 @@
  * All state that threads share lives in SABs; a `Vm` object is one thread's view of it. The main
  * thread creates VMs; workers `Vm.attach()` the handle. Changes that replace SABs (memslot
  * create/delete/move, page-table pool growth) bump the memslot generation and must happen while
- * no vCPU runs; workers re-attach when they see a new generation.
+ * no vCPU runs (enforced: EBUSY, see run-exclusion.ts); workers re-attach when they see a new
+ * generation.
  */
 import { allocSab } from '../shm/arena.js';
 import { EpochDomain } from '../shm/epoch.js';
 import { readLock, readUnlock, writeLock, writeUnlock } from '../shm/rwlock.js';
 import { fail } from '../host/errno.js';
 import type { Host, HostThread, NumaPolicy } from '../host/host.js';
-import { Vma, type VmaHandle, type BackingSource, backingPageOrder, isBackingSource, madviseDontneed } from '../host/mm.js';
+import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExtent, isBackingSource, madviseDontneed } from '../host/mm.js';
 import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
@@ -26,6 +27,7 @@ import { PgLevel, PtLayout } from './mmu/spte.js';
 import { kvmFlushRemoteTlbs } from './requests.js';
 import { kvmMmuInvalidateBegin, kvmMmuInvalidateEnd, kvmMmuInvalidateRangeAdd } from './invalidate.js';
 import { VmLayout } from './vm-layout.js';
+import { withVcpusStopped } from './run-exclusion.js';
 import { VcpuLayout, KvmReq } from './vcpu-layout.js';
 import { kvmMakeAllCpusRequest } from './requests.js';
 import {
@@ -280,6 +282,10 @@ export class Vm {
   }
 
   private installMemslot(h0: MemslotHandle): void {
+    this.withVcpusStopped(`create memslot ${h0.asId << 16 | h0.id}`, () => this.installMemslotStopped(h0));
+  }
+
+  private installMemslotStopped(h0: MemslotHandle): void {
     const vma = this.vmaCovering(h0.userspaceAddr, h0.npages * 4096);
     const h: MemslotHandle = { ...h0, vmaId: vma ? vma.id : -1 };
     const slot = new Memslot(h, vma);
@@ -296,6 +302,10 @@ export class Vm {
   }
 
   private deleteMemslot(slot: Memslot): void {
+    this.withVcpusStopped(`delete memslot ${slot.asId << 16 | slot.id}`, () => this.deleteMemslotStopped(slot));
+  }
+
+  private deleteMemslotStopped(slot: Memslot): void {
     // kvm_arch_flush_shadow_memslot(): nothing may map the slot once it is gone.
     this.withMmuWriteLock(() => {
       if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
@@ -420,6 +430,10 @@ export class Vm {
 
   /** Capacity for every slot mapped at 4K, plus slack for tables waiting out their epoch. */
   private ensurePoolCapacity(): void {
+    this.withVcpusStopped('grow the page-table pool', () => this.ensurePoolCapacityStopped());
+  }
+
+  private ensurePoolCapacityStopped(): void {
     let need = 1;
     for (const s of this.slots.values()) {
       for (let level = 1; level < PgLevel.PT64_ROOT_4LEVEL; level++) need += Math.ceil(s.npages / PtLayout.SPTE_ENT_PER_PAGE ** level) + 1;
@@ -434,12 +448,25 @@ export class Vm {
     for (const v of this.vcpus) v.reattach();
   }
 
+  /**
+   * Run a VMM-side update that copies shared state with every vCPU out of KVM_RUN, else EBUSY
+   * (run-exclusion.ts; flags-only memslot changes do not come here: they run concurrently).
+   */
+  private withVcpusStopped<T>(what: string, fn: () => T): T {
+    return withVcpusStopped(this.w, this.vcpuWords, this.exclusion, what, fn);
+  }
+  private readonly exclusion = { depth: 0 };
+
   private maxVcpusInUse(): number {
     return this.vcpuWords.length;
   }
 
   /** KVM_CREATE_VCPU */
   createVcpu(id = this.vcpuWords.length): Vcpu {
+    return this.withVcpusStopped(`create vCPU ${id}`, () => this.createVcpuStopped(id));
+  }
+
+  private createVcpuStopped(id: number): Vcpu {
     if (!Number.isInteger(id) || id < 0 || id >= this.maxVcpus) fail('EINVAL', `vCPU id ${id} out of range (max ${this.maxVcpus})`);
     if (id !== this.vcpuWords.length) fail('EINVAL', `vCPU ids are dense here: next id is ${this.vcpuWords.length}`);
     const sab = allocSab(VcpuLayout.kVcpuBytes);
@@ -504,27 +531,64 @@ export class Vm {
    * An mmu_notifier invalidation of guest frames [start, end), as the host's MADV_DONTNEED (or
    * migration, or a hole punch) would send: invalidate_range_start zaps SPTEs and flushes, the
    * host drops its pages (`unmap`), invalidate_range_end bumps mmu_invalidate_seq.
+   *
+   * The host side decides what it unmaps (dontneedExtent(): hugetlb only whole huge pages) and
+   * the notifier covers exactly that hva range, translated back to gfns in every memslot that
+   * maps it (kvm_handle_hva_range() walks all slots over the hva range, so an aliasing slot is
+   * zapped too). Zapping only the requested gfns would leave SPTEs — e.g. the 511 4K SPTEs of a
+   * hugetlb page that dirty logging split — mapping a folio the host has freed.
    */
   invalidateRange(start: number, end: number, opts: { unmap?: boolean; between?: () => void } = {}): void {
     if (!(start >= 0 && end > start && end <= kMaxGfn + 1)) fail('EINVAL', `bad gfn range [${start}, ${end})`);
     count(this.ctx.metrics, Op.invalidate);
+    const host = this.hostUnmapRanges(start, end);
     this.withMmuWriteLock(() => {
       kvmMmuInvalidateBegin(this);
-      kvmMmuInvalidateRangeAdd(this, start, end);
-      if (tdpMmuZapLeafs(this, start, end)) kvmFlushRemoteTlbs(this);
+      let flush = false;
+      for (let i = 0; i < host.length; i += 3) {
+        const vma = this.vmas[host[i]!]!;
+        const first = host[i + 1]!;
+        const last = host[i + 2]!;
+        for (const s of this.memslots) {
+          if (s.vma !== vma) continue;
+          const lo = Math.max(first, s.vmaOffset);
+          const hi = Math.min(last, s.vmaOffset + s.npages);
+          if (lo >= hi) continue;
+          const g0 = s.baseGfn + (lo - s.vmaOffset);
+          const g1 = s.baseGfn + (hi - s.vmaOffset);
+          kvmMmuInvalidateRangeAdd(this, g0, g1);
+          if (tdpMmuZapLeafs(this, g0, g1)) flush = true;
+        }
+      }
+      if (flush) kvmFlushRemoteTlbs(this);
     });
     if (opts.unmap !== false) {
-      for (const s of this.memslots) {
-        const lo = Math.max(start, s.baseGfn);
-        const hi = Math.min(end, s.endGfn);
-        if (lo >= hi || s.vma === null) continue;
-        madviseDontneed(this.ctx.hostThread, s.vma, s.vmaOffset + (lo - s.baseGfn), hi - lo);
+      for (let i = 0; i < host.length; i += 3) {
+        madviseDontneed(this.ctx.hostThread, this.vmas[host[i]!]!, host[i + 1]!, host[i + 2]! - host[i + 1]!);
       }
     }
     opts.between?.();
     this.withMmuWriteLock(() => kvmMmuInvalidateEnd(this));
     // A VMM-side call leaves nothing in this thread's caches: the audit can run right after.
     this.ctx.hostThread.drain();
+  }
+
+  /**
+   * The host ranges an invalidation of gfns [start, end) really unmaps, as (vma index, first page,
+   * end page) triples: each memslot's part of the gfn range in hva terms, widened by the host
+   * (dontneedExtent()). VMM-side and cold: allocation is fine here.
+   */
+  private hostUnmapRanges(start: number, end: number): number[] {
+    const out: number[] = [];
+    const ext = [0, 0];
+    for (const s of this.memslots) {
+      const lo = Math.max(start, s.baseGfn);
+      const hi = Math.min(end, s.endGfn);
+      if (lo >= hi || s.vma === null) continue;
+      dontneedExtent(s.vma, s.vmaOffset + (lo - s.baseGfn), hi - lo, ext);
+      out.push(this.vmas.indexOf(s.vma), ext[0]!, ext[1]!);
+    }
+    return out;
   }
 
   /** Reclaim retired page-table pages that no walker can reach any more. */

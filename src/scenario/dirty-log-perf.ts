@@ -130,18 +130,14 @@ export async function runDirtyLogPerf(f: Record<string, unknown>, io: ScenarioIo
     }
   };
   const vcpuPhase = async (name: string, iteration: number, writePercent: number, random: boolean, during?: () => void): Promise<PhaseOutcome> => {
-    let done = false;
     timer.begin();
-    const p = runner.phase(name, (ref) => memstressStream(c, layout, ref, vms[ref.vm]!.id, random ? 'random' : 'sequential', writePercent, iteration), `${name}.page_fault`)
-      .finally(() => (done = true));
-    if (ring || during) {
-      while (!done) {
-        if (ring) reap();
-        during?.();
-        await new Promise((r) => setTimeout(r, ring ? 0 : 1));
-      }
-    }
-    const out = await p;
+    // VMM work while the vCPUs run; on one worker the runner calls it at fixed points of vCPU
+    // progress (after every round of slices), so a seed reproduces the run exactly.
+    const vmmStep = ring || during ? () => {
+      if (ring) reap();
+      during?.();
+    } : undefined;
+    const out = await runner.phase(name, (ref) => memstressStream(c, layout, ref, vms[ref.vm]!.id, random ? 'random' : 'sequential', writePercent, iteration), `${name}.page_fault`, vmmStep);
     // VMM work done while the vCPUs ran (the reaper) is its own phase.
     const vmmDelta = timer.delta();
     if (vmmDelta.some((x) => x !== 0)) runner.vmmPhase(`${name}.vmm`, 0, vmmDelta);

@@ -17,7 +17,8 @@ import { addCounters, modeledNs } from '../metrics/counters.js';
 import { kOpCount } from '../metrics/ops.js';
 import { HistogramMerger } from '../metrics/histogram.js';
 import type { StreamSpec } from '../workload/memstress.js';
-import type { PhaseTask, PhaseTaskResult, VcpuPhaseResult, VcpuWork } from './worker-runtime.js';
+import { allocSab } from '../shm/arena.js';
+import { type PhaseTask, type PhaseTaskResult, type VcpuPhaseResult, type VcpuWork, PhaseSync } from './worker-runtime.js';
 
 export interface VcpuRef {
   /** Index into runner.vms */
@@ -70,22 +71,42 @@ export class Runner {
   }
 
   /** Run one phase: every vCPU executes the stream `streamFor` gives it; resolves at the barrier. */
-  async phase(name: string, streamFor: (ref: VcpuRef) => StreamSpec, faultHistogram = `${name}.page_fault`): Promise<PhaseOutcome> {
+  /**
+   * Run one phase: every vCPU executes the stream `streamFor` gives it; resolves at the barrier.
+   * `vmmStep`, if given, is VMM-thread work done while the vCPUs run (the dirty ring reaper, -e's
+   * disable). On one worker it runs at fixed points of vCPU progress — after every round of
+   * slices, with the worker parked (worker-runtime.ts) — so a seed gives the same interleaving,
+   * counters and modeled times every run; on several workers it runs freely alongside them, as a
+   * VMM thread does, and only the outcome's invariants are reproducible.
+   */
+  async phase(name: string, streamFor: (ref: VcpuRef) => StreamSpec, faultHistogram = `${name}.page_fault`, vmmStep?: () => void): Promise<PhaseOutcome> {
     const host = this.host.handle;
     const vmHandles = this.vms.map((vm) => vm.handle());
     const t0 = performance.now();
+    const busy = this.shards.filter((refs) => refs.length > 0).length;
+    const sync = vmmStep !== undefined && busy === 1 ? new Int32Array(allocSab(4)) : null;
     const tasks = this.shards.map((refs, slot) => {
       if (refs.length === 0) return null;
       const work: VcpuWork[] = refs.map((r) => ({ vm: r.vm, vcpu: r.vcpu, stream: streamFor(r) }));
       const task: PhaseTask = {
         runId: this.runId, slot, phase: name, host, vms: vmHandles, work, cost: this.opts.cost,
         sliceAccesses: this.opts.sliceAccesses ?? 4096, wallEvery: this.opts.wallEvery ?? 16, faultHistogram,
+        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer),
       };
       return this.pool.run(task) as Promise<PhaseTaskResult>;
     });
     let results: PhaseTaskResult[];
     try {
-      results = (await Promise.all(tasks.filter((t) => t !== null))) as PhaseTaskResult[];
+      const all = Promise.all(tasks.filter((t) => t !== null)) as Promise<PhaseTaskResult[]>;
+      if (vmmStep !== undefined) {
+        let settled = false;
+        const watched = all.finally(() => (settled = true));
+        // A rejection is handled by the await below; do not let it go unhandled meanwhile.
+        watched.catch(() => {});
+        if (sync !== null) await vmmAtRounds(sync, vmmStep, () => settled);
+        else await vmmAlongside(vmmStep, () => settled);
+      }
+      results = await all;
     } catch (e) {
       await this.close();
       throw e;
@@ -116,5 +137,37 @@ export class Runner {
     if (this.closed) return;
     this.closed = true;
     await this.pool.destroy();
+  }
+}
+
+type WaitAsync = (a: Int32Array, i: number, v: number, timeoutMs: number) => { async: boolean; value: Promise<string> | string };
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+
+/**
+ * One worker: run `step` each time the worker parks between rounds, then release it (the pair:
+ * the worker's seq-cst store of kSyncParked / our load of it, our store of kSyncRunning / its
+ * wait on that word). Ends when the worker is done or the phase settled (a worker threw).
+ */
+async function vmmAtRounds(sync: Int32Array, step: () => void, settled: () => boolean): Promise<void> {
+  for (;;) {
+    const state = Atomics.load(sync, 0);
+    if (state === PhaseSync.kSyncDone || settled()) return;
+    if (state === PhaseSync.kSyncParked) {
+      step();
+      Atomics.store(sync, 0, PhaseSync.kSyncRunning);
+      Atomics.notify(sync, 0);
+      continue;
+    }
+    // Bounded: a worker that threw never writes kSyncDone; `settled` notices that.
+    const r = waitAsync(sync, 0, PhaseSync.kSyncRunning, 50);
+    if (r.async) await r.value;
+  }
+}
+
+/** Several workers: the VMM thread runs `step` as often as the event loop lets it, alongside them. */
+async function vmmAlongside(step: () => void, settled: () => boolean): Promise<void> {
+  while (!settled()) {
+    step();
+    await new Promise((r) => setTimeout(r, 0));
   }
 }

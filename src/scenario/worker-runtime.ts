@@ -34,6 +34,19 @@ export interface PhaseTask {
   wallEvery: number;
   /** Histogram name for vCPU faults in this phase. */
   faultHistogram: string;
+  /**
+   * With VMM work during the phase on a single worker: the handshake word (PhaseSync) at which
+   * the worker parks after every round of slices so the VMM acts at a fixed point of vCPU
+   * progress. null: run freely.
+   */
+  sync: SharedArrayBuffer | null;
+}
+
+export const enum PhaseSync {
+  kSyncRunning = 0,
+  /** The worker finished a round and waits for the VMM step. */
+  kSyncParked = 1,
+  kSyncDone = 2,
 }
 
 export interface VcpuPhaseResult {
@@ -100,6 +113,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
     // the VM's reset generation instead of spinning.
     let live = vcpus.length;
     const done = new Uint8Array(vcpus.length);
+    const sync = task.sync === null ? null : new Int32Array(task.sync);
     while (live > 0) {
       let progressed = false;
       for (let i = 0; i < vcpus.length; i++) {
@@ -113,7 +127,11 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
           progressed = true;
         }
       }
-      if (!progressed && live > 0) {
+      if (sync !== null) {
+        // Deterministic VMM point: after every round (also one where every vCPU waits on a full
+        // ring: the VMM's harvest and reset at this point is what lets them go on).
+        if (live > 0) parkForVmm(sync);
+      } else if (!progressed && live > 0) {
         const w = vcpus.find((_, i) => !done[i])!.vm.w;
         Atomics.wait(w, VmLayout.kVmRingResetGen, Atomics.load(w, VmLayout.kVmRingResetGen), 1);
       }
@@ -132,7 +150,19 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       histograms: hists.encode(),
     };
   } finally {
+    if (task.sync !== null) {
+      const sync = new Int32Array(task.sync);
+      Atomics.store(sync, 0, PhaseSync.kSyncDone);
+      Atomics.notify(sync, 0);
+    }
     a.ctx.hostThread.drain();
     hists.destroy();
   }
+}
+
+/** Park until the VMM thread ran its step (see vmmAtRounds() in runner.ts for the pair). */
+function parkForVmm(sync: Int32Array): void {
+  Atomics.store(sync, 0, PhaseSync.kSyncParked);
+  Atomics.notify(sync, 0);
+  while (Atomics.load(sync, 0) === PhaseSync.kSyncParked) Atomics.wait(sync, 0, PhaseSync.kSyncParked, 1000);
 }

@@ -63,7 +63,11 @@ export class EpochDomain {
   current(): number {
     return Atomics.load(this.words, EpochLayout.kEpochGlobal);
   }
-  /** Oldest epoch any participant is still in, or Infinity when all are idle. */
+  /**
+   * Oldest epoch any participant is still in, or Infinity when all are idle. Memory retired in
+   * epoch e is unreachable once this is > e — for retirements made before the call only (see
+   * PtPool.reclaim()).
+   */
   oldestActive(): number {
     let min = Infinity;
     for (let p = 0; p < this.participants; p++) {
@@ -71,9 +75,5 @@ export class EpochDomain {
       if (e !== EpochLayout.kEpochIdle && e < min) min = e;
     }
     return min;
-  }
-  /** True when memory retired in `epoch` can no longer be reached by any participant. */
-  safeToFree(epoch: number): boolean {
-    return this.oldestActive() > epoch;
   }
 }

@@ -122,7 +122,9 @@ export class PtPool {
     const slot = (tail % this.capacity) * 2;
     this.retireRing[slot] = page;
     this.retireRing[slot + 1] = e;
-    w[VmLayout.kVmPtRetireTail] = tail + 1;
+    // Publish (pairs with the tail load at the top of reclaim()): a reclaim that sees this entry
+    // also sees the epoch advance above, so its participant scan comes after it.
+    Atomics.store(w, VmLayout.kVmPtRetireTail, tail + 1);
     spinUnlock(w, VmLayout.kVmPtLock);
   }
 
@@ -130,17 +132,37 @@ export class PtPool {
     return Atomics.load(this.vmw, VmLayout.kVmPtRetireTail) - Atomics.load(this.vmw, VmLayout.kVmPtRetireHead);
   }
 
-  /** Free every retired page whose epoch no participant can still be in. Returns pages freed. */
+  /**
+   * Test hook: called by reclaim() between its read of the retire tail and its scan of the
+   * participants' epochs, so a test can retire a page and enter a walker in that window.
+   */
+  reclaimHook: (() => void) | null = null;
+
+  /**
+   * Free every retired page whose epoch no participant can still be in. Returns pages freed.
+   *
+   * Order matters (the RCU grace-period rule: a grace period vouches only for removals that
+   * happened before it started). The tail is read first, then the participants: every entry
+   * below that tail was retired — its epoch e taken by advance() — before the scan, so a
+   * walker that could still reach the page is in the scan with an epoch <= e, and one that
+   * enters later reads a global epoch > e and cannot reach the unlinked page. An entry retired
+   * after the tail was read may have a walker that entered after the scan; it waits for the next
+   * reclaim. (Scanning first and reading the tail after let such an entry be freed under a walker.)
+   */
   reclaim(): number {
     const w = this.vmw;
+    // Observe (pairs with the tail publish in retire()).
+    const tail = Atomics.load(w, VmLayout.kVmPtRetireTail);
+    if (this.reclaimHook !== null) this.reclaimHook();
     const oldest = this.epoch.oldestActive();
     spinLock(w, VmLayout.kVmPtLock);
     let head = w[VmLayout.kVmPtRetireHead]!;
-    const tail = w[VmLayout.kVmPtRetireTail]!;
     let top = w[VmLayout.kVmPtFreeTop]!;
     let freed = 0;
+    // head may have passed the snapshot (a concurrent reclaim): then there is nothing to do.
     while (head < tail) {
       const slot = (head % this.capacity) * 2;
+      // Retired in epoch e: reachable while a participant is still in e (or earlier).
       if (this.retireRing[slot + 1]! >= oldest) break;
       const page = this.retireRing[slot]!;
       this.pt.fill(0, page * PtLayout.kPtPageWords, (page + 1) * PtLayout.kPtPageWords);
