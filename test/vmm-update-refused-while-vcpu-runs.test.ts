@@ -72,8 +72,12 @@ describe('VMM updates that copy shared state are refused while a vCPU runs', () 
       expect(vm.generation).toBe(gen0);
       expect(Atomics.load(vm.w, VmLayout.kVmVmmExclusive)).toBe(0);
 
-      // Flags-only (dirty logging on and off) goes through under a running vCPU, as in KVM.
+      // Flags-only (dirty logging on and off) goes through under a running vCPU, as in KVM —
+      // after synchronize_srcu() waited for the parked fault, which read the old flags: let it
+      // go on by itself (this thread is the one that waits).
+      Atomics.store(vm.w, VmLayout.kVmHookTimeoutMs, 50);
       vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
+      expect(Atomics.load(vm.w, VmLayout.kVmHookState)).toBe(HookState.kHookReleased);
       expect(vm.memslots[0]!.flags & KVM_MEM_LOG_DIRTY_PAGES).toBe(KVM_MEM_LOG_DIRTY_PAGES);
       vm.setUserMemoryRegion2(region);
 

@@ -69,7 +69,10 @@ export function isPageFaultStale(vm: Vm, mmuSeq: number, gfn: number): boolean {
 }
 
 export const enum HookPoint {
+  /** The pfn is resolved, mmu_lock not yet taken. */
   kHookAfterFaultin = 1,
+  /** Under mmu_lock (read): kvm_mmu_hugepage_adjust() has read the slot's flags, nothing is mapped yet. */
+  kHookAfterHugepageAdjust = 2,
 }
 export const enum HookState {
   kHookIdle = 0,
@@ -89,13 +92,27 @@ function parkAtHook(vm: Vm, gfn: number, point: number): void {
   if (Atomics.load(w, VmLayout.kVmHookGfn) !== gfn || Atomics.load(w, VmLayout.kVmHookPoint) !== point) return;
   if (Atomics.compareExchange(w, VmLayout.kVmHookState, HookState.kHookArmed, HookState.kHookParked) !== HookState.kHookArmed) return;
   Atomics.notify(w, VmLayout.kVmHookState);
-  while (Atomics.load(w, VmLayout.kVmHookState) === HookState.kHookParked) Atomics.wait(w, VmLayout.kVmHookState, HookState.kHookParked, 50);
+  const parkedAt = Date.now();
+  while (Atomics.load(w, VmLayout.kVmHookState) === HookState.kHookParked) {
+    // Re-read each time: a test may set the timeout while the fault is parked.
+    const timeout = Atomics.load(w, VmLayout.kVmHookTimeoutMs);
+    if (timeout > 0 && Date.now() >= parkedAt + timeout) {
+      Atomics.compareExchange(w, VmLayout.kVmHookState, HookState.kHookParked, HookState.kHookReleased);
+      break;
+    }
+    Atomics.wait(w, VmLayout.kVmHookState, HookState.kHookParked, 5);
+  }
 }
 
-/** Arm the hook (test side). */
-export function armHook(vm: Vm, gfn: number, point: number): void {
+/**
+ * Arm the hook (test side). With `releaseAfterMs` (or kVmHookTimeoutMs stored later), the parked
+ * fault goes on by itself that long after it parked: for a test whose next VMM call blocks until
+ * the fault is done (synchronize_srcu), so the test thread cannot release it.
+ */
+export function armHook(vm: Vm, gfn: number, point: number, releaseAfterMs = 0): void {
   Atomics.store(vm.w, VmLayout.kVmHookGfn, gfn);
   Atomics.store(vm.w, VmLayout.kVmHookPoint, point);
+  Atomics.store(vm.w, VmLayout.kVmHookTimeoutMs, releaseAfterMs);
   Atomics.store(vm.w, VmLayout.kVmHookState, HookState.kHookArmed);
 }
 

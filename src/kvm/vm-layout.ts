@@ -34,6 +34,8 @@ export const enum VmLayout {
   kVmHookState = VmLayout.kVmHookGfn + 1,
   /** Which hook: see kHook* in invalidate.ts. */
   kVmHookPoint = VmLayout.kVmHookGfn + 2,
+  /** > 0: a parked fault releases itself after this many ms (for tests whose VMM call blocks). */
+  kVmHookTimeoutMs = VmLayout.kVmHookGfn + 3,
   kVmRoot = Arena.kPadWords * 8,
   kVmMemslotGen = VmLayout.kVmRoot + 1,
   kVmNrSlotsDirtyLogging = VmLayout.kVmRoot + 2,

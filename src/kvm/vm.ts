@@ -40,6 +40,7 @@ import { clearDirtyLog, type ClearDirtyLog } from './dirty/clear.js';
 import { allocDirtyRing, enableDirtyRing, harvestDirtyRings, resetDirtyRings } from './dirty/ring.js';
 import { Spte } from './mmu/spte.js';
 import { Vcpu } from './vcpu.js';
+import { synchronizeSrcu } from './srcu.js';
 import { type VmStats, type VcpuStats, encodeBinaryStats } from './stats.js';
 
 /** What a thread brings to every VM it touches: its counters and its frame caches. */
@@ -323,6 +324,8 @@ export class Vm {
     // kvm_prepare_memory_region(): a fresh bitmap (all ones under INITIALLY_SET) before the flip.
     if (logNow && !logBefore) this.initDirtyBitmap(slot);
     slot.setFlags(flags);
+    // kvm_swap_active_memslots(): no fault that read the old flags is still running past here.
+    synchronizeSrcu(this);
     if (logNow !== logBefore) this.lastApplyFlags = kvmMmuSlotApplyFlags(this, slot, logNow);
   }
 

@@ -102,6 +102,7 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
     r = RetPf.RET_PF_RETRY;
   } else {
     kvmMmuHugepageAdjust(fault, slot);
+    maybeParkAtHook(vm, gfn, HookPoint.kHookAfterHugepageAdjust);
     r = kvmTdpMmuMap(vcpu, fault);
   }
   readUnlock(vm.w, VmLayout.kVmMmuLock);
