@@ -87,6 +87,11 @@ export class Vcpu {
     this.stamps = this.vm.host.frames.stamps !== null;
   }
 
+  /** A memslot was deleted or moved: the LRU cache must not find it again. */
+  forgetMemslot(slot: Memslot): void {
+    if (this.lastSlot === slot) this.lastSlot = null;
+  }
+
   /** gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot). */
   gfnToMemslot(gfn: number): Memslot | null {
     const s = this.lastSlot;
