@@ -131,6 +131,26 @@ describe('KVM_EXIT_MMIO for an access outside every memslot', () => {
     expect(host.audit().violations).toEqual([]);
   });
 
+  it('with the page-table pool spent, MMIO is still emulated (uncached, as with MMIO caching off)', () => {
+    const { host, vm, vcpu } = fixture();
+    expect(vcpu.run(stream([[kBase, true]]), 10)).toBe(1);
+    // One device page in each of 200 1G regions: two new tables each, far more than the pool has.
+    const gfns = Array.from({ length: 200 }, (_, i) => (i + 4) * 2 ** 18);
+    let exits = 0;
+    for (const g of gfns) {
+      const n = vcpu.run(stream([[g, false]]), 10);
+      expect(n).toBe(exits === 0 ? 0 : 1);
+      expect(vcpu.exitReason).toBe(KvmExit.KVM_EXIT_MMIO);
+      expect(vcpu.mmio.physAddr).toBe(g * 4096);
+      exits++;
+    }
+    expect(vcpu.getStats()).toMatchObject({ mmio_exits: 200, pf_emulate: 200 });
+    const cached = gfns.filter((g) => { const e = spte4k(vm, g); return e !== null && isMmioSpte(e.flags); }).length;
+    expect(cached).toBeGreaterThan(0);
+    expect(cached).toBeLessThan(200);
+    expect(host.audit().violations).toEqual([]);
+  });
+
   it('deleting the slot and the VM leaves nothing behind (MMIO SPTEs go with their tables)', () => {
     const { host, vm, vcpu } = fixture();
     expect(vcpu.run(stream([[kBase, true], [kMmio, true]]), 10)).toBe(1);

@@ -396,6 +396,19 @@ export class Vcpu {
     if (n + got === 0) fail('ENOMEM', `VM ${this.vm.id}: page-table page pool exhausted`);
   }
 
+  /**
+   * Top up for a noslot fault: false instead of ENOMEM when the pool cannot give the pages one
+   * 4K mapping may need (the pool is sized for the memslots; an MMIO SPTE then goes uncached).
+   */
+  tryTopupMmuCache(): boolean {
+    const w = this.w;
+    const n = w[VcpuLayout.kVcpuMmuCacheCount]!;
+    if (n >= PgLevel.PT64_ROOT_4LEVEL - 1) return true;
+    const got = this.vm.pool.allocBatch(w, VcpuLayout.kVcpuMmuCache + n, VcpuLayout.kMmuCacheMax - n);
+    w[VcpuLayout.kVcpuMmuCacheCount] = n + got;
+    return n + got >= PgLevel.PT64_ROOT_4LEVEL - 1;
+  }
+
   takeMmuPage(): number {
     const w = this.w;
     const n = w[VcpuLayout.kVcpuMmuCacheCount]! - 1;

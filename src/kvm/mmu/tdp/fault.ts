@@ -139,7 +139,8 @@ function kvmTdpNoslotFault(vcpu: Vcpu, fault: KvmPageFault): number {
   fault.mapWritable = false;
   fault.maxLevel = PgLevel.PG_LEVEL_4K;
   fault.goalLevel = PgLevel.PG_LEVEL_4K;
-  vcpu.topupMmuCache();
+  // No page-table pages to spare: emulate without an MMIO SPTE, as KVM does with MMIO caching off.
+  if (!vcpu.tryTopupMmuCache()) return RetPf.RET_PF_EMULATE;
   const waited = readLock(vm.w, VmLayout.kVmMmuLock);
   count(m, Op.lock_read);
   if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
