@@ -69,6 +69,13 @@ describe('KVM_MR_MOVE keeps the dirty bitmap (new->dirty_bitmap = old->dirty_bit
     expect(vcpu.run(accesses([kOld + 9]), 10)).toBe(1);
     move(kNew);
     expect(setBits(vm.getDirtyLog(1))).toEqual([9]);
+    // CLEAR works on the kept bitmap at the new base; a store there dirties its page again.
+    const one = new Uint32Array(2);
+    one[0] = 1 << 9;
+    expect(vm.clearDirtyLog({ slot: 1, firstPage: 0, numPages: 64, bitmap: one })).toBe(1);
+    expect(setBits(vm.getDirtyLog(1))).toEqual([]);
+    expect(vcpu.run(accesses([kNew + 9]), 10)).toBe(1);
+    expect(setBits(vm.getDirtyLog(1))).toEqual([9]);
   });
 
   it('INITIALLY_SET: a move that turns logging on allocates a fresh bitmap, all ones', () => {

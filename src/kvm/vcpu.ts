@@ -277,6 +277,8 @@ export class Vcpu {
     count(m, Op.vm_exit);
     const f = this.f;
     f[StatWord.exits]!++;
+    // kvm_mmu_do_page_fault() counts pf_taken before the fault runs (a fault that fails counts).
+    f[StatWord.pf_taken]!++;
     const tm = m.t;
     const tw = timeWall ? performance.now() : 0;
     const r = kvmTdpPageFault(this, gfn, write, present);
@@ -284,7 +286,6 @@ export class Vcpu {
       this.emulateMmio(gfn, write);
       return;
     }
-    f[StatWord.pf_taken]!++;
     if (r === RetPf.RET_PF_FIXED) f[StatWord.pf_fixed]!++;
     else if (r === RetPf.RET_PF_SPURIOUS) f[StatWord.pf_spurious]!++;
     // The retried access would re-walk and find this leaf. Fill the TLB from the fault instead
@@ -314,10 +315,9 @@ export class Vcpu {
    */
   private emulateMmio(gfn: number, write: boolean): void {
     const f = this.f;
-    if (!this.fault.rsvd) {
-      f[StatWord.pf_taken]!++;
-      f[StatWord.pf_emulate]!++;
-    }
+    // The EPT-misconfig path never reached kvm_mmu_do_page_fault(): take back its pf_taken.
+    if (this.fault.rsvd) f[StatWord.pf_taken]!--;
+    else f[StatWord.pf_emulate]!++;
     f[StatWord.mmio_exits]!++;
     count(this.vm.ctx.metrics, Op.mmio_exit);
     const mmio = this.mmio;
