@@ -22,6 +22,12 @@ export const KVM_ADDRESS_SPACE_NUM = 2;
  */
 export const kMaxGfn = 2 ** 30 - 1;
 export const kGuestPhysBits = 42;
+/**
+ * x86-64 TASK_SIZE_MAX with 4-level paging, (1 << 47) - PAGE_SIZE: USER_PTR_MAX, the limit
+ * access_ok() checks. __kvm_set_memory_region() refuses a userspace_addr range that ends above
+ * it (EINVAL), so guest memory can always be reached with __copy_{to,from}_user().
+ */
+export const TASK_SIZE_MAX = 2 ** 47 - 4096;
 
 export interface MemslotHandle {
   readonly id: number;
@@ -64,15 +70,21 @@ export class Memslot {
     this.vmaOffset = vma ? handle.userspaceAddr / 4096 - vma.startPage : -1;
   }
 
+  /**
+   * A new slot's state. lpage_info is always computed afresh (kvm_alloc_memslot_metadata() runs
+   * for KVM_MR_CREATE and KVM_MR_MOVE, since the disallow counts depend on base_gfn); the dirty
+   * bitmap is `dirtyBitmap` when given (a move of a logging slot keeps the old one).
+   */
   static createHandle(
     id: number, asId: number, flags: number, baseGfn: number, npages: number, userspaceAddr: number, vmaId: number,
+    dirtyBitmap: SharedArrayBuffer = allocDirtyBitmap(npages),
   ): MemslotHandle {
     const words = allocSab(8);
     new Int32Array(words)[0] = flags;
     return {
       id, asId, words, baseGfn, npages, userspaceAddr, vmaId,
       lpage: allocLpageInfo(baseGfn, npages, Math.floor(userspaceAddr / 4096)),
-      dirtyBitmap: allocDirtyBitmap(npages),
+      dirtyBitmap,
     };
   }
 

@@ -9,7 +9,7 @@ export type VmStatName = (typeof kVmStatNames)[number];
 export type VmStats = Record<VmStatName, number>;
 
 /** vCPU stats live in a Float64 view of the vCPU's SAB, written only by the vCPU's thread. */
-export const kVcpuStatNames = ['pf_taken', 'pf_fixed', 'pf_fast', 'pf_spurious', 'pf_emulate', 'tlb_flush', 'exits', 'dirty_ring_full_exits', 'pml_full_exits'] as const;
+export const kVcpuStatNames = ['pf_taken', 'pf_fixed', 'pf_fast', 'pf_spurious', 'pf_emulate', 'tlb_flush', 'exits', 'dirty_ring_full_exits', 'pml_full_exits', 'mmio_exits'] as const;
 export type VcpuStatName = (typeof kVcpuStatNames)[number];
 export type VcpuStats = Record<VcpuStatName, number>;
 /** Stat index in kVcpuStatNames order (a test checks they agree); a const enum so tsc inlines it. */
@@ -23,6 +23,7 @@ export const enum VcpuStat {
   exits = 6,
   dirty_ring_full_exits = 7,
   pml_full_exits = 8,
+  mmio_exits = 9,
 }
 
 // KVM_STATS_TYPE_* / UNIT_* / BASE_* (include/uapi/linux/kvm.h)

@@ -60,6 +60,7 @@ export const enum KvmReq {
 }
 export const enum KvmExit {
   /** vcpu->run->exit_reason values this model produces. */
+  KVM_EXIT_MMIO = 6,
   KVM_EXIT_DIRTY_RING_FULL = 31,
 }
 

@@ -47,6 +47,21 @@ const enum StatWord {
   exits = VcpuLayout.kVcpuStats + VcpuStat.exits,
   pf_fast = VcpuLayout.kVcpuStats + VcpuStat.pf_fast,
   dirty_ring_full_exits = VcpuLayout.kVcpuStats + VcpuStat.dirty_ring_full_exits,
+  pf_emulate = VcpuLayout.kVcpuStats + VcpuStat.pf_emulate,
+  mmio_exits = VcpuLayout.kVcpuStats + VcpuStat.mmio_exits,
+}
+
+/**
+ * run->mmio of struct kvm_run, valid while exitReason is KVM_EXIT_MMIO. Accesses here are
+ * memstress's 8-byte loads and stores at the start of a page, so phys_addr is the gfn's
+ * address and len 8. `data` is what a store wrote (the stream's iteration, the value stores
+ * stamp into frames); for a load the VMM puts the value read there before the next run().
+ */
+export class KvmRunMmio {
+  physAddr = 0;
+  len = 0;
+  isWrite = false;
+  data = 0;
 }
 
 export class Vcpu {
@@ -57,8 +72,18 @@ export class Vcpu {
   private lastSlot: Memslot | null = null;
   /** Global id written into frame stamps (vm id << 12 | vcpu id). */
   readonly stampId: number;
-  /** An exit to userspace (KVM_EXIT_DIRTY_RING_FULL): the run loop returns to its caller. */
+  /**
+   * An exit to userspace (KVM_EXIT_MMIO, KVM_EXIT_DIRTY_RING_FULL): the run loop returns to its
+   * caller. run->exit_reason; 0 when run() returned because the stream ended or the budget ran out.
+   */
   pendingExit = 0;
+  /** run->mmio of the last KVM_EXIT_MMIO. */
+  readonly mmio = new KvmRunMmio();
+  /**
+   * vcpu->mmio_needed with complete_userspace_io = complete_emulated_mmio: the emulated access
+   * retires at the next run(), before the vCPU enters the guest again.
+   */
+  private mmioNeeded = false;
   /**
    * The access that was in flight when the exit was raised (gfn, or -1): it has not retired — as
    * in KVM, where the vCPU exits before re-entering the guest to retry the faulting store — and
@@ -88,6 +113,16 @@ export class Vcpu {
     this.stamps = this.vm.host.frames.stamps !== null;
   }
 
+  /** run->exit_reason of the last run() (0: the stream ended or the budget ran out). */
+  get exitReason(): number {
+    return this.pendingExit;
+  }
+
+  /** A memslot was deleted or moved: the LRU cache must not find it again. */
+  forgetMemslot(slot: Memslot): void {
+    if (this.lastSlot === slot) this.lastSlot = null;
+  }
+
   /** gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot). */
   gfnToMemslot(gfn: number): Memslot | null {
     const s = this.lastSlot;
@@ -111,17 +146,20 @@ export class Vcpu {
     this.hist = hist;
     this.wallEvery = wallEvery;
     this.pendingExit = 0;
+    let n = 0;
+    // kvm_arch_vcpu_ioctl_run(): complete_userspace_io() first, then vcpu_run().
+    if (this.mmioNeeded) n = this.completeEmulatedMmio();
     // A vCPU whose ring is still soft-full exits again right away (kvm_dirty_ring_check_request).
     if (this.ring !== null && ringSoftFull(this)) {
       this.pendingExit = KvmExit.KVM_EXIT_DIRTY_RING_FULL;
       this.f[StatWord.dirty_ring_full_exits]!++;
       count(m, Op.ring_full_exit);
-      return 0;
+      this.f[VcpuLayout.kVcpuStatAccesses]! += n;
+      return n;
     }
     this.pml = pmlEnabled(vm);
     vcpuRunBegin(vm.w, w, this.id);
     this.enterGuest();
-    let n = 0;
     try {
     for (; n < budget; n++) {
       let gfn: number;
@@ -139,6 +177,11 @@ export class Vcpu {
       // requests) the first access goes ahead, as if the IPI landed one instruction later.
       if (Atomics.load(w, VcpuLayout.kVcpuMode) !== VcpuMode.IN_GUEST_MODE) this.handleKick();
       if (this.pendingExit === 0 && this.access(gfn, write, src.iteration)) continue;
+      // An MMIO access is emulated: it retires when the VMM completes it (next run()).
+      if (this.mmioNeeded) {
+        this.mmio.data = write ? src.iteration : 0;
+        break;
+      }
       // An exit to userspace was raised (a dirty-ring push reached the soft limit) before this
       // access retired: keep it for the next run(), as KVM re-executes the faulting store.
       this.inflightGfn = gfn;
@@ -237,10 +280,15 @@ export class Vcpu {
     count(m, Op.vm_exit);
     const f = this.f;
     f[StatWord.exits]!++;
+    // kvm_mmu_do_page_fault() counts pf_taken before the fault runs (a fault that fails counts).
     f[StatWord.pf_taken]!++;
     const tm = m.t;
     const tw = timeWall ? performance.now() : 0;
     const r = kvmTdpPageFault(this, gfn, write, present);
+    if (r === RetPf.RET_PF_EMULATE) {
+      this.emulateMmio(gfn, write);
+      return;
+    }
     if (r === RetPf.RET_PF_FIXED) f[StatWord.pf_fixed]!++;
     else if (r === RetPf.RET_PF_SPURIOUS) f[StatWord.pf_spurious]!++;
     // The retried access would re-walk and find this leaf. Fill the TLB from the fault instead
@@ -259,6 +307,36 @@ export class Vcpu {
       hist.recordModeled(m.t - tm);
     }
     this.enterGuest();
+  }
+
+  /**
+   * RET_PF_EMULATE: x86_emulate_instruction() finds no in-kernel device for the address (an
+   * access outside every memslot, or a store to a KVM_MEM_READONLY slot), so the access goes to
+   * the VMM as KVM_EXIT_MMIO (mmio_exits++) and the vCPU stays out of the guest. A fault that
+   * came through kvm_mmu_do_page_fault() counts pf_taken and pf_emulate; the EPT-misconfig path
+   * on a cached MMIO SPTE (fault.rsvd) counts neither.
+   */
+  private emulateMmio(gfn: number, write: boolean): void {
+    const f = this.f;
+    // The EPT-misconfig path never reached kvm_mmu_do_page_fault(): take back its pf_taken.
+    if (this.fault.rsvd) f[StatWord.pf_taken]!--;
+    else f[StatWord.pf_emulate]!++;
+    f[StatWord.mmio_exits]!++;
+    count(this.vm.ctx.metrics, Op.mmio_exit);
+    const mmio = this.mmio;
+    mmio.physAddr = gfn * 4096;
+    mmio.len = 8;
+    mmio.isWrite = write;
+    mmio.data = 0;
+    this.mmioNeeded = true;
+    this.pendingExit = KvmExit.KVM_EXIT_MMIO;
+  }
+
+  /** complete_emulated_mmio(): the VMM handled run->mmio; the emulated access retires. */
+  private completeEmulatedMmio(): number {
+    this.mmioNeeded = false;
+    count(this.vm.ctx.metrics, Op.guest_access);
+    return 1;
   }
 
   /** vcpu_enter_guest(): publish IN_GUEST_MODE, then re-check requests (Dekker with kickers). */
@@ -319,6 +397,19 @@ export class Vcpu {
     const got = this.vm.pool.allocBatch(w, VcpuLayout.kVcpuMmuCache + n, VcpuLayout.kMmuCacheMax - n);
     w[VcpuLayout.kVcpuMmuCacheCount] = n + got;
     if (n + got === 0) fail('ENOMEM', `VM ${this.vm.id}: page-table page pool exhausted`);
+  }
+
+  /**
+   * Top up for a noslot fault: false instead of ENOMEM when the pool cannot give the pages one
+   * 4K mapping may need (the pool is sized for the memslots; an MMIO SPTE then goes uncached).
+   */
+  tryTopupMmuCache(): boolean {
+    const w = this.w;
+    const n = w[VcpuLayout.kVcpuMmuCacheCount]!;
+    if (n >= PgLevel.PT64_ROOT_4LEVEL - 1) return true;
+    const got = this.vm.pool.allocBatch(w, VcpuLayout.kVcpuMmuCache + n, VcpuLayout.kMmuCacheMax - n);
+    w[VcpuLayout.kVcpuMmuCacheCount] = n + got;
+    return n + got >= PgLevel.PT64_ROOT_4LEVEL - 1;
   }
 
   takeMmuPage(): number {

@@ -18,7 +18,7 @@ import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
   KVM_ADDRESS_SPACE_NUM, KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, Memslot, type MemslotHandle, kMaxGfn,
-  kValidMemslotFlags,
+  kValidMemslotFlags, TASK_SIZE_MAX,
 } from './memslot.js';
 import { PtPool, type PtPoolHandle } from './mmu/tdp/pt-pages.js';
 import { TdpIter } from './mmu/tdp/iter.js';
@@ -246,6 +246,11 @@ export class Vm {
     if (r.memorySize % 4096 !== 0) fail('EINVAL', `memory_size 0x${r.memorySize.toString(16)} is not page aligned`);
     if (r.guestPhysAddr % 4096 !== 0) fail('EINVAL', `guest_phys_addr 0x${r.guestPhysAddr.toString(16)} is not page aligned`);
     if (r.userspaceAddr % 4096 !== 0) fail('EINVAL', `userspace_addr 0x${r.userspaceAddr.toString(16)} is not page aligned`);
+    // access_ok(userspace_addr, memory_size): the range must end at or below USER_PTR_MAX
+    // (TASK_SIZE_MAX); checked before the slot is looked up, so a delete is checked too.
+    if (r.userspaceAddr + r.memorySize > TASK_SIZE_MAX) {
+      fail('EINVAL', `userspace_addr range [0x${r.userspaceAddr.toString(16)}, 0x${(r.userspaceAddr + r.memorySize).toString(16)}) ends above the user address limit 0x${TASK_SIZE_MAX.toString(16)} (TASK_SIZE_MAX, 4-level paging)`);
+    }
     const npages = r.memorySize / 4096;
     const baseGfn = r.guestPhysAddr / 4096;
     if (baseGfn + npages > kMaxGfn + 1) fail('EINVAL', `guest range ends at 0x${(r.guestPhysAddr + r.memorySize).toString(16)}, past this model's 42-bit (4 TiB) guest physical address space`);
@@ -266,8 +271,7 @@ export class Vm {
     }
     if (baseGfn !== old.baseGfn) {
       this.checkOverlap(asId, baseGfn, npages, old);
-      this.deleteMemslot(old);
-      this.installMemslot(Memslot.createHandle(id, asId, r.flags, baseGfn, npages, r.userspaceAddr, -1));
+      this.moveMemslot(old, baseGfn, r.flags);
       return;
     }
     if (r.flags !== old.flags) this.commitFlagsOnly(old, r.flags);
@@ -282,11 +286,15 @@ export class Vm {
     }
   }
 
-  private installMemslot(h0: MemslotHandle): void {
-    this.withVcpusStopped(`create memslot ${h0.asId << 16 | h0.id}`, () => this.installMemslotStopped(h0));
+  /**
+   * `keptBitmap`: the slot is a KVM_MR_MOVE of a slot that logged before and logs after, and
+   * its handle carries the old bitmap, which stays as it is.
+   */
+  private installMemslot(h0: MemslotHandle, keptBitmap = false): void {
+    this.withVcpusStopped(`create memslot ${h0.asId << 16 | h0.id}`, () => this.installMemslotStopped(h0, keptBitmap));
   }
 
-  private installMemslotStopped(h0: MemslotHandle): void {
+  private installMemslotStopped(h0: MemslotHandle, keptBitmap: boolean): void {
     const vma = this.vmaCovering(h0.userspaceAddr, h0.npages * 4096);
     const h: MemslotHandle = { ...h0, vmaId: vma ? vma.id : -1 };
     const slot = new Memslot(h, vma);
@@ -296,10 +304,29 @@ export class Vm {
     this.bumpGeneration();
     // A slot created with logging on: nothing is mapped yet, so only the bitmap and PML matter.
     if (slot.dirtyLogging()) {
-      this.initDirtyBitmap(slot);
+      if (!keptBitmap) this.initDirtyBitmap(slot);
       Atomics.add(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
       kvmMakeAllCpusRequest(this, KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
     }
+  }
+
+  /**
+   * KVM_MR_MOVE (kvm_move_memslot() via kvm_set_memslot()): the old range is zapped
+   * (kvm_arch_flush_shadow_memslot() on the invalidated old slot) and faults in again at the new
+   * base; lpage_info is recomputed for the new base (kvm_alloc_memslot_metadata()); the dirty
+   * bitmap is the old one when the slot logs before and after (kvm_prepare_memory_region():
+   * `new->dirty_bitmap = old->dirty_bitmap`), so what was dirtied before the move is still
+   * reported, and INITIALLY_SET does not set it to all ones again. A move that turns logging on
+   * allocates a fresh bitmap, as a CREATE does.
+   */
+  private moveMemslot(old: Memslot, baseGfn: number, flags: number): void {
+    const keep = old.dirtyLogging() && (flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
+    const h = Memslot.createHandle(old.id, old.asId, flags, baseGfn, old.npages, old.userspaceAddr, -1, keep ? old.handle.dirtyBitmap : undefined);
+    // One refusal for the whole move: never a delete whose create is then refused.
+    this.withVcpusStopped(`move memslot ${old.asId << 16 | old.id}`, () => {
+      this.deleteMemslot(old);
+      this.installMemslot(h, keep);
+    });
   }
 
   private deleteMemslot(slot: Memslot): void {
@@ -311,7 +338,13 @@ export class Vm {
     this.withMmuWriteLock(() => {
       if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
     });
-    if (slot.dirtyLogging()) Atomics.sub(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
+    // kvm_mmu_slot_apply_flags() for a DELETE of a logging slot: CPU dirty logging is updated.
+    if (slot.dirtyLogging()) {
+      Atomics.sub(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
+      kvmMakeAllCpusRequest(this, KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
+    }
+    // The LRU slot is per memslot set in KVM (slots->last_used_slot), gone with the old set.
+    for (const v of this.vcpus) if (v !== undefined) v.forgetMemslot(slot);
     this.slots.delete((slot.asId << 16) | slot.id);
     this.sortMemslots();
     this.bumpGeneration();

@@ -38,6 +38,7 @@ export const kOpNames = [
   'split_huge', // one huge SPTE split into a child table
   'recover_huge', // one huge SPTE rebuilt in place / collapsible zap
   'folio_mark_dirty',
+  'mmio_exit', // an access emulated (x86_emulate_instruction) and completed by the VMM: KVM_EXIT_MMIO round trip
 ] as const;
 
 export type OpName = (typeof kOpNames)[number];
@@ -84,4 +85,5 @@ export const enum Op {
   split_huge = 31,
   recover_huge = 32,
   folio_mark_dirty = 33,
+  mmio_exit = 34,
 }

@@ -31,7 +31,16 @@ export interface MemstressConfig {
   nodes: number;
   costModel: string;
   stamps: boolean;
+  /**
+   * One MMIO access (a KVM_EXIT_MMIO the worker completes as the VMM) after every `mmioEvery`
+   * guest-memory accesses of each vCPU, to kMmioPages device pages right below the test memory,
+   * outside every memslot. 0 or absent: none.
+   */
+  mmioEvery?: number;
 }
+
+/** Device pages the MMIO knob touches (each vCPU cycles through all of them). */
+export const kMmioPages = 16;
 
 export interface MemstressLayout {
   guestPages: number;
@@ -39,6 +48,8 @@ export interface MemstressLayout {
   pagesPerVcpu: number;
   slotPages: number;
   backingPageBytes: number;
+  /** First of the kMmioPages device gfns, right below the test memory (-1 without MMIO). */
+  mmioGfn: number;
 }
 
 export function memstressLayout(c: MemstressConfig): MemstressLayout {
@@ -57,7 +68,11 @@ export function memstressLayout(c: MemstressConfig): MemstressLayout {
   let gpa = (kMaxGfn + 1 - guestPages - 1) * 4096;
   gpa -= gpa % Math.max(backingPageBytes, 2 ** 21);
   if (gpa < 0) throw new UsageError(`${formatSize(guestBytes)} per VM exceeds the 4 TiB guest physical space`);
-  return { guestPages, gpa, pagesPerVcpu: c.overlap ? guestPages : c.bytesPerVcpu / 4096, slotPages, backingPageBytes };
+  const mmioEvery = c.mmioEvery ?? 0;
+  if (!Number.isInteger(mmioEvery) || mmioEvery < 0) throw new UsageError(`mmioEvery ${mmioEvery}: give 0 (no MMIO) or a positive number of memory accesses per MMIO access`);
+  const mmioGfn = mmioEvery > 0 ? gpa / 4096 - kMmioPages : -1;
+  if (mmioEvery > 0 && mmioGfn < 0) throw new UsageError(`${formatSize(guestBytes)} per VM leaves no room below the test memory for ${kMmioPages} MMIO pages`);
+  return { guestPages, gpa, pagesPerVcpu: c.overlap ? guestPages : c.bytesPerVcpu / 4096, slotPages, backingPageBytes, mmioGfn };
 }
 
 /** Host size and hugetlb pools that fit the scenario. */
@@ -115,7 +130,8 @@ export function createMemstressVms(c: MemstressConfig, opts: MemstressVmOptions 
 
 export function memstressStream(c: MemstressConfig, l: MemstressLayout, ref: VcpuRef, vmId: number, order: AccessOrder, writePercent: number, iteration: number): StreamSpec {
   const base = l.gpa / 4096 + (c.overlap ? 0 : ref.vcpu * l.pagesPerVcpu);
-  return { baseGfn: base, pages: l.pagesPerVcpu, order, writePercent, seed: c.seed, vm: vmId, vcpu: ref.vcpu, iteration };
+  const mmio = (c.mmioEvery ?? 0) > 0 ? { mmioEvery: c.mmioEvery, mmioGfn: l.mmioGfn, mmioPages: kMmioPages } : {};
+  return { baseGfn: base, pages: l.pagesPerVcpu, order, writePercent, seed: c.seed, vm: vmId, vcpu: ref.vcpu, iteration, ...mmio };
 }
 
 /** "%ld.%.9lds" as the selftests print timespecs. */

@@ -14,6 +14,7 @@ import { HistogramSet, type EncodedHistograms } from '../metrics/histogram.js';
 import { MemstressStream, type StreamSpec } from '../workload/memstress.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { VmLayout } from '../kvm/vm-layout.js';
+import { KvmExit } from '../kvm/vcpu-layout.js';
 
 export interface VcpuWork {
   vm: number;
@@ -55,6 +56,8 @@ export interface VcpuPhaseResult {
   accesses: number;
   modeledNs: number;
   wallNs: number;
+  /** KVM_EXIT_MMIO exits this worker completed for the vCPU in this phase (the VMM's count). */
+  mmioExits: number;
 }
 
 export interface PhaseTaskResult {
@@ -114,12 +117,23 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
     let live = vcpus.length;
     const done = new Uint8Array(vcpus.length);
     const sync = task.sync === null ? null : new Int32Array(task.sync);
+    const mmioExits = new Float64Array(vcpus.length);
     while (live > 0) {
       let progressed = false;
       for (let i = 0; i < vcpus.length; i++) {
         if (done[i]) continue;
         const v = vcpus[i]!;
-        const n = v.run(streams[i]!, task.sliceAccesses, faultHist, task.wallEvery);
+        let n = v.run(streams[i]!, task.sliceAccesses, faultHist, task.wallEvery);
+        // The VMM's KVM_RUN loop: complete each KVM_EXIT_MMIO (no device here: loads read 0,
+        // stores are dropped) and run again for the rest of the slice; the next run() retires
+        // the emulated access (complete_emulated_mmio). An exit at the end of the slice is
+        // completed by the vCPU's next slice.
+        while (v.pendingExit === KvmExit.KVM_EXIT_MMIO) {
+          mmioExits[i]!++;
+          if (!v.mmio.isWrite) v.mmio.data = 0;
+          if (n >= task.sliceAccesses) break;
+          n += v.run(streams[i]!, task.sliceAccesses - n, faultHist, task.wallEvery);
+        }
         if (n > 0) progressed = true;
         if (n < task.sliceAccesses && v.pendingExit === 0) {
           done[i] = 1;
@@ -145,7 +159,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       counters: m.c.slice(),
       vcpus: vcpus.map((v, i) => ({
         vm: task.work[i]!.vm, vcpu: v.id, accesses: v.accesses() - before[i]!.accesses,
-        modeledNs: v.modeledNs() - before[i]!.modeled, wallNs: v.wallNs() - before[i]!.wall,
+        modeledNs: v.modeledNs() - before[i]!.modeled, wallNs: v.wallNs() - before[i]!.wall, mmioExits: mmioExits[i]!,
       })),
       histograms: hists.encode(),
     };

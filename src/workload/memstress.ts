@@ -6,6 +6,12 @@
  *   order 'sequential'  page i at step i
  *   order 'permute'     every page exactly once in a seeded random order (demand paging -a)
  *   order 'random'      guest_random_u32() % pages at each step, with repeats (memstress -a)
+ *
+ * MMIO (a harness knob; memstress has none): with `mmioEvery` N > 0, after every N-th access to
+ * guest memory the stream makes one access to a device page in [mmioGfn, mmioGfn + mmioPages),
+ * a gfn range no memslot covers, in turn, a store or a load by the same write-percent rule. A
+ * stream of `accesses` memory accesses makes floor(accesses / N) MMIO accesses, each a
+ * KVM_EXIT_MMIO the VMM completes; the memory accesses are those of the stream without MMIO.
  */
 import type { AccessSource } from '../kvm/vcpu.js';
 import { Permutation, mix32, streamSeed, xorshift32 } from './random.js';
@@ -25,6 +31,11 @@ export interface StreamSpec {
   vm: number;
   vcpu: number;
   iteration: number;
+  /** One MMIO access after every mmioEvery memory accesses (0 or absent: none). */
+  mmioEvery?: number;
+  /** First gfn of the device pages (outside every memslot) and how many there are. */
+  mmioGfn?: number;
+  mmioPages?: number;
 }
 
 export class MemstressStream implements AccessSource {
@@ -39,6 +50,13 @@ export class MemstressStream implements AccessSource {
   private rng: number;
   private readonly perm: Permutation | null;
   private readonly writeKey: number;
+  private readonly mmioEvery: number;
+  private readonly mmioGfn: number;
+  private readonly mmioPages: number;
+  /** Memory accesses since the last MMIO access, and MMIO accesses made so far. */
+  private sinceMmio = 0;
+  private mmioCount = 0;
+  private mmioDue = false;
 
   constructor(spec: StreamSpec) {
     this.baseGfn = spec.baseGfn;
@@ -52,9 +70,15 @@ export class MemstressStream implements AccessSource {
     this.rng = s === 0 ? 1 : s;
     this.writeKey = mix32(s ^ 0x68e31da4);
     this.perm = this.order === 1 ? new Permutation(spec.pages, s) : null;
+    this.mmioEvery = spec.mmioEvery ?? 0;
+    this.mmioGfn = spec.mmioGfn ?? 0;
+    this.mmioPages = spec.mmioPages ?? 1;
+    if (!Number.isInteger(this.mmioEvery) || this.mmioEvery < 0) throw new RangeError(`mmioEvery must be a non-negative integer, got ${this.mmioEvery}`);
+    if (this.mmioEvery > 0 && (!Number.isInteger(this.mmioPages) || this.mmioPages < 1)) throw new RangeError(`mmioPages must be a positive integer, got ${this.mmioPages}`);
   }
 
   next(): number {
+    if (this.mmioDue) return this.nextMmio();
     const i = this.pos;
     if (i >= this.accesses) return -1;
     this.pos = i + 1;
@@ -67,7 +91,23 @@ export class MemstressStream implements AccessSource {
       page = this.rng % this.pages;
     }
     this.write = this.writeThreshold >= 2 ** 32 || mix32(this.writeKey ^ i) < this.writeThreshold;
+    if (this.mmioEvery > 0 && ++this.sinceMmio === this.mmioEvery) {
+      this.sinceMmio = 0;
+      this.mmioDue = true;
+    }
     return this.baseGfn + page;
+  }
+
+  private nextMmio(): number {
+    this.mmioDue = false;
+    const k = this.mmioCount++;
+    this.write = this.writeThreshold >= 2 ** 32 || mix32(this.writeKey ^ 0x4d4d494f ^ Math.imul(k, 0x9e3779b1)) < this.writeThreshold;
+    return this.mmioGfn + (k % this.mmioPages);
+  }
+
+  /** MMIO accesses a stream of `accesses` memory accesses makes. */
+  static mmioAccesses(accesses: number, mmioEvery: number): number {
+    return mmioEvery > 0 ? Math.floor(accesses / mmioEvery) : 0;
   }
 
   /** Resume at `pos` (a vCPU continuing on another worker); random order replays its draws. */

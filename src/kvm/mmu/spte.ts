@@ -78,8 +78,13 @@ export function spteReadPfn(pt: Int32Array, sptep: number, flags: number): numbe
   return Atomics.load(pt, sptep) === flags ? pfn : -1;
 }
 
-/** `flags` to publish with a new pfn: the pfn generation of `oldFlags` plus one (it wraps). */
+/**
+ * `flags` to publish with a new pfn: the pfn generation of `oldFlags` plus one (it wraps). Only
+ * present SPTEs carry it: no reader follows a non-present SPTE's pfn word, and those bits belong
+ * to the MMIO generation in an MMIO SPTE (mmio.ts).
+ */
 export function withNextPfnGen(flags: number, oldFlags: number): number {
+  if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) return flags;
   return (flags & ~Spte.kSptePfnGenMask) | ((oldFlags + Spte.kSptePfnGenOne) & Spte.kSptePfnGenMask);
 }
 

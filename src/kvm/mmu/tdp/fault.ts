@@ -20,6 +20,7 @@ import { tdpMmuSetSpteAtomic } from './spte-change.js';
 import { tdpMmuSplitHugePage, clearSp } from './split.js';
 import type { Vcpu } from '../../vcpu.js';
 import { fastPageFault } from './fast-pf.js';
+import { handleMmioPageFault, makeMmioSpteFlags } from './mmio.js';
 import type { Memslot } from '../../memslot.js';
 
 // enum ret_pf (mmu_internal.h)
@@ -44,6 +45,11 @@ export class KvmPageFault {
   maxLevel = PgLevel.PG_LEVEL_4K;
   goalLevel = PgLevel.PG_LEVEL_4K;
   mapWritable = true;
+  /**
+   * PFERR_RSVD_MASK: the access hit an MMIO SPTE of the current generation (an EPT misconfig,
+   * handle_mmio_page_fault()), not an EPT violation: no kvm_mmu_do_page_fault(), no pf_taken.
+   */
+  rsvd = false;
   /** The leaf the fault installed or found (for the TLB fill on re-entry); flags 0 if none. */
   leafFlags = 0;
   leafPfn = 0;
@@ -58,16 +64,20 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   fault.gfn = gfn;
   fault.write = write;
   fault.leafFlags = 0;
+  fault.rsvd = false;
 
   // kvm_mmu_faultin_pfn(): snapshot the invalidation sequence before resolving the pfn.
   fault.mmuSeq = Atomics.load(vm.w, VmLayout.kVmInvSeq);
   const slot = vcpu.gfnToMemslot(gfn);
+  if (slot === null) return kvmTdpNoslotFault(vcpu, fault);
   count(m, Op.memslot_lookup);
-  if (slot === null) return faultFailed(gfn, write, null);
   fault.slot = slot;
   // A read-only memslot is never mapped writable (nor host-writable).
   fault.mapWritable = (slot.flags & KVM_MEM_READONLY) === 0;
-  if (write && !fault.mapWritable) return faultFailed(gfn, write, slot);
+  // __gfn_to_hva_many() gives KVM_HVA_ERR_RO_BAD for a write, so the pfn is KVM_PFN_ERR_RO_FAULT
+  // and kvm_handle_error_pfn() emulates the store (no MMIO SPTE: a read of the gfn must still
+  // map): the emulator's write to a read-only gfn becomes KVM_EXIT_MMIO.
+  if (write && !fault.mapWritable) return RetPf.RET_PF_EMULATE;
   // fast_page_fault() before anything else: a write-protected, MMU-writable leaf needs no lock.
   if (write && present) {
     const r = fastPageFault(vcpu, slot, gfn, write);
@@ -78,12 +88,12 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
     return RetPf.RET_PF_RETRY;
   }
   const vma = slot.vma;
-  if (vma === null) return faultFailed(gfn, write, slot);
+  if (vma === null) return faultFailed(gfn, slot);
   const ht = vm.ctx.hostThread;
   const idx = slot.vmaOffset + (gfn - slot.baseGfn);
   // __kvm_mmu_faultin_pfn(): GUP, populating the host page if the VMM never touched it.
   const pfn = hostFault(ht, vma, idx);
-  if (pfn < 0) return faultFailed(gfn, write, slot);
+  if (pfn < 0) return faultFailed(gfn, slot);
   if (ht.populated) {
     count(m, Op.host_fault);
     vcpu.countZeroing(ht.lastOrder);
@@ -110,14 +120,57 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
 }
 
 /**
- * KVM_RUN fails with EFAULT; the reason follows from the fault's state, checked in the order the
- * fault path checks it. Out of line: the messages' bytecode would otherwise count against V8's
- * inlining budget on every fault, which is what keeps the hot helpers inlined.
+ * No memslot covers the gfn (out of line: never taken by accesses to guest memory).
+ *
+ * First what the EPT-misconfig exit does when the hardware walk ended on an MMIO SPTE of the
+ * current generation: handle_mmio_page_fault() emulates at once, without a memslot lookup. Else
+ * kvm_handle_noslot_fault() returns RET_PF_CONTINUE and kvm_tdp_mmu_map() installs an MMIO SPTE
+ * at 4K (kvm_mmu_hugepage_adjust() leaves a noslot pfn at 4K), under mmu_lock for read with the
+ * usual stale-fault check; the access is emulated either way (RET_PF_EMULATE).
  */
-function faultFailed(gfn: number, write: boolean, slot: Memslot | null): never {
+function kvmTdpNoslotFault(vcpu: Vcpu, fault: KvmPageFault): number {
+  const vm = vcpu.vm;
+  const m = vm.ctx.metrics;
+  if (handleMmioPageFault(vcpu, fault.gfn)) {
+    fault.rsvd = true;
+    return RetPf.RET_PF_EMULATE;
+  }
+  count(m, Op.memslot_lookup);
+  fault.slot = null;
+  fault.mapWritable = false;
+  fault.maxLevel = PgLevel.PG_LEVEL_4K;
+  fault.goalLevel = PgLevel.PG_LEVEL_4K;
+  // No page-table pages to spare: emulate without an MMIO SPTE, as KVM does with MMIO caching off.
+  if (!vcpu.tryTopupMmuCache()) return RetPf.RET_PF_EMULATE;
+  const waited = readLock(vm.w, VmLayout.kVmMmuLock);
+  count(m, Op.lock_read);
+  if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
+  const r = isPageFaultStale(vm, fault.mmuSeq, fault.gfn) ? retry(m) : kvmTdpMmuMap(vcpu, fault);
+  readUnlock(vm.w, VmLayout.kVmMmuLock);
+  return r;
+}
+
+/**
+ * tdp_mmu_map_handle_target_level() for a noslot fault: make_mmio_spte() with the memslot
+ * generation (the gfn in the pfn word). An identical SPTE is left alone (another vCPU made it);
+ * either way the access is emulated.
+ */
+function tdpMmuMapMmioSpte(vcpu: Vcpu, fault: KvmPageFault): number {
+  const vm = vcpu.vm;
+  const it = vcpu.iter;
+  const flags = makeMmioSpteFlags(vm.generation);
+  if ((it.oldFlags !== flags || it.oldPfn !== fault.gfn) && !tdpMmuSetSpteAtomic(vm, it, flags, fault.gfn)) return retry(vm.ctx.metrics);
+  return RetPf.RET_PF_EMULATE;
+}
+
+/**
+ * KVM_RUN fails with EFAULT (kvm_handle_error_pfn() -> kvm_mmu_prepare_memory_fault_exit()); the
+ * reason follows from the fault's state, checked in the order the fault path checks it. Out of
+ * line: the messages' bytecode would otherwise count against V8's inlining budget on every
+ * fault, which is what keeps the hot helpers inlined.
+ */
+function faultFailed(gfn: number, slot: Memslot): never {
   const at = `gfn 0x${gfn.toString(16)}`;
-  if (slot === null) return fail('EFAULT', `KVM_RUN: guest access to ${at} outside every memslot (MMIO is not modelled)`);
-  if (write && (slot.flags & KVM_MEM_READONLY) !== 0) return fail('EFAULT', `KVM_RUN: write to read-only memslot ${slot.id} at ${at}`);
   if (slot.vma === null) return fail('EFAULT', `KVM_RUN: memslot ${slot.id} is not backed by a mapping at hva 0x${slot.userspaceAddr.toString(16)}`);
   return fail('EFAULT', `KVM_RUN: host out of memory backing ${at} (${slot.vma.backing}); size the host or hugetlb pools for the guest`);
 }
@@ -196,6 +249,7 @@ function retry(m: Metrics): number {
 function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
   const vm = vcpu.vm;
   const it = vcpu.iter;
+  if (fault.slot === null) return tdpMmuMapMmioSpte(vcpu, fault);
   const level = it.level;
   const old = it.oldFlags;
   // Already mapped with the access allowed: another vCPU won the race (RET_PF_SPURIOUS).
