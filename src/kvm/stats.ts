@@ -14,6 +14,7 @@
  * Harness-only per-vCPU counters (KVM_EXIT_DIRTY_RING_FULL exits, PML-full exits) are not KVM
  * stats; they live in the vCPU's harness block (VcpuLayout.kVcpuHarness*) and the Op counters.
  */
+import { VmLayout } from './vm-layout.js';
 
 // KVM_STATS_TYPE_* / UNIT_* / BASE_* (include/uapi/linux/kvm.h)
 export const KVM_STATS_TYPE_CUMULATIVE = 0x0;
@@ -97,6 +98,24 @@ export const kVmStatDescs: readonly KvmStatsDesc[] = table(kVmDescs, kVmStructOr
 export type VmStatName = (typeof kVmDescs)[number][0];
 export const kVmStatNames: readonly VmStatName[] = kVmDescs.map(([n]) => n);
 export type VmStats = Record<VmStatName, number>;
+
+/** The VM's stats from its shared words: the ones the model drives; the rest read 0. */
+export function readVmStats(w: Int32Array): VmStats {
+  const out = Object.fromEntries(kVmStatNames.map((n) => [n, 0])) as VmStats;
+  out.remote_tlb_flush = Atomics.load(w, VmLayout.kVmStatRemoteTlbFlush);
+  out.remote_tlb_flush_requests = Atomics.load(w, VmLayout.kVmStatRemoteTlbFlushRequests);
+  out.pages_4k = Atomics.load(w, VmLayout.kVmStatPages4k);
+  out.pages_2m = Atomics.load(w, VmLayout.kVmStatPages2m);
+  out.pages_1g = Atomics.load(w, VmLayout.kVmStatPages1g);
+  return out;
+}
+
+/** KVM_GET_STATS_FD content of a VM with these stats; the id is "kvm-%d" of the VMM's pid. */
+export function vmStatsFd(s: VmStats): Buffer {
+  const byWord: number[] = [];
+  for (const d of kVmStatDescs) byWord[d.offset / 8] = s[d.name as VmStatName];
+  return encodeBinaryStats(`kvm-${process.pid}`, kVmStatDescs, (word) => byWord[word] ?? 0);
+}
 
 // kvm_vcpu_stats_desc[] (x86.c) = KVM_GENERIC_VCPU_STATS() + x86's. Descriptor order is the
 // struct kvm_vcpu_stat order here.

@@ -35,7 +35,7 @@ import { clearDirtyLog, type ClearDirtyLog } from './dirty/clear.js';
 import { allocDirtyRing, harvestDirtyRings, resetDirtyRings } from './dirty/ring.js';
 import { Spte } from './mmu/spte.js';
 import { Vcpu } from './vcpu.js';
-import { type VmStats, type VcpuStats, encodeBinaryStats, kVmStatDescs } from './stats.js';
+import { type VmStats, type VcpuStats, readVmStats, vmStatsFd } from './stats.js';
 import {
   type Cap, type KvmEnableCap, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, kvmArchNrMemslotAsIds, kvmCheckExtension, kvmVmIoctlEnableCap,
 } from './caps.js';
@@ -553,15 +553,7 @@ export class Vm {
 
   /** Every x86 VM stat by name, KVM's order; the ones the model does not drive are 0. */
   getStats(): VmStats {
-    const w = this.w;
-    const out = {} as VmStats;
-    for (const d of kVmStatDescs) out[d.name as keyof VmStats] = 0;
-    out.remote_tlb_flush = Atomics.load(w, VmLayout.kVmStatRemoteTlbFlush);
-    out.remote_tlb_flush_requests = Atomics.load(w, VmLayout.kVmStatRemoteTlbFlushRequests);
-    out.pages_4k = Atomics.load(w, VmLayout.kVmStatPages4k);
-    out.pages_2m = Atomics.load(w, VmLayout.kVmStatPages2m);
-    out.pages_1g = Atomics.load(w, VmLayout.kVmStatPages1g);
-    return out;
+    return readVmStats(this.w);
   }
 
   vcpuStats(): VcpuStats[] {
@@ -570,10 +562,7 @@ export class Vm {
 
   /** KVM_GET_STATS_FD on the VM: KVM's binary layout, id "kvm-<pid>" as kvm_create_vm() names it. */
   getStatsFd(): Buffer {
-    const s = this.getStats() as Record<string, number>;
-    const byWord: number[] = [];
-    for (const d of kVmStatDescs) byWord[d.offset / 8] = s[d.name]!;
-    return encodeBinaryStats(`kvm-${process.pid}`, kVmStatDescs, (word) => byWord[word] ?? 0);
+    return vmStatsFd(this.getStats());
   }
 
   /** Tear the VM down: unmap everything, release host memory (KVM_DESTROY + munmap). */
