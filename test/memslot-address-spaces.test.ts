@@ -49,3 +49,38 @@ describe('memslot address spaces follow SMM', () => {
     expect(errnoOf(() => vm.getDirtyLog(4))).toBe('ENOENT');
   });
 });
+
+// The TDP MMU walks only the roots of a slot's address space (kvm_mmu_page_as_id(root) ==
+// slot->as_id). No vCPU enters SMM here, so an SMM slot has no SPTEs: enabling logging on it,
+// clearing its log or deleting it must leave address space 0's mappings of the same gfns alone.
+describe('an SMM (as_id 1) slot never touches address space 0 mappings', () => {
+  it('enable logging, CLEAR under INITIALLY_SET, and delete on the SMM slot keep the as 0 leaves writable and mapped', () => {
+    const host = Host.create({ memory: 32 * 2 ** 20 });
+    const vm = host.createVm({ strategy: { tracking: 'wrprot' } });
+    vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', 3);
+    const a = vm.mmap({ size: 2 ** 20, backing: 'anonymous' });
+    const b = vm.mmap({ size: 2 ** 20, backing: 'anonymous' });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 2 ** 20, userspaceAddr: a });
+    const smm = { slot: 1 << 16, flags: 0, guestPhysAddr: 0, memorySize: 2 ** 20, userspaceAddr: b };
+    vm.setUserMemoryRegion2(smm);
+    const vcpu = vm.createVcpu();
+    const writeAll = () => {
+      let g = 0;
+      return vcpu.run({ iteration: 1, write: true, next: () => (g < 256 ? g++ : -1) }, 1000);
+    };
+    expect(writeAll()).toBe(256);
+    const s0 = vcpu.getStats();
+    expect(vm.getStats().pages_4k).toBe(256);
+    vm.setUserMemoryRegion2({ ...smm, flags: KVM_MEM_LOG_DIRTY_PAGES });
+    // INITIALLY_SET: the SMM slot's bitmap is all ones; CLEAR re-arms nothing in address space 0.
+    expect(vm.clearDirtyLog({ slot: 1 << 16, firstPage: 0, numPages: 256, bitmap: vm.getDirtyLog(1 << 16) })).toBeGreaterThanOrEqual(0);
+    expect(writeAll()).toBe(256);
+    // No write faulted: address space 0 was neither write-protected nor zapped.
+    expect(vcpu.getStats().pf_taken).toBe(s0.pf_taken);
+    vm.setUserMemoryRegion2({ ...smm, flags: KVM_MEM_LOG_DIRTY_PAGES, memorySize: 0 });
+    expect(vm.getStats().pages_4k).toBe(256);
+    // CLEAR flushes whenever it cleared bits (kvm_clear_dirty_log_protect), even with nothing mapped.
+    expect(vm.getStats().remote_tlb_flush).toBe(1);
+    expect(host.audit().violations).toEqual([]);
+  });
+});

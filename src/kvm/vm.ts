@@ -301,10 +301,13 @@ export class Vm {
   }
 
   private deleteMemslot(slot: Memslot): void {
-    // kvm_arch_flush_shadow_memslot(): nothing may map the slot once it is gone.
-    this.withMmuWriteLock(() => {
-      if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
-    });
+    // kvm_arch_flush_shadow_memslot(): nothing may map the slot once it is gone. Only roots of
+    // the slot's address space; there is no SMM root (no vCPU enters SMM in this model).
+    if (slot.asId === 0) {
+      this.withMmuWriteLock(() => {
+        if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
+      });
+    }
     if (slot.dirtyLogging()) Atomics.sub(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
     this.slots.delete((slot.asId << 16) | slot.id);
     this.sortMemslots();
