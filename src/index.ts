@@ -7,7 +7,7 @@
  *   vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 2 ** 32, memorySize: 2 ** 30, userspaceAddr: hva });
  *   const vcpu = vm.createVcpu();                                // KVM_CREATE_VCPU
  *   vcpu.run(stream, budget);                                    // KVM_RUN over a guest access stream
- *   vm.getStats();                                               // pages_4k, pages_2m, remote_tlb_flush, …
+ *   vm.getStats(); vm.getStatsFd();                              // KVM's stats, KVM's binary stats layout
  *   vm.invalidateRange(startGfn, endGfn);                        // an mmu_notifier invalidation
  *
  * Errors are KvmError with a KVM errno ('EINVAL', 'EEXIST', 'ENOMEM', 'EFAULT', …).
@@ -18,7 +18,13 @@ export { kBackingSources, type BackingSource } from './host/mm.js';
 export { Vm, type VmOptions, type UserspaceMemoryRegion2, type MmapOptions } from './kvm/vm.js';
 export { Vcpu, type AccessSource } from './kvm/vcpu.js';
 export { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS, kMaxGfn } from './kvm/memslot.js';
-export { kVmStatNames, kVcpuStatNames, encodeBinaryStats, decodeBinaryStats, type VmStats, type VcpuStats } from './kvm/stats.js';
+export {
+  kVmStatNames, kVcpuStatNames, kVmStatDescs, kVcpuStatDescs, kHarnessVcpuStatNames, encodeBinaryStats, decodeBinaryStats,
+  type KvmStatsDesc, type VmStats, type VcpuStats, type HarnessVcpuStats,
+} from './kvm/stats.js';
+export {
+  kCapNames, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, type Cap, type CapName, type KvmEnableCap,
+} from './kvm/caps.js';
 export { audit, type AuditResult, type AuditViolation } from './kvm/audit.js';
 export { MemstressStream, type StreamSpec, type AccessOrder } from './workload/memstress.js';
 export { Runner, type RunnerOptions, type PhaseOutcome } from './scenario/runner.js';

@@ -89,12 +89,12 @@ describe('dirty ring: harvest and reset counts', () => {
     // pushed it retires (it is retried on the next KVM_RUN): 4031 accesses retired.
     expect(vcpu.run(stream, 1 << 20)).toBe(kSoftLimit - 1);
     expect(vcpu.pendingExit).toBe(KVM_EXIT_DIRTY_RING_FULL);
-    expect(vcpu.getStats().dirty_ring_full_exits).toBe(1);
+    expect(vcpu.harnessStats().dirty_ring_full_exits).toBe(1);
     expect(g - kBase).toBe(kSoftLimit);
     // Without a reset the vCPU cannot run: it exits again at once.
     expect(vcpu.run(stream, 1 << 20)).toBe(0);
     expect(vcpu.pendingExit).toBe(KVM_EXIT_DIRTY_RING_FULL);
-    expect(vcpu.getStats().dirty_ring_full_exits).toBe(2);
+    expect(vcpu.harnessStats().dirty_ring_full_exits).toBe(2);
     // Harvest + reset: exactly the soft limit's worth of entries, the first 4032 pages.
     const h = harvest(vm);
     expect(h.n).toBe(kSoftLimit);
@@ -106,7 +106,7 @@ describe('dirty ring: harvest and reset counts', () => {
     // The interrupted store retires first, then the rest of the stream runs to completion.
     expect(vcpu.run(stream, 1 << 20)).toBe(total - kSoftLimit + 1);
     expect(vcpu.pendingExit).toBe(0);
-    expect(vcpu.getStats().dirty_ring_full_exits).toBe(2);
+    expect(vcpu.harnessStats().dirty_ring_full_exits).toBe(2);
     // The reset re-armed page 4031 too, so its retried store faults and pushes it again.
     const h2 = harvest(vm);
     expect(h2.n).toBe(total - kSoftLimit + 1);

@@ -30,6 +30,11 @@ export interface HostOptions {
   hugepages1g?: number;
   /** Allocate the 64-bit per-frame content stamps used by the dirty-log and conversion oracles. */
   stamps?: boolean;
+  /**
+   * KVM built with SMM (CONFIG_KVM_SMM, upstream x86's default): VMs have the SMM address space
+   * 1 beside address space 0 (KVM_CAP_MULTI_ADDRESS_SPACE = 2). Off: one address space. Default on.
+   */
+  smm?: boolean;
 }
 
 export interface HostHandle {
@@ -71,7 +76,7 @@ export class Host {
     if (!(opts.memory > 0) || opts.memory % HostPage.kPageSize !== 0) fail('EINVAL', `host memory must be a positive multiple of 4 KiB, got ${opts.memory}`);
     const options: Required<HostOptions> = {
       memory: opts.memory, nodes, hugepages2m: opts.hugepages2m ?? 0, hugepages1g: opts.hugepages1g ?? 0,
-      stamps: opts.stamps ?? false,
+      stamps: opts.stamps ?? false, smm: opts.smm ?? true,
     };
     const totalPages = opts.memory / HostPage.kPageSize;
     const nodePages = Math.ceil(totalPages / nodes);

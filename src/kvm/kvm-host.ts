@@ -8,6 +8,7 @@ import { Metrics } from '../metrics/counters.js';
 import { costVector, loadCostModel } from '../metrics/cost-model.js';
 import { Vm, type ThreadCtx, type VmOptions } from './vm.js';
 import { audit, type AuditResult } from './audit.js';
+import { type Cap, kvmCheckExtension } from './caps.js';
 
 export interface KvmHostOptions extends HostOptions {
   /** Cost-model profile for modeled time (name or path). Default 'default'. */
@@ -30,6 +31,11 @@ export class KvmHost {
     const vm = Vm.create(this.phys, this.vms.length, this.ctx, opts);
     this.vms.push(vm);
     return vm;
+  }
+
+  /** KVM_CHECK_EXTENSION on /dev/kvm (the system ioctl: no VM). */
+  checkExtension(cap: Cap): number {
+    return kvmCheckExtension(this.phys, null, cap);
   }
 
   /** Publish this thread's cached frames and accounting (call before audit()). */

@@ -1,18 +1,22 @@
 /**
- * Layout of one vCPU's SAB (2 KiB). Words other threads write (mode, requests) sit on the first
+ * Layout of one vCPU's SAB (8 KiB). Words other threads write (mode, requests) sit on the first
  * line; the rest is written by the vCPU's own thread only.
  *
  *   Int32 [0]        vcpu->mode (OUTSIDE / IN_GUEST / EXITING)
  *   Int32 [1]        vcpu->requests (bit per KVM_REQ_*)
  *   Int32 [2]        1 while inside KVM_RUN (run-exclusion.ts; the VMM reads it)
  *   Int32 [32..]     page-table page cache (count + pages), as mmu_memory_cache
- *   Int32 [48..]     software TLB generation + dirty-ring indices
+ *   Int32 [48..]     software TLB generation, dirty-ring indices, PML index, vcpu_id
  *   Int32 [64..319]  software TLB: kTlbEntries x (gfn, pfn, flags, gen)   (bytes 256..1279)
- *   Float64 [192..]  (byte 1536) stats, kVcpuStatNames order; then modeled ns, accesses, wall ns
  *   Int32 [512..1023] (byte 2048) the PML buffer: 512 logged gfns
+ *   Float64 [520..657] (byte 4160) struct kvm_vcpu_stat: 138 u64 words, kVcpuStatDescs layout
+ *                    (generic halt stats and histograms, then x86's); based so that pf_taken ..
+ *                    exits, the stats the fault path bumps, share one 128-byte line (word 624)
+ *   Float64 [672..]  (byte 5376) the harness block: modeled ns, accesses, wall ns, then harness
+ *                    counters that are not KVM stats (ring-full exits, PML-full exits)
  */
 export const enum VcpuLayout {
-  kVcpuBytes = 4096,
+  kVcpuBytes = 8192,
   kVcpuMode = 0,
   kVcpuRequests = 1,
   /** 1 while the vCPU is inside run() (KVM_RUN): the VMM refuses copying updates then. */
@@ -28,6 +32,8 @@ export const enum VcpuLayout {
   kVcpuPmlIndex = 51,
   /** The VMM's harvest cursor into this vCPU's dirty ring (userspace's fetch index). */
   kVcpuRingFetchIndex = 52,
+  /** vcpu->vcpu_id, written once at KVM_CREATE_VCPU before the SAB is published. */
+  kVcpuId = 53,
   kVcpuPmlBuffer = 512,
   PML_LOG_NR_ENTRIES = 512,
   kTlbEntries = 64,
@@ -38,10 +44,17 @@ export const enum VcpuLayout {
   kTlbFlags = 2,
   kTlbGenWord = 3,
   /** Float64 indices. */
-  kVcpuStats = 192,
-  kVcpuStatModeledNs = VcpuLayout.kVcpuStats + 16,
-  kVcpuStatAccesses = VcpuLayout.kVcpuStats + 17,
-  kVcpuStatWallNs = VcpuLayout.kVcpuStats + 18,
+  kVcpuStats = 520,
+  /** u64 words of struct kvm_vcpu_stat (stats.ts kVcpuStatWords; a test checks they agree). */
+  kVcpuStatWords = 138,
+  kVcpuHarness = 672,
+  kVcpuStatModeledNs = VcpuLayout.kVcpuHarness + 0,
+  kVcpuStatAccesses = VcpuLayout.kVcpuHarness + 1,
+  kVcpuStatWallNs = VcpuLayout.kVcpuHarness + 2,
+  /** KVM_EXIT_DIRTY_RING_FULL exits (harness counter, kHarnessVcpuStatNames order from here). */
+  kVcpuDirtyRingFullExits = VcpuLayout.kVcpuHarness + 3,
+  /** PML-full exits (EXIT_REASON_PML_FULL; harness counter). */
+  kVcpuPmlFullExits = VcpuLayout.kVcpuHarness + 4,
 }
 
 export const enum VcpuMode {

@@ -18,7 +18,9 @@ import { eptWalk, WalkResult, walkOut } from './mmu/tdp/walk.js';
 import { KvmPageFault, RetPf, kvmTdpPageFault } from './mmu/tdp/fault.js';
 import { tlbFill, tlbFlushAll, tlbLookup } from './mmu/tlb.js';
 import { VcpuMode, KvmReq, KvmExit, VcpuLayout } from './vcpu-layout.js';
-import { VcpuStat, kVcpuStatNames, type VcpuStats } from './stats.js';
+import {
+  VcpuStat, kVcpuStatDescs, kVcpuStatNames, kHarnessVcpuStatNames, encodeBinaryStats, type HarnessVcpuStats, type VcpuStats,
+} from './stats.js';
 import { VmLayout } from './vm-layout.js';
 import { pmlDrain, pmlEnabled, pmlLog } from './dirty/pml.js';
 import { ringSoftFull } from './dirty/ring.js';
@@ -46,7 +48,6 @@ const enum StatWord {
   tlb_flush = VcpuLayout.kVcpuStats + VcpuStat.tlb_flush,
   exits = VcpuLayout.kVcpuStats + VcpuStat.exits,
   pf_fast = VcpuLayout.kVcpuStats + VcpuStat.pf_fast,
-  dirty_ring_full_exits = VcpuLayout.kVcpuStats + VcpuStat.dirty_ring_full_exits,
   pf_emulate = VcpuLayout.kVcpuStats + VcpuStat.pf_emulate,
   mmio_exits = VcpuLayout.kVcpuStats + VcpuStat.mmio_exits,
 }
@@ -70,7 +71,9 @@ export class Vcpu {
   readonly fault = new KvmPageFault();
   iter!: TdpIter;
   private lastSlot: Memslot | null = null;
-  /** Global id written into frame stamps (vm id << 12 | vcpu id). */
+  /** vcpu->vcpu_id: the id userspace chose at KVM_CREATE_VCPU (sparse, < KVM_MAX_VCPU_IDS). */
+  readonly id: number;
+  /** Global id written into frame stamps (vm id << 12 | vcpu_id; vcpu_id < 4096 fits). */
   readonly stampId: number;
   /**
    * An exit to userspace (KVM_EXIT_MMIO, KVM_EXIT_DIRTY_RING_FULL): the run loop returns to its
@@ -96,18 +99,23 @@ export class Vcpu {
   /** Whether PML logs this vCPU's D-bit transitions (re-read at every entry after a request). */
   private pml = false;
 
-  constructor(readonly vm: Vm, readonly id: number) {
-    this.stampId = (vm.id << 12) | id;
+  /**
+   * `idx` is vcpu->vcpu_idx, the dense creation index (arrays, epoch participant, rings); the
+   * vcpu_id was written into the vCPU's words at creation.
+   */
+  constructor(readonly vm: Vm, readonly idx: number) {
     this.reattach();
+    this.id = this.w[VcpuLayout.kVcpuId]!;
+    this.stampId = (vm.id << 12) | this.id;
   }
 
   reattach(): void {
-    const sab = this.vm.vcpuWords[this.id]!.buffer as SharedArrayBuffer;
+    const sab = this.vm.vcpuWords[this.idx]!.buffer as SharedArrayBuffer;
     this.w = new Int32Array(sab);
     this.f = new Float64Array(sab);
     this.iter = new TdpIter(this.vm.pool.pt);
     this.lastSlot = null;
-    const ring = this.vm.rings[this.id];
+    const ring = this.vm.rings[this.idx];
     this.ring = ring ? new Int32Array(ring) : null;
     this.pml = pmlEnabled(this.vm);
     this.stamps = this.vm.host.frames.stamps !== null;
@@ -152,7 +160,7 @@ export class Vcpu {
     // A vCPU whose ring is still soft-full exits again right away (kvm_dirty_ring_check_request).
     if (this.ring !== null && ringSoftFull(this)) {
       this.pendingExit = KvmExit.KVM_EXIT_DIRTY_RING_FULL;
-      this.f[StatWord.dirty_ring_full_exits]!++;
+      this.f[VcpuLayout.kVcpuDirtyRingFullExits]!++;
       count(m, Op.ring_full_exit);
       this.f[VcpuLayout.kVcpuStatAccesses]! += n;
       return n;
@@ -343,7 +351,7 @@ export class Vcpu {
   enterGuest(): void {
     const w = this.w;
     for (;;) {
-      this.epochSeen = this.vm.epoch.enterIfMoved(this.id, this.epochSeen);
+      this.epochSeen = this.vm.epoch.enterIfMoved(this.idx, this.epochSeen);
       Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.IN_GUEST_MODE);
       if (Atomics.load(w, VcpuLayout.kVcpuRequests) === 0) return;
       Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.OUTSIDE_GUEST_MODE);
@@ -356,7 +364,7 @@ export class Vcpu {
     Atomics.store(this.w, VcpuLayout.kVcpuMode, VcpuMode.OUTSIDE_GUEST_MODE);
     Atomics.notify(this.w, VcpuLayout.kVcpuMode);
     this.processRequests();
-    this.vm.epoch.exit(this.id);
+    this.vm.epoch.exit(this.idx);
     this.epochSeen = EpochLayout.kEpochIdle;
   }
 
@@ -442,9 +450,24 @@ export class Vcpu {
     countN(m, Op.page_zero_4k, 1 << order);
   }
 
+  /** Every scalar KVM vCPU stat by name (struct kvm_vcpu_stat; histograms are in getStatsFd()). */
   getStats(): VcpuStats {
     const out = {} as VcpuStats;
-    kVcpuStatNames.forEach((name, i) => (out[name] = this.f[VcpuLayout.kVcpuStats + i]!));
+    for (const d of kVcpuStatDescs) {
+      if (d.size === 1) out[d.name as (typeof kVcpuStatNames)[number]] = this.f[VcpuLayout.kVcpuStats + d.offset / 8]!;
+    }
+    return out;
+  }
+
+  /** KVM_GET_STATS_FD on the vCPU: id "kvm-<pid>/vcpu-<vcpu_id>", x86's descriptors in KVM's order. */
+  getStatsFd(): Buffer {
+    return encodeBinaryStats(`kvm-${process.pid}/vcpu-${this.id}`, kVcpuStatDescs, (word) => this.f[VcpuLayout.kVcpuStats + word]!);
+  }
+
+  /** The harness's own per-vCPU counters (not KVM stats). */
+  harnessStats(): HarnessVcpuStats {
+    const out = {} as HarnessVcpuStats;
+    kHarnessVcpuStatNames.forEach((name, i) => (out[name] = this.f[VcpuLayout.kVcpuDirtyRingFullExits + i]!));
     return out;
   }
 

@@ -17,8 +17,7 @@ import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExte
 import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
-  KVM_ADDRESS_SPACE_NUM, KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, Memslot, type MemslotHandle, kMaxGfn,
-  kValidMemslotFlags, TASK_SIZE_MAX,
+  KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, Memslot, type MemslotHandle, kMaxGfn, kValidMemslotFlags, TASK_SIZE_MAX,
 } from './memslot.js';
 import { PtPool, type PtPoolHandle } from './mmu/tdp/pt-pages.js';
 import { TdpIter } from './mmu/tdp/iter.js';
@@ -30,18 +29,19 @@ import { VmLayout } from './vm-layout.js';
 import { withVcpusStopped } from './run-exclusion.js';
 import { VcpuLayout, KvmReq } from './vcpu-layout.js';
 import { kvmMakeAllCpusRequest } from './requests.js';
-import {
-  type DirtyStrategy, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, decodeStrategy, encodeStrategy, kDefaultDirtyStrategy, Strat,
-} from './dirty/strategy.js';
+import { type DirtyStrategy, decodeStrategy, encodeStrategy, kDefaultDirtyStrategy, Strat } from './dirty/strategy.js';
 import { kvmMmuSlotApplyFlags, type ApplyFlagsOutcome } from './dirty/apply-flags.js';
 import { manualProtectAndInitSet } from './dirty/masked.js';
 import { getDirtyLog, markPageDirtyInSlot } from './dirty/bitmap.js';
 import { clearDirtyLog, type ClearDirtyLog } from './dirty/clear.js';
-import { allocDirtyRing, enableDirtyRing, harvestDirtyRings, resetDirtyRings } from './dirty/ring.js';
+import { allocDirtyRing, harvestDirtyRings, resetDirtyRings } from './dirty/ring.js';
 import { Spte } from './mmu/spte.js';
 import { Vcpu } from './vcpu.js';
 import { synchronizeSrcu } from './srcu.js';
-import { type VmStats, type VcpuStats, encodeBinaryStats } from './stats.js';
+import { type VmStats, type VcpuStats, readVmStats, vmStatsFd } from './stats.js';
+import {
+  type Cap, type KvmEnableCap, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, kvmArchNrMemslotAsIds, kvmCheckExtension, kvmVmIoctlEnableCap,
+} from './caps.js';
 
 /** What a thread brings to every VM it touches: its counters and its frame caches. */
 export interface ThreadCtx {
@@ -50,7 +50,10 @@ export interface ThreadCtx {
 }
 
 export interface VmOptions {
-  /** KVM_CAP_MAX_VCPUS for this VM (sizes the epoch domain). Default 1024. */
+  /**
+   * kvm->max_vcpus, what KVM_CHECK_EXTENSION(KVM_CAP_MAX_VCPUS) on the VM reports: at most this
+   * many vCPUs (1..KVM_MAX_VCPUS = 1024, the default); sizes the epoch domain.
+   */
   maxVcpus?: number;
   /** Dirty-logging strategy (module parameters / kernel generation); defaults: upstream KVM. */
   strategy?: Partial<DirtyStrategy>;
@@ -124,9 +127,9 @@ export class Vm {
 
   /** KVM_CREATE_VM */
   static create(host: Host, id: number, ctx: ThreadCtx, opts: VmOptions = {}): Vm {
-    const maxVcpus = opts.maxVcpus ?? 1024;
+    const maxVcpus = opts.maxVcpus ?? KVM_MAX_VCPUS;
     if (!Number.isInteger(id) || id < 0 || id >= 4095) fail('EINVAL', `VM id must be 0..4094, got ${id}`);
-    if (!Number.isInteger(maxVcpus) || maxVcpus < 1 || maxVcpus > 4096) fail('EINVAL', `maxVcpus must be 1..4096 (KVM_MAX_VCPUS), got ${maxVcpus}`);
+    if (!Number.isInteger(maxVcpus) || maxVcpus < 1 || maxVcpus > KVM_MAX_VCPUS) fail('EINVAL', `maxVcpus must be 1..${KVM_MAX_VCPUS} (KVM_MAX_VCPUS), got ${maxVcpus}`);
     const words = allocSab(VmLayout.kVmWords * 4);
     const epoch = EpochDomain.create(maxVcpus + 1);
     const poolHandle = PtPool.createHandle(64);
@@ -242,7 +245,9 @@ export class Vm {
     if ((r.flags & ~kValidMemslotFlags) !== 0) fail('EINVAL', `invalid memslot flags 0x${r.flags.toString(16)} (KVM_MEM_GUEST_MEMFD needs a guest_memfd, not modelled yet)`);
     const asId = Math.floor(r.slot / 65536);
     const id = r.slot % 65536;
-    if (asId >= KVM_ADDRESS_SPACE_NUM || id >= KVM_USER_MEM_SLOTS) fail('EINVAL', `slot ${r.slot}: id must be < ${KVM_USER_MEM_SLOTS} and address space < ${KVM_ADDRESS_SPACE_NUM}`);
+    // as_id >= kvm_arch_nr_memslot_as_ids(kvm): address space 1 exists only with SMM.
+    const nrAsIds = kvmArchNrMemslotAsIds(this.host);
+    if (asId >= nrAsIds || id >= KVM_USER_MEM_SLOTS) fail('EINVAL', `slot ${r.slot}: id must be < ${KVM_USER_MEM_SLOTS} and address space < ${nrAsIds}${nrAsIds === 1 ? ' (this host has no SMM address space)' : ''}`);
     if (r.memorySize % 4096 !== 0) fail('EINVAL', `memory_size 0x${r.memorySize.toString(16)} is not page aligned`);
     if (r.guestPhysAddr % 4096 !== 0) fail('EINVAL', `guest_phys_addr 0x${r.guestPhysAddr.toString(16)} is not page aligned`);
     if (r.userspaceAddr % 4096 !== 0) fail('EINVAL', `userspace_addr 0x${r.userspaceAddr.toString(16)} is not page aligned`);
@@ -334,10 +339,13 @@ export class Vm {
   }
 
   private deleteMemslotStopped(slot: Memslot): void {
-    // kvm_arch_flush_shadow_memslot(): nothing may map the slot once it is gone.
-    this.withMmuWriteLock(() => {
-      if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
-    });
+    // kvm_arch_flush_shadow_memslot(): nothing may map the slot once it is gone. Only roots of
+    // the slot's address space; there is no SMM root (no vCPU enters SMM in this model).
+    if (slot.asId === 0) {
+      this.withMmuWriteLock(() => {
+        if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
+      });
+    }
     // kvm_mmu_slot_apply_flags() for a DELETE of a logging slot: CPU dirty logging is updated.
     if (slot.dirtyLogging()) {
       Atomics.sub(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
@@ -383,28 +391,21 @@ export class Vm {
     Atomics.store(this.w, VmLayout.kVmStrategy, encodeStrategy({ ...this.dirtyStrategy, ...s }));
   }
 
-  /** KVM_ENABLE_CAP on the VM: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 or KVM_CAP_DIRTY_LOG_RING. */
-  enableCap(cap: 'KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2' | 'KVM_CAP_DIRTY_LOG_RING' | number, arg: number): void {
-    const c = cap === 'KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2' ? KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 : cap === 'KVM_CAP_DIRTY_LOG_RING' ? KVM_CAP_DIRTY_LOG_RING : cap;
-    if (c === KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) {
-      const allowed = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
-      // args[0] is a u64: anything past the two known bits (bit 32 and up included) is refused.
-      if (!Number.isSafeInteger(arg) || arg < 0 || arg > allowed || (arg & ~allowed) !== 0) fail('EINVAL', `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: unknown flags 0x${Number(arg).toString(16)}`);
-      if ((arg & KVM_DIRTY_LOG_INITIALLY_SET) !== 0 && (arg & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) === 0) {
-        fail('EINVAL', 'KVM_DIRTY_LOG_INITIALLY_SET needs KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE');
-      }
-      if ((arg & KVM_DIRTY_LOG_INITIALLY_SET) !== 0 && Atomics.load(this.w, VmLayout.kVmDirtyRingSize) !== 0) {
-        fail('EINVAL', 'KVM_DIRTY_LOG_INITIALLY_SET with the dirty ring: the ring cannot report pages that were never written');
-      }
-      Atomics.store(this.w, VmLayout.kVmDirtyCaps, arg);
-      return;
-    }
-    if (c === KVM_CAP_DIRTY_LOG_RING) {
-      enableDirtyRing(this, arg);
-      return;
-    }
-    fail('EINVAL', `KVM_ENABLE_CAP: capability ${String(cap)} is not modelled`);
+  /**
+   * KVM_ENABLE_CAP on the VM (caps.ts): `enableCap(cap, args[0], flags)` or a struct
+   * kvm_enable_cap; `cap` is a KVM_CAP_* name or number.
+   */
+  enableCap(cap: Cap | KvmEnableCap, arg0 = 0, flags = 0): void {
+    kvmVmIoctlEnableCap(this, typeof cap === 'object' ? cap : { cap, flags, args: [arg0] });
   }
+
+  /** KVM_CHECK_EXTENSION on the VM fd. */
+  checkExtension(cap: Cap): number {
+    return kvmCheckExtension(this.host, this, cap);
+  }
+
+  /** kvm->arch.max_vcpu_ids (KVM_ENABLE_CAP(KVM_CAP_MAX_VCPU_ID)); 0 = unset. VMM thread only. */
+  maxVcpuIds = 0;
 
   /** KVM_GET_DIRTY_LOG */
   getDirtyLog(slot: number): Uint32Array {
@@ -497,32 +498,53 @@ export class Vm {
     return this.vcpuWords.length;
   }
 
-  /** KVM_CREATE_VCPU */
+  /**
+   * KVM_CREATE_VCPU(id), following kvm_vm_ioctl_create_vcpu(): the id is the APIC id, sparse,
+   * below KVM_MAX_VCPU_IDS (and below KVM_CAP_MAX_VCPU_ID's value when set,
+   * kvm_arch_vcpu_precreate), at most kvm->max_vcpus vCPUs, a taken id is EEXIST. The vCPU gets
+   * the next dense index (vcpu->vcpu_idx), which arrays, rings and the epoch domain use.
+   */
   createVcpu(id = this.vcpuWords.length): Vcpu {
     return this.withVcpusStopped(`create vCPU ${id}`, () => this.createVcpuStopped(id));
   }
 
   private createVcpuStopped(id: number): Vcpu {
-    if (!Number.isInteger(id) || id < 0 || id >= this.maxVcpus) fail('EINVAL', `vCPU id ${id} out of range (max ${this.maxVcpus})`);
-    if (id !== this.vcpuWords.length) fail('EINVAL', `vCPU ids are dense here: next id is ${this.vcpuWords.length}`);
+    if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) fail('EINVAL', `vCPU id ${id} must be 0..${KVM_MAX_VCPU_IDS - 1} (below KVM_MAX_VCPU_IDS)`);
+    if (this.vcpuWords.length >= this.maxVcpus) fail('EINVAL', `VM ${this.id} already has ${this.vcpuWords.length} vCPUs, its maximum (KVM_CAP_MAX_VCPUS: ${this.maxVcpus})`);
+    if (this.maxVcpuIds !== 0 && id >= this.maxVcpuIds) fail('EINVAL', `vCPU id ${id} is not below KVM_CAP_MAX_VCPU_ID (${this.maxVcpuIds}) set on this VM`);
+    if (this.vcpuIdx(id) >= 0) fail('EEXIST', `vCPU id ${id} already exists on VM ${this.id}; pick another id`);
     const sab = allocSab(VcpuLayout.kVcpuBytes);
-    this.vcpuWords.push(new Int32Array(sab));
+    const w = new Int32Array(sab);
+    w[VcpuLayout.kVcpuId] = id;
+    this.vcpuWords.push(w);
     const ring = Atomics.load(this.w, VmLayout.kVmDirtyRingSize);
     this.rings.push(ring !== 0 ? allocDirtyRing(ring) : null);
     this.ensurePoolCapacity();
     this.bumpGeneration();
-    return this.vcpu(id);
+    return this.vcpu(this.vcpuWords.length - 1);
   }
 
-  /** This thread's Vcpu object for vCPU `id`. */
-  vcpu(id: number): Vcpu {
-    let v = this.vcpus[id];
+  /** The dense index of vCPU id `id`, or -1 (kvm_get_vcpu_by_id's scan; cold path). */
+  private vcpuIdx(id: number): number {
+    return this.vcpuWords.findIndex((w) => w[VcpuLayout.kVcpuId] === id);
+  }
+
+  /** kvm_get_vcpu(kvm, idx): this thread's Vcpu object for the vCPU of dense index `idx`. */
+  vcpu(idx: number): Vcpu {
+    let v = this.vcpus[idx];
     if (v === undefined) {
-      if (id >= this.vcpuWords.length) fail('ENOENT', `vCPU ${id} does not exist`);
-      v = new Vcpu(this, id);
-      this.vcpus[id] = v;
+      if (!(idx >= 0 && idx < this.vcpuWords.length)) fail('ENOENT', `vCPU index ${idx} does not exist (VM ${this.id} has ${this.vcpuWords.length})`);
+      v = new Vcpu(this, idx);
+      this.vcpus[idx] = v;
     }
     return v;
+  }
+
+  /** kvm_get_vcpu_by_id(kvm, id): the vCPU created with id `id`. */
+  vcpuById(id: number): Vcpu {
+    const idx = this.vcpuIdx(id);
+    if (idx < 0) fail('ENOENT', `no vCPU with id ${id} on VM ${this.id}`);
+    return this.vcpu(idx);
   }
 
   get nrVcpus(): number {
@@ -632,24 +654,18 @@ export class Vm {
     return this.pool.reclaim();
   }
 
+  /** Every x86 VM stat by name, KVM's order; the ones the model does not drive are 0. */
   getStats(): VmStats {
-    const w = this.w;
-    return {
-      remote_tlb_flush: Atomics.load(w, VmLayout.kVmStatRemoteTlbFlush),
-      remote_tlb_flush_requests: Atomics.load(w, VmLayout.kVmStatRemoteTlbFlushRequests),
-      pages_4k: Atomics.load(w, VmLayout.kVmStatPages4k),
-      pages_2m: Atomics.load(w, VmLayout.kVmStatPages2m),
-      pages_1g: Atomics.load(w, VmLayout.kVmStatPages1g),
-    };
+    return readVmStats(this.w);
   }
 
   vcpuStats(): VcpuStats[] {
     return this.vcpuWords.map((_, i) => this.vcpu(i).getStats());
   }
 
-  /** KVM_GET_STATS_FD's content for this VM, in KVM's binary layout. */
+  /** KVM_GET_STATS_FD on the VM: KVM's binary layout, id "kvm-<pid>" as kvm_create_vm() names it. */
   getStatsFd(): Buffer {
-    return encodeBinaryStats(`kvm-${this.id}`, this.getStats());
+    return vmStatsFd(this.getStats());
   }
 
   /** Tear the VM down: unmap everything, release host memory (KVM_DESTROY + munmap). */

@@ -22,7 +22,9 @@ export function statsSnapshot(vms: Vm[]): StatsSnapshot {
     for (const n of kVmStatNames) total[n] += s[n];
     const vcpus = vm.vcpuStats();
     for (const v of vcpus) for (const n of kVcpuStatNames) total[n] = (total[n] ?? 0) + v[n];
-    out.push({ vm: { id: vm.id, ...s }, vcpus });
+    // Ring-full and PML-full exits are the harness's counters, not KVM stats.
+    const harness = vm.vcpuWords.map((_, i) => vm.vcpu(i).harnessStats());
+    out.push({ vm: { id: vm.id, ...s }, vcpus, harness });
   }
   return { total, vms: out };
 }
@@ -42,7 +44,7 @@ export function memoryReport(host: Host, vms: Vm[]): MemoryReport {
       for (const l of s.lpage) lpage += l.byteLength;
       if (s.dirtyBitmap) bitmap += s.dirtyBitmap.byteLength;
     }
-    vcpu += vm.vcpuWords.length * 2048 + vm.w.byteLength + vm.epoch.words.byteLength;
+    vcpu += vm.vcpuWords.reduce((n, w) => n + w.byteLength, 0) + vm.w.byteLength + vm.epoch.words.byteLength;
     const st = vm.getStats();
     mapped += st.pages_4k + 512 * st.pages_2m + 262144 * st.pages_1g;
   }

@@ -7,7 +7,7 @@ import type { MemstressConfig } from './memstress-vm.js';
 export function memstressFlags(defaults: { bytes: number; vcpus: number }): FlagSpec[] {
   return [
     { name: 'vms', type: 'int', default: 1, min: 1, max: 4094, help: 'number of VMs (each its own VMM process)' },
-    { name: 'vcpus', short: 'v', type: 'int', default: defaults.vcpus, min: 1, max: 4096, help: 'vCPUs per VM' },
+    { name: 'vcpus', short: 'v', type: 'int', default: defaults.vcpus, min: 1, max: 1024, help: 'vCPUs per VM (at most KVM_CAP_MAX_VCPUS = KVM_MAX_VCPUS, 1024)' },
     { name: 'bytes', short: 'b', type: 'size', default: defaults.bytes, min: 4096, help: 'guest memory per vCPU' },
     { name: 'backing', short: 's', type: 'enum', choices: kBackingSources, default: 'anonymous', help: 'backing source of guest memory' },
     { name: 'overlap', short: 'o', type: 'bool', default: false, help: 'every vCPU walks the whole region instead of its own part' },

@@ -19,7 +19,7 @@ import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/memslot.js';
 import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../kvm/dirty/strategy.js';
 import type { ScenarioDef, ScenarioIo } from './scenario.js';
 import type { RunResult, StatsSnapshot } from './result.js';
-import type { VmStats } from '../kvm/stats.js';
+import { kVmStatNames, type VmStats } from '../kvm/stats.js';
 
 export const dirtyLogPageSplitting: ScenarioDef = {
   name: 'dirty-log-page-splitting',
@@ -54,7 +54,7 @@ export async function runPageSplitting(f: Record<string, unknown>, io: ScenarioI
     const hostPages = layout.guestPages * c.vms;
     const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: f.slice as number, wallEvery: f['wall-sample'] as number });
     const total = (): VmStats => {
-      const t = { remote_tlb_flush: 0, remote_tlb_flush_requests: 0, pages_4k: 0, pages_2m: 0, pages_1g: 0 };
+      const t = Object.fromEntries(kVmStatNames.map((n) => [n, 0])) as VmStats;
       for (const vm of vms) {
         const s = vm.getStats();
         for (const k of Object.keys(t) as (keyof VmStats)[]) t[k] += s[k];

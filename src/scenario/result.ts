@@ -4,7 +4,7 @@
  */
 import type { HistogramSummary } from '../metrics/histogram.js';
 import type { AuditViolation } from '../kvm/audit.js';
-import type { VcpuStats, VmStats } from '../kvm/stats.js';
+import type { HarnessVcpuStats, VcpuStats, VmStats } from '../kvm/stats.js';
 import type { HostInfo } from './host-info.js';
 
 export const kResultSchema = 'kvm-mmu-harness/result@1';
@@ -17,7 +17,8 @@ export interface PhaseSummary {
 
 export interface StatsSnapshot {
   total: VmStats & Partial<VcpuStats>;
-  vms: { vm: VmStats & { id: number }; vcpus: VcpuStats[] }[];
+  /** Per VM: KVM's VM stats, KVM's vCPU stats per vCPU (by vcpu_idx), and the harness's own per-vCPU counters. */
+  vms: { vm: VmStats & { id: number }; vcpus: VcpuStats[]; harness: HarnessVcpuStats[] }[];
 }
 
 export interface MemoryReport {

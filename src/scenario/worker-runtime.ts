@@ -158,7 +158,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       wallNs: (performance.now() - t0) * 1e6,
       counters: m.c.slice(),
       vcpus: vcpus.map((v, i) => ({
-        vm: task.work[i]!.vm, vcpu: v.id, accesses: v.accesses() - before[i]!.accesses,
+        vm: task.work[i]!.vm, vcpu: v.idx, accesses: v.accesses() - before[i]!.accesses,
         modeledNs: v.modeledNs() - before[i]!.modeled, wallNs: v.wallNs() - before[i]!.wall, mmioExits: mmioExits[i]!,
       })),
       histograms: hists.encode(),

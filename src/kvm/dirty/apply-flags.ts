@@ -34,6 +34,9 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
   kvmMakeAllCpusRequest(vm, KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
   // "Nothing more to do for RO slots": nothing in them is writable to begin with.
   if ((slot.flags & KVM_MEM_READONLY) !== 0) return out;
+  // Only roots of the slot's address space are walked; an SMM (as_id 1) slot has none here, as
+  // no vCPU enters SMM in this model, so address space 0's mappings of the same gfns stay.
+  if (slot.asId !== 0) return out;
   if (!enable) {
     out.tlbFlushes = vm.withMmuReadLock(() =>
       (strat & Strat.kStratZapCollapsible) !== 0 ? tdpZapCollapsibleSptes(vm, slot) : tdpRecoverHugePages(vm, slot));

@@ -16,7 +16,8 @@ import { ringPush } from './ring.js';
 import { kvmArchSyncDirtyLog } from './pml.js';
 import { enableLogDirtyPtMasked } from './masked.js';
 import { kvmFlushRemoteTlbs } from '../requests.js';
-import { KVM_ADDRESS_SPACE_NUM, KVM_USER_MEM_SLOTS, type Memslot } from '../memslot.js';
+import { KVM_USER_MEM_SLOTS, type Memslot } from '../memslot.js';
+import { kvmArchNrMemslotAsIds } from '../caps.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 
@@ -36,16 +37,20 @@ export function markPageDirtyInSlot(vm: Vm, slot: Memslot, gfn: number, vcpu: Vc
 
 /** Find a logging slot for a uAPI slot number (as_id << 16 | id), or ENOENT. */
 export function loggingSlot(vm: Vm, slotNum: number, what: string): Memslot {
-  checkSlotId(slotNum, what);
+  checkSlotId(vm, slotNum, what);
   const slot = vm.slots.get(slotNum);
   if (slot === undefined || !slot.dirtyLogging()) fail('ENOENT', `${what}: slot ${slotNum} does not exist or has no dirty log (KVM_MEM_LOG_DIRTY_PAGES is off)`);
   return slot;
 }
 
-/** as_id = slot >> 16 must be < KVM_ADDRESS_SPACE_NUM and id < KVM_USER_MEM_SLOTS, else EINVAL. */
-export function checkSlotId(slotNum: number, what: string): void {
-  if (!Number.isInteger(slotNum) || slotNum < 0 || slotNum >>> 16 >= KVM_ADDRESS_SPACE_NUM || (slotNum & 0xffff) >= KVM_USER_MEM_SLOTS) {
-    fail('EINVAL', `${what}: slot ${slotNum} is not a valid slot (id < ${KVM_USER_MEM_SLOTS}, address space < ${KVM_ADDRESS_SPACE_NUM})`);
+/**
+ * as_id = slot >> 16 must be < kvm_arch_nr_memslot_as_ids() (2 with SMM, else 1) and id <
+ * KVM_USER_MEM_SLOTS, else EINVAL (kvm_get_dirty_log_protect / kvm_clear_dirty_log_protect).
+ */
+export function checkSlotId(vm: Vm, slotNum: number, what: string): void {
+  const nrAsIds = kvmArchNrMemslotAsIds(vm.host);
+  if (!Number.isInteger(slotNum) || slotNum < 0 || slotNum >>> 16 >= nrAsIds || (slotNum & 0xffff) >= KVM_USER_MEM_SLOTS) {
+    fail('EINVAL', `${what}: slot ${slotNum} is not a valid slot (id < ${KVM_USER_MEM_SLOTS}, address space < ${nrAsIds}${nrAsIds === 1 ? ': this host has no SMM address space' : ''})`);
   }
 }
 

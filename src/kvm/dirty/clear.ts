@@ -25,7 +25,7 @@ export interface ClearDirtyLog {
 /** Returns the number of pages whose tracking was re-armed. */
 export function clearDirtyLog(vm: Vm, log: ClearDirtyLog): number {
   kvmUseDirtyBitmap(vm, 'KVM_CLEAR_DIRTY_LOG');
-  checkSlotId(log.slot, 'KVM_CLEAR_DIRTY_LOG');
+  checkSlotId(vm, log.slot, 'KVM_CLEAR_DIRTY_LOG');
   if (!Number.isSafeInteger(log.firstPage) || log.firstPage < 0 || log.firstPage % 64 !== 0) {
     fail('EINVAL', `KVM_CLEAR_DIRTY_LOG: first_page ${log.firstPage} is not a multiple of 64`);
   }

@@ -28,6 +28,9 @@ function fls64(lo: number, hi: number): number {
 }
 
 export function enableLogDirtyPtMasked(vm: Vm, slot: Memslot, offset: number, lo: number, hi: number): boolean {
+  // The TDP MMU walks only roots of the slot's address space (kvm_mmu_page_as_id(root) ==
+  // slot->as_id); the one root here is address space 0's (no vCPU enters SMM in this model).
+  if (slot.asId !== 0) return false;
   const strat = vm.w[VmLayout.kVmStrategy]!;
   const gfn = slot.baseGfn + offset;
   let flush = false;

@@ -12,7 +12,6 @@ import { count } from '../../metrics/counters.js';
 import { Op } from '../../metrics/ops.js';
 import { kvmMakeAllCpusRequest } from '../requests.js';
 import { KvmReq, VcpuLayout } from '../vcpu-layout.js';
-import { VcpuStat } from '../stats.js';
 import { VmLayout } from '../vm-layout.js';
 import { Strat } from './strategy.js';
 import type { Vcpu } from '../vcpu.js';
@@ -33,7 +32,7 @@ export function pmlLog(vcpu: Vcpu, gfn: number): void {
   count(m, Op.pml_log);
   if (idx + 1 === VcpuLayout.PML_LOG_NR_ENTRIES) {
     // EXIT_REASON_PML_FULL
-    vcpu.f[VcpuLayout.kVcpuStats + VcpuStat.pml_full_exits]!++;
+    vcpu.f[VcpuLayout.kVcpuPmlFullExits]!++;
     count(m, Op.vm_exit);
     count(m, Op.pml_flush);
     pmlDrain(vcpu);

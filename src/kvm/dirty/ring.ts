@@ -12,10 +12,9 @@ import { allocSab } from '../../shm/arena.js';
 import { count } from '../../metrics/counters.js';
 import { Op } from '../../metrics/ops.js';
 import { KvmExit, VcpuLayout } from '../vcpu-layout.js';
-import { VcpuStat } from '../stats.js';
 import { VmLayout } from '../vm-layout.js';
 import { kvmFlushRemoteTlbs } from '../requests.js';
-import { KVM_DIRTY_LOG_INITIALLY_SET, Strat } from './strategy.js';
+import { Strat } from './strategy.js';
 import { enableLogDirtyPtMasked } from './masked.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
@@ -29,17 +28,22 @@ export const enum DirtyRing {
   kEntryWords = 4,
 }
 
-/** KVM_ENABLE_CAP(KVM_CAP_DIRTY_LOG_RING, bytes), as kvm_vm_ioctl_enable_dirty_log_ring(). */
+/**
+ * kvm_vm_ioctl_enable_dirty_log_ring(kvm, u32 size) for KVM_CAP_DIRTY_LOG_RING(_ACQ_REL); the
+ * caller (caps.ts) has truncated args[0] to the u32 KVM takes.
+ *
+ * KVM accepts the ring together with KVM_DIRTY_LOG_INITIALLY_SET (neither cap checks the other).
+ * The combination loses writes: with INITIALLY_SET, enabling logging write-protects (or
+ * D-clears) nothing, and the ring has no bitmap to start all ones, so a page mapped writable
+ * before logging was enabled is written without a ring entry, and is never reported.
+ */
 export function enableDirtyRing(vm: Vm, bytes: number): void {
-  if (!Number.isSafeInteger(bytes) || bytes <= 0 || (bytes & (bytes - 1)) !== 0) fail('EINVAL', `KVM_CAP_DIRTY_LOG_RING: size ${bytes} must be a power of two (bytes)`);
+  if (!Number.isInteger(bytes) || bytes <= 0 || bytes > 0xffffffff || (bytes & (bytes - 1)) !== 0) fail('EINVAL', `KVM_CAP_DIRTY_LOG_RING: size ${bytes} must be a power of two (bytes)`);
   const rsvd = DirtyRing.KVM_DIRTY_RING_RSVD_ENTRIES + ((vm.w[VmLayout.kVmStrategy]! & Strat.kStratPml) !== 0 ? 512 : 0);
   if (bytes < rsvd * DirtyRing.kDirtyGfnBytes || bytes < 4096) fail('EINVAL', `KVM_CAP_DIRTY_LOG_RING: ${bytes} bytes cannot hold the ${rsvd} reserved entries (need at least ${Math.max(4096, rsvd * DirtyRing.kDirtyGfnBytes)})`);
   if (bytes > DirtyRing.KVM_DIRTY_RING_MAX_ENTRIES * DirtyRing.kDirtyGfnBytes) fail('E2BIG', `KVM_CAP_DIRTY_LOG_RING: ${bytes} bytes is more than ${DirtyRing.KVM_DIRTY_RING_MAX_ENTRIES} entries`);
   if (Atomics.load(vm.w, VmLayout.kVmDirtyRingSize) !== 0) fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING can be enabled only once');
   if (vm.nrVcpus > 0) fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING must be enabled before any vCPU is created');
-  if ((Atomics.load(vm.w, VmLayout.kVmDirtyCaps) & KVM_DIRTY_LOG_INITIALLY_SET) !== 0) {
-    fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING with KVM_DIRTY_LOG_INITIALLY_SET: the ring cannot report pages that were never written');
-  }
   Atomics.store(vm.w, VmLayout.kVmDirtyRingSize, bytes / DirtyRing.kDirtyGfnBytes);
 }
 
@@ -75,7 +79,7 @@ export function ringPush(vcpu: Vcpu, slotId: number, offset: number): void {
   count(m, Op.ring_push);
   if (ringSoftFull(vcpu) && vcpu.pendingExit === 0) {
     vcpu.pendingExit = KvmExit.KVM_EXIT_DIRTY_RING_FULL;
-    vcpu.f[VcpuLayout.kVcpuStats + VcpuStat.dirty_ring_full_exits]!++;
+    vcpu.f[VcpuLayout.kVcpuDirtyRingFullExits]!++;
     count(m, Op.ring_full_exit);
   }
 }
@@ -108,7 +112,8 @@ export function harvestDirtyRings(vm: Vm, sink: (slot: number, offset: number) =
 /** KVM_RESET_DIRTY_RINGS: returns the number of entries reset. */
 export function resetDirtyRings(vm: Vm): number {
   const n = Atomics.load(vm.w, VmLayout.kVmDirtyRingSize);
-  if (n === 0) fail('ENXIO', 'KVM_RESET_DIRTY_RINGS: KVM_CAP_DIRTY_LOG_RING is not enabled');
+  // kvm_vm_ioctl_reset_dirty_pages(): `if (!kvm->dirty_ring_size) return -EINVAL;`
+  if (n === 0) fail('EINVAL', 'KVM_RESET_DIRTY_RINGS: enable KVM_CAP_DIRTY_LOG_RING on this VM first');
   const m = vm.ctx.metrics;
   let total = 0;
   let flush = false;

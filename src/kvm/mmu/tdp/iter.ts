@@ -61,8 +61,8 @@ export class TdpIter {
    * it too). Walks under mmu_lock held for read race with other readers' cmpxchg and with vCPUs
    * setting A/D, so the two words are read as one snapshot (spteReadPfn: the flags load pairs
    * with the publish in tdpMmuSetSpteAtomic; an unchanged flags word vouches for the pfn).
-   * A non-present SPTE has no pfn (oldPfn -1), so installing over it always takes the
-   * freeze-then-publish path of tdpMmuSetSpteAtomic.
+   * A non-present SPTE's pfn word is read as is (an MMIO SPTE keeps its gfn there); installing
+   * over a non-present SPTE always takes tdpMmuSetSpteAtomic's freeze-then-publish path.
    */
   read(): void {
     const pt = this.pt;
@@ -71,7 +71,7 @@ export class TdpIter {
       const flags = spteLoadFlags(pt, sptep);
       if (!isShadowPresentPte(flags)) {
         this.oldFlags = flags;
-        this.oldPfn = -1;
+        this.oldPfn = Atomics.load(pt, sptep + 1);
         return;
       }
       const pfn = spteReadPfn(pt, sptep, flags);

@@ -23,7 +23,9 @@ export function tdpMmuSetSpteAtomic(vm: Vm, it: TdpIter, newFlags: number, newPf
   const pt = it.pt;
   const m = vm.ctx.metrics;
   count(m, Op.spte_cmpxchg);
-  if (newPfn === it.oldPfn) {
+  // Flags only when the pfn stays and the old SPTE is present: a pfn behind a non-present
+  // flags word vouches for nothing, so an install always freezes and publishes it anew.
+  if (newPfn === it.oldPfn && isShadowPresentPte(it.oldFlags)) {
     if (Atomics.compareExchange(pt, it.sptep, it.oldFlags, newFlags) !== it.oldFlags) {
       count(m, Op.spte_cmpxchg_fail);
       it.read();
@@ -38,7 +40,7 @@ export function tdpMmuSetSpteAtomic(vm: Vm, it: TdpIter, newFlags: number, newPf
     // KVM's cmpxchg64 compares the pfn too; here the frozen entry is ours, so check it now: a
     // present SPTE whose pfn moved (same flags, new table or page: an ABA across a split and a
     // recovery) is put back untouched and the caller retries on a fresh snapshot.
-    if (it.oldPfn >= 0 && Atomics.load(pt, it.sptep + 1) !== it.oldPfn) {
+    if (isShadowPresentPte(it.oldFlags) && Atomics.load(pt, it.sptep + 1) !== it.oldPfn) {
       Atomics.store(pt, it.sptep, it.oldFlags);
       count(m, Op.spte_cmpxchg_fail);
       it.read();
