@@ -66,7 +66,11 @@ export function sizeHost(c: MemstressConfig, l: MemstressLayout): { memory: numb
   const huge = c.backing === 'anonymous_hugetlb_2mb' ? 2 ** 21 : c.backing === 'anonymous_hugetlb_1gb' ? 2 ** 30 : 0;
   const hugePages = huge ? (perVm / huge) * c.vms : 0;
   const slack = 64 * 2 ** 20;
-  const memory = c.hostMemory ?? (huge ? hugePages * huge : perVm * c.vms) + slack * c.nodes;
+  // Host.create() reserves each node's share of the hugetlb pool from that node's own memory
+  // (hugepages= split over nodes, as hugetlb_hstate_alloc_pages() does), and splits memory evenly
+  // over the nodes: so every node must hold ceil(pages / nodes) huge pages, not the total / nodes.
+  const perNodeHuge = Math.ceil(hugePages / c.nodes);
+  const memory = c.hostMemory ?? (huge ? c.nodes * (perNodeHuge * huge + slack) : perVm * c.vms + slack * c.nodes);
   return { memory, hugepages2m: huge === 2 ** 21 ? hugePages : 0, hugepages1g: huge === 2 ** 30 ? hugePages : 0 };
 }
 
