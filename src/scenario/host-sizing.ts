@@ -142,6 +142,6 @@ function refuseTooBig(c: MemstressConfig, l: MemstressLayout, e: SizingEstimate,
   const host = sizeHost(c, l).memory;
   throw new UsageError(
     `ENOMEM: this run needs about ${mib(e.bytes)} (${top}; ${c.vms} VM(s) x ${formatSize(l.guestPages * 4096)} guest, ` +
-      `${formatSize(host)} host) but ${mib(a.bytes)} is available (${a.source}): use a smaller -b, -v, --vms or --host-memory`,
+      `${mib(host)} host) but ${mib(a.bytes)} is available (${a.source}): use a smaller -b, -v, --vms or --host-memory`,
   );
 }
