@@ -63,7 +63,7 @@ export function validateCostModel(label: string, json: unknown): CostModel {
   const unknown = Object.keys(prices).filter((k) => !(k in kOp));
   if (unknown.length > 0) fail('EINVAL', `${what} prices unknown operation(s) ${unknown.map((k) => `'${k}'`).join(', ')}`);
   for (const [k, v] of Object.entries(prices)) {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) fail('EINVAL', `${what}: price of '${k}' must be a finite number >= 0, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) fail('EINVAL', `${what}: price of '${k}' must be a finite number >= 0, got ${typeof v === 'number' ? String(v) : JSON.stringify(v)}`);
   }
   const missing = kOpNames.filter((k) => k !== 'lock_wait_ns' && !(k in prices));
   if (missing.length > 0) fail('EINVAL', `${what} has no price for ${missing.map((k) => `'${k}'`).join(', ')} (give 0 to make an operation free)`);

@@ -1,0 +1,43 @@
+// Host sizing: the estimate checked before a run allocates must be conservative (at or above
+// what the run really uses) and not wildly so: within 1.5x of the RSS a measured run reports.
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { availableMemory, estimateRunBytes } from '../src/scenario/host-sizing.js';
+import { memstressLayout, type MemstressConfig } from '../src/scenario/memstress-vm.js';
+import { mmuh } from './fixtures/mmuh.js';
+
+function cfg(over: Partial<MemstressConfig>): MemstressConfig {
+  return { vms: 1, vcpus: 1, bytesPerVcpu: 2 ** 26, backing: 'anonymous', overlap: false, slots: 1, seed: 1, workers: 1, hostMemory: null, nodes: 1, costModel: 'default', stamps: false, ...over };
+}
+
+describe('host sizing estimate', () => {
+  it('is within [1x, 1.5x] of measured RSS for a 512 MiB guest and for a 16 GiB host under a 64 MiB guest', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mmuh-size-'));
+    for (const [args, c] of [
+      [['-b', '512M'], cfg({ bytesPerVcpu: 2 ** 29 })],
+      [['-b', '64M', '--host-memory', '16G'], cfg({ hostMemory: 2 ** 34 })],
+    ] as const) {
+      const file = join(dir, 'r.json');
+      const r = mmuh(['run', 'demand-paging', ...args, '--workers', '1', '-q', '--json', file]);
+      expect(r.code, r.err).toBe(0);
+      const rss = (JSON.parse(readFileSync(file, 'utf8')) as { memory: { rssBytes: number } }).memory.rssBytes;
+      const est = estimateRunBytes(c, memstressLayout(c)).bytes;
+      expect(est, `${args.join(' ')}: estimate ${est} vs RSS ${rss}`).toBeGreaterThanOrEqual(rss);
+      expect(est, `${args.join(' ')}: estimate ${est} vs RSS ${rss}`).toBeLessThanOrEqual(rss * 1.5);
+    }
+  });
+  it('grows with the frame table (8 B per host frame) and the page-table pool per guest page', () => {
+    const small = estimateRunBytes(cfg({}), memstressLayout(cfg({})));
+    const big = cfg({ hostMemory: 2 ** 40 });
+    const e = estimateRunBytes(big, memstressLayout(big));
+    expect(e.breakdown.frameTable! / (2 ** 40 / 4096)).toBeGreaterThanOrEqual(8);
+    expect(e.bytes - small.bytes).toBeGreaterThan(2 ** 31); // --host-memory 1T: > 2 GiB for a 64 MiB guest
+  });
+  it('available memory can be injected (MMUH_MEMORY_AVAILABLE) and otherwise comes from the machine', () => {
+    expect(availableMemory({ MMUH_MEMORY_AVAILABLE: '3G' })).toEqual({ bytes: 3 * 2 ** 30, source: 'MMUH_MEMORY_AVAILABLE' });
+    const a = availableMemory({});
+    expect(a.bytes).toBeGreaterThan(0);
+  });
+});
