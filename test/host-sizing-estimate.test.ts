@@ -13,14 +13,15 @@ function cfg(over: Partial<MemstressConfig>): MemstressConfig {
 }
 
 describe('host sizing estimate', () => {
-  it('is within [1x, 1.5x] of measured RSS for a 512 MiB guest and for a 16 GiB host under a 64 MiB guest', () => {
+  it('is within [1x, 1.5x] of measured RSS: a 512 MiB guest, a 16 GiB host under a 64 MiB guest, 64 small VMs on 2 workers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mmuh-size-'));
     for (const [args, c] of [
       [['-b', '512M'], cfg({ bytesPerVcpu: 2 ** 29 })],
       [['-b', '64M', '--host-memory', '16G'], cfg({ hostMemory: 2 ** 34 })],
+      [['--vms', '64', '-v', '2', '-b', '4M', '--workers', '2'], cfg({ vms: 64, vcpus: 2, bytesPerVcpu: 2 ** 22, workers: 2 })],
     ] as const) {
       const file = join(dir, 'r.json');
-      const r = mmuh(['run', 'demand-paging', ...args, '--workers', '1', '-q', '--json', file]);
+      const r = mmuh(['run', 'demand-paging', '--workers', '1', ...args, '-q', '--json', file]);
       expect(r.code, r.err).toBe(0);
       const rss = (JSON.parse(readFileSync(file, 'utf8')) as { memory: { rssBytes: number } }).memory.rssBytes;
       const est = estimateRunBytes(c, memstressLayout(c)).bytes;

@@ -39,8 +39,10 @@ const enum SizingCost {
   kPerGuestPageHostPt = 4,
   /** Dirty bitmap (1 bit) + lpage_info, rounded up. */
   kPerGuestPageOther = 1,
-  /** vCPU shared words. */
-  kPerVcpu = 4096,
+  /** vCPU shared words (2 KiB) + the 8 page-table pages per vCPU the pool reserves (4116 B each). */
+  kPerVcpu = 40 * 1024,
+  /** Per VM: the pool's fixed 16 pages + roots and upper levels, VM words, epoch, memslot words. */
+  kPerVm = 128 * 1024,
   /** Node main thread, V8 heap, WASM histograms: 85 MiB measured with one worker. */
   kBaseRss = 72 * 2 ** 20,
   /** Each piscina worker thread: ~13 MiB measured. */
@@ -64,7 +66,7 @@ export function estimateRunBytes(c: MemstressConfig, l: MemstressLayout, opts: {
     ptPool: guestPages * SizingCost.kPerGuestPagePt,
     hostPageTables: hugetlb ? 0 : guestPages * SizingCost.kPerGuestPageHostPt,
     bitmapsAndLpage: guestPages * SizingCost.kPerGuestPageOther,
-    vcpus: vcpus * (SizingCost.kPerVcpu + (opts.ringBytesPerVcpu ?? 0)),
+    vmsAndVcpus: c.vms * SizingCost.kPerVm + vcpus * (SizingCost.kPerVcpu + (opts.ringBytesPerVcpu ?? 0)),
     baseRss: SizingCost.kBaseRss + workers * SizingCost.kPerWorkerRss,
   };
   return { bytes: Object.values(breakdown).reduce((a, b) => a + b, 0), breakdown };
