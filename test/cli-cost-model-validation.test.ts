@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mmuh, oneLine } from './fixtures/mmuh.js';
-import { validateCostModel } from '../src/metrics/cost-model.js';
+import { loadCostModel, validateCostModel } from '../src/metrics/cost-model.js';
+import { KvmError } from '../src/host/errno.js';
 import { kDefaultCostModelPath } from './fixtures/vm-ctx.js';
 
 const def = JSON.parse(readFileSync(kDefaultCostModelPath, 'utf8')) as { ns: Record<string, number> };
@@ -22,13 +23,21 @@ describe('--cost-model validation', () => {
     ['no ns', JSON.stringify({ name: 'x' }), /needs an "ns" object/],
     ['not JSON', '{"ns":', /is not valid JSON/],
   ];
-  it.each(cases)('%s: exit 2, one line, no stack trace', (name, text, re) => {
+  it.each(cases)('%s: refused with a sentence naming the key', (name, text, re) => {
     const file = join(dir, `${name.replace(/ /g, '-')}.json`);
     writeFileSync(file, text);
-    const r = mmuh(['run', 'dirty-log-perf', '-b', '4M', '--workers', '1', '--cost-model', file]);
-    expect(r.code).toBe(2);
-    expect(oneLine(r)).toMatch(re);
-    expect(r.err).not.toMatch(/\n\s+at /);
+    expect(() => loadCostModel(file)).toThrow(KvmError);
+    expect(() => loadCostModel(file)).toThrow(re);
+  });
+  it('the CLI: exit 2, one line, no stack trace, before any worker starts', () => {
+    for (const [name, text, re] of [cases[0]!, cases[7]!]) {
+      const file = join(dir, `cli-${name.replace(/ /g, '-')}.json`);
+      writeFileSync(file, text);
+      const r = mmuh(['run', 'dirty-log-perf', '-b', '4M', '--workers', '1', '--cost-model', file]);
+      expect(r.code).toBe(2);
+      expect(oneLine(r)).toMatch(re);
+      expect(r.out).toBe('');
+    }
   });
   it('the shipped default model passes the schema', () => {
     expect(() => validateCostModel('default', def)).not.toThrow();

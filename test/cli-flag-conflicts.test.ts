@@ -5,6 +5,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mmuh, oneLine } from './fixtures/mmuh.js';
+import { findScenario } from '../src/scenario/index.js';
+import { parseFlags, UsageError } from '../src/scenario/flags.js';
 
 const huge = ['-s', 'anonymous_hugetlb_2mb', '-b', '4M'];
 const refused: [string[], RegExp][] = [
@@ -26,11 +28,21 @@ const refused: [string[], RegExp][] = [
 ];
 
 describe('conflicting and inert flags', () => {
+  // In-process: the scenario's check() refuses each one with a UsageError (one sentence).
   it.each(refused)('%j is refused', (args, re) => {
-    const r = mmuh(['run', ...args]);
-    expect(r.code).toBe(2);
-    expect(oneLine(r)).toMatch(re);
-    expect(r.out).toBe('');
+    const [name, ...rest] = args;
+    const s = findScenario(name!)!;
+    const f = parseFlags(s.flags, rest);
+    expect(() => s.check!(f)).toThrow(UsageError);
+    expect(() => s.check!(f)).toThrow(re);
+  });
+  it('the CLI turns a refusal into one line on stderr and exit 2, before running anything', () => {
+    for (const args of [refused[0]![0], refused[1]![0]]) {
+      const r = mmuh(['run', ...args]);
+      expect(r.code).toBe(2);
+      expect(oneLine(r)).toMatch(args === refused[0]![0] ? refused[0]![1] : refused[1]![1]);
+      expect(r.out).toBe('');
+    }
   });
   it('combinations that mean something still run (-g --split on-fault on huge backing; ring alone)', () => {
     for (const args of [['-g', '--split', 'on-fault', ...huge], ['--dirty', 'ring', '--ring-entries', '1024', '-b', '4M'], ['--huge', 'wrprot-huge', ...huge]]) {
