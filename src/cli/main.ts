@@ -113,12 +113,13 @@ async function runScenario(scenario: ScenarioDef, parsed: Record<string, unknown
     if (e instanceof SkipError) {
       // kselftest's ksft_exit_skip(): "1..0 # SKIP <reason>" on stdout, exit KSFT_SKIP.
       io.print(`1..0 # SKIP ${e.message}`);
-      if (json) writeJsonAtomic(json, failedResult(scenario, parsed, io.lines, 'skipped', { errno: null, message: e.message }));
-      return KSFT_SKIP;
+      const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'skipped', { errno: null, message: e.message })) : null;
+      return werr ? die(1, werr) : KSFT_SKIP;
     }
     const err = runError(e);
     if (err === null) throw e;
-    if (json) writeJsonAtomic(json, failedResult(scenario, parsed, io.lines, 'failed', err));
+    const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'failed', err)) : null;
+    if (werr) die(1, werr);
     return die(1, err.message);
   }
   result.output = io.lines;
@@ -129,8 +130,20 @@ async function runScenario(scenario: ScenarioDef, parsed: Record<string, unknown
     result.error = failure;
   }
   if (!quiet) out.write(renderText(result) + '\n');
-  if (json) writeJsonAtomic(json, result);
+  const werr = json ? writeResult(json, result) : null;
+  if (werr) return die(1, werr);
   return failure ? die(1, failure.message) : 0;
+}
+
+/** Write the result; a failure here (the directory vanished mid-run, a full disk) fails the run. */
+function writeResult(json: string, value: unknown): string | null {
+  try {
+    writeJsonAtomic(json, value);
+    return null;
+  } catch (e) {
+    if (e instanceof UsageError) return e.message;
+    throw e;
+  }
 }
 
 function resultFailure(r: RunResult): RunError | null {
