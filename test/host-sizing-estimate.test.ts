@@ -1,7 +1,7 @@
 // Host sizing: the estimate checked before a run allocates must be conservative (at or above
 // what the run really uses) and not wildly so: within 1.5x of the RSS a measured run reports.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { availableMemory, estimateRunBytes } from '../src/scenario/host-sizing.js';
@@ -40,5 +40,23 @@ describe('host sizing estimate', () => {
     expect(availableMemory({ MMUH_MEMORY_AVAILABLE: '3G' })).toEqual({ bytes: 3 * 2 ** 30, source: 'MMUH_MEMORY_AVAILABLE' });
     const a = availableMemory({});
     expect(a.bytes).toBeGreaterThan(0);
+  });
+  it('MemAvailable is capped by a cgroup v2 limit (memory.max - memory.current) and v1 (limit_in_bytes - usage)', () => {
+    const fake = (files: Record<string, string>) => {
+      const root = mkdtempSync(join(tmpdir(), 'mmuh-fs-'));
+      for (const [p, text] of Object.entries(files)) {
+        mkdirSync(join(root, p, '..'), { recursive: true });
+        writeFileSync(join(root, p), text);
+      }
+      return root;
+    };
+    const meminfo = { 'proc/meminfo': 'MemTotal:       32000000 kB\nMemAvailable:   16777216 kB\n' };
+    expect(availableMemory({}, fake(meminfo))).toEqual({ bytes: 16 * 2 ** 30, source: 'MemAvailable' });
+    const v2 = fake({ ...meminfo, 'proc/self/cgroup': '0::/job\n', 'sys/fs/cgroup/job/memory.max': String(4 * 2 ** 30), 'sys/fs/cgroup/job/memory.current': String(2 ** 30) });
+    expect(availableMemory({}, v2)).toMatchObject({ bytes: 3 * 2 ** 30 });
+    const unlimited = fake({ ...meminfo, 'proc/self/cgroup': '0::/\n', 'sys/fs/cgroup/memory.max': 'max\n', 'sys/fs/cgroup/memory.current': '5' });
+    expect(availableMemory({}, unlimited)).toMatchObject({ bytes: 16 * 2 ** 30, source: 'MemAvailable' });
+    const v1 = fake({ ...meminfo, 'sys/fs/cgroup/memory/memory.limit_in_bytes': String(2 ** 31), 'sys/fs/cgroup/memory/memory.usage_in_bytes': String(2 ** 30) });
+    expect(availableMemory({}, v1)).toMatchObject({ bytes: 2 ** 30 });
   });
 });

@@ -87,43 +87,44 @@ function readNumber(path: string): number | null {
 }
 
 /** The cgroup's memory headroom (limit − usage), v2 then v1; null without a limit. */
-function cgroupHeadroom(): Available | null {
+function cgroupHeadroom(root: string): Available | null {
   let path = '';
   try {
-    const line = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((x) => x.startsWith('0::'));
+    const line = readFileSync(`${root}/proc/self/cgroup`, 'utf8').split('\n').find((x) => x.startsWith('0::'));
     if (line) path = line.slice(3).trim();
   } catch {
     // not Linux, or no /proc
   }
   for (const dir of [`/sys/fs/cgroup${path === '/' ? '' : path}`, '/sys/fs/cgroup']) {
-    const max = readNumber(`${dir}/memory.max`); // 'max' (no limit) reads as null
-    const cur = readNumber(`${dir}/memory.current`);
-    if (max !== null && cur !== null) return { bytes: Math.max(0, max - cur), source: `cgroup ${dir}/memory.max − memory.current` };
+    const max = readNumber(`${root}${dir}/memory.max`); // 'max' (no limit) reads as null
+    const cur = readNumber(`${root}${dir}/memory.current`);
+    if (max !== null && cur !== null) return { bytes: Math.max(0, max - cur), source: `cgroup ${dir}/memory.max - memory.current` };
   }
-  const lim = readNumber('/sys/fs/cgroup/memory/memory.limit_in_bytes');
-  const use = readNumber('/sys/fs/cgroup/memory/memory.usage_in_bytes');
+  const lim = readNumber(`${root}/sys/fs/cgroup/memory/memory.limit_in_bytes`);
+  const use = readNumber(`${root}/sys/fs/cgroup/memory/memory.usage_in_bytes`);
   // v1 reports "no limit" as a huge page-aligned number (PAGE_COUNTER_MAX).
-  if (lim !== null && use !== null && lim < 2 ** 60) return { bytes: Math.max(0, lim - use), source: 'cgroup v1 memory.limit_in_bytes − usage' };
+  if (lim !== null && use !== null && lim < 2 ** 60) return { bytes: Math.max(0, lim - use), source: 'cgroup v1 memory.limit_in_bytes - usage_in_bytes' };
   return null;
 }
 
 /**
  * The memory this run may use: MMUH_MEMORY_AVAILABLE if set (tests, or a user who knows better),
  * else MemAvailable from /proc/meminfo (os.freemem() elsewhere), capped by the cgroup headroom.
+ * `root` prefixes /proc and /sys (tests give a fake tree).
  */
-export function availableMemory(env: NodeJS.ProcessEnv = process.env): Available {
+export function availableMemory(env: NodeJS.ProcessEnv = process.env, root = ''): Available {
   const forced = env.MMUH_MEMORY_AVAILABLE;
   if (forced !== undefined && forced !== '') {
     return { bytes: parseSize(forced), source: 'MMUH_MEMORY_AVAILABLE' };
   }
   let avail: Available = { bytes: freemem(), source: 'os.freemem()' };
   try {
-    const m = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    const m = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync(`${root}/proc/meminfo`, 'utf8'));
     if (m) avail = { bytes: Number(m[1]) * 1024, source: 'MemAvailable' };
   } catch {
     // keep os.freemem()
   }
-  const cg = cgroupHeadroom();
+  const cg = cgroupHeadroom(root);
   return cg !== null && cg.bytes < avail.bytes ? cg : avail;
 }
 
