@@ -20,6 +20,7 @@ import { memoryPerPage, scale256 } from './scenario-child.js';
 import { microBenchmarks } from './micro.js';
 import { dirtyClear1g, dirtyGetManualCopy, dirtyLogPerf64, wrprotFault1worker } from './dirty.js';
 import { childCpuMsTotal } from './child.js';
+import { parseFlags, UsageError, type FlagSpec } from '../src/scenario/flags.js';
 import {
   closeWindow, failedResult, fmtNumber, openWindow, round, type BenchOptions, type BenchResult, type Benchmark,
 } from './lib.js';
@@ -58,32 +59,22 @@ const kUsage = `usage: node dist/benchmarks/run.js [options]   (npm run bench --
 
 benchmarks: ${kBenchmarks.map((b) => b.name).join(', ')}`;
 
-class UsageError extends Error {}
+// The benchmarks' flags, parsed by the same getopt-style parser as mmuh's scenario flags.
+const kBenchFlags: FlagSpec[] = [
+  { name: 'quick', type: 'bool', default: false, help: 'smoke run' },
+  { name: 'only', type: 'string', default: null, help: 'benchmarks whose name contains this' },
+  { name: 'out', type: 'string', default: null, help: 'JSON report path' },
+  { name: 'update-baseline', type: 'bool', default: false, help: 'rewrite the baseline' },
+  { name: 'seed', type: 'int', default: 1, min: 0, max: 2 ** 31 - 1, help: 'guest_random_seed' },
+];
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: null, out: null, updateBaseline: false, seed: 1 };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new UsageError(`${arg} needs a value`);
-      return v;
-    };
-    if (arg === '--quick') a.quick = true;
-    else if (arg === '--update-baseline') a.updateBaseline = true;
-    else if (arg === '--only') a.only = value();
-    else if (arg.startsWith('--only=')) a.only = arg.slice(7);
-    else if (arg === '--out') a.out = value();
-    else if (arg.startsWith('--out=')) a.out = arg.slice(6);
-    else if (arg === '--seed' || arg.startsWith('--seed=')) {
-      const v = arg === '--seed' ? value() : arg.slice(7);
-      if (!/^\d+$/.test(v) || Number(v) >= 2 ** 31) throw new UsageError(`--seed: '${v}' is not an integer in [0, 2^31)`);
-      a.seed = Number(v);
-    } else if (arg === '--help' || arg === '-h') {
-      process.stdout.write(kUsage + '\n');
-      process.exit(0);
-    } else throw new UsageError(`unknown argument '${arg}'`);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(kUsage + '\n');
+    process.exit(0);
   }
+  const f = parseFlags(kBenchFlags, argv);
+  const a: Args = { quick: f.quick as boolean, only: f.only as string | null, out: f.out as string | null, updateBaseline: f['update-baseline'] as boolean, seed: f.seed as number };
   if (a.updateBaseline && a.quick) throw new UsageError('--update-baseline with --quick would record smoke-run sizes as the baseline; drop one');
   return a;
 }

@@ -21,13 +21,13 @@ export interface ScenarioRun {
   window: Window;
 }
 
-/** `mmuh run <scenario> <flags> -r <seed> -q --json <tmp>` in a child; the parsed result, if any. */
+/** `mmuh run <scenario> <flags> --seed <seed> -q --json <tmp>` in a child; the parsed result, if any. */
 export async function scenarioChild(o: BenchOptions, scenario: string, flags: string[], timeoutMs: number, busyThreads: number): Promise<ScenarioRun> {
   const dir = mkdtempSync(join(tmpdir(), 'mmuh-bench-json-'));
   const json = join(dir, 'result.json');
   const w = openWindow();
   try {
-    const child = await runChild(process.execPath, ['bin/mmuh.js', 'run', scenario, ...flags, '-r', String(o.seed), '-q', '--json', json], { cwd: o.root, timeoutMs });
+    const child = await runChild(process.execPath, ['bin/mmuh.js', 'run', scenario, ...flags, '--seed', String(o.seed), '-q', '--json', json], { cwd: o.root, timeoutMs });
     const window = closeWindow(w, busyThreads, child.cpuMs ?? 0);
     let result: RunResult | null = null;
     try {

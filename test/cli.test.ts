@@ -29,7 +29,7 @@ describe('mmuh', () => {
   });
   it('acceptance: 2 VMs x 2 vCPUs x 256M on hugetlb 2M map everything huge; anonymous maps 4K', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mmuh-'));
-    const huge = mmuh('run', 'demand-paging', '--vms', '2', '-v', '2', '-b', '256M', '-s', 'anonymous_hugetlb_2mb', '--workers', '2', '-r', '1', '--json', join(dir, 'h.json'));
+    const huge = mmuh('run', 'demand-paging', '--vms', '2', '-v', '2', '-b', '256M', '-s', 'anonymous_hugetlb_2mb', '--workers', '2', '--seed', '1', '--json', join(dir, 'h.json'));
     expect(huge.code, huge.err).toBe(0);
     expect(huge.out).toMatch(/^Total guest execution time:\t\d+\.\d{9}s$/m);
     expect(huge.out).toMatch(/^Per-vcpu demand paging rate:\t\d+\.\d{6} pgs\/sec\/vcpu$/m);
@@ -41,29 +41,30 @@ describe('mmuh', () => {
     expect(st.total.pages_4k).toBe(0);
     expect(h.audit.ok).toBe(true);
     expect(h.histograms['demand-paging.page_fault/modeled'].encoded).toMatch(/^HISTFAAA/);
-    const anon = mmuh('run', 'demand-paging', '--vms', '2', '-v', '2', '-b', '256M', '-s', 'anonymous', '--workers', '2', '-r', '1', '--json', join(dir, 'a.json'), '-q');
+    const anon = mmuh('run', 'demand-paging', '--vms', '2', '-v', '2', '-b', '256M', '-s', 'anonymous', '--workers', '2', '--seed', '1', '--json', join(dir, 'a.json'), '-q');
     expect(anon.code, anon.err).toBe(0);
     const a = JSON.parse(readFileSync(join(dir, 'a.json'), 'utf8'));
     expect(a.stats['demand-paging'].total.pages_4k).toBe(262144);
     expect(a.audit.ok).toBe(true);
   });
-  it('a worker that fails fails the run: exit 1, the error, and no result file', () => {
+  it('a worker that fails fails the run: exit 1, the error, and a result file that says failed', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mmuh-'));
     const r = mmuh('run', 'demand-paging', '-b', '256M', '--host-memory', '64M', '--workers', '1', '--json', join(dir, 'r.json'), '-q');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/EFAULT: KVM_RUN: host out of memory/);
-    expect(existsSync(join(dir, 'r.json'))).toBe(false);
+    expect(existsSync(join(dir, 'r.json'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')).status).toBe('failed');
   });
-  it('dirty-log-page-splitting passes on hugetlb 2M and 1G, and fails (exit 1) without eager splitting', () => {
+  it('dirty-log-page-splitting passes on hugetlb 2M and 1G, and fails (exit 1) when splitting happens at enable under INITIALLY_SET', () => {
     for (const s of ['anonymous_hugetlb_2mb', 'anonymous_hugetlb_1gb']) {
       const r = mmuh('run', 'dirty-log-page-splitting', '-b', '1G', '-s', s, '--workers', '2', '-q');
       expect(r.code, r.err).toBe(0);
       expect(r.out).toMatch(/All 8 checks passed/);
       expect(r.out).not.toMatch(/FAIL/);
     }
-    const bad = mmuh('run', 'dirty-log-page-splitting', '-b', '64M', '--split', 'on-fault', '--workers', '1', '-q');
+    const bad = mmuh('run', 'dirty-log-page-splitting', '-b', '64M', '--split', 'eager-enable', '--workers', '1', '-q');
     expect(bad.code).toBe(1);
-    expect(bad.out).toMatch(/FAIL: enable splits/);
+    expect(bad.out).toMatch(/FAIL: enable leaves huge pages/);
     expect(bad.err).toMatch(/check\(s\) failed/);
   });
   it('dirty-log-perf rejects -i 1 and a ring size that is not a power of two', () => {

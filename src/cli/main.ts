@@ -1,73 +1,171 @@
 /**
- * mmuh: `mmuh run <scenario> [flags]`, `mmuh list`, `--help` everywhere.
- * Exit codes: 0 success; 1 the run failed (a KVM error out of a vCPU, or the audit found a
- * violation); 2 bad usage (unknown flag, bad size, impossible configuration).
+ * mmuh: `mmuh run <scenario> [flags]`, `mmuh list`, `--help` everywhere, `--version`.
+ * Exit codes: 0 success; 1 the run failed (a KVM error out of a vCPU, the audit found a
+ * violation, a check failed); 2 bad usage (unknown flag, bad size, conflicting flags, a run
+ * that will not fit in memory, an unwritable --json path, a bad cost model); 4 kselftest's
+ * KSFT_SKIP (the upstream test would skip). Usage errors are one line on stderr.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { findScenario, kScenarios } from '../scenario/index.js';
 import { UsageError, flagHelp, parseFlags } from '../scenario/flags.js';
-import { consoleIo } from '../scenario/scenario.js';
+import { consoleIo, KSFT_SKIP, SkipError, type ScenarioDef } from '../scenario/scenario.js';
+import { kResultSchema, type FailedRunResult, type RunError, type RunResult } from '../scenario/result.js';
 import { KvmError } from '../host/errno.js';
+import { loadCostModel } from '../metrics/cost-model.js';
 import { renderText } from '../report/text.js';
+import { checkJsonPath, writeJsonAtomic } from './json-out.js';
+import { stdoutWriter } from './stdout.js';
 
 const kUsage = `usage: mmuh <command> [args]
 
 commands:
   run <scenario> [flags]   run a scenario (mmuh run <scenario> --help for its flags)
   list                     list the scenarios
-  help                     this text
+  help, --help, -h         this text
+  --version                the harness version
 
-Results: --json FILE writes the result (schema kvm-mmu-harness/result@1).`;
+Results: --json FILE writes the result (schema ${kResultSchema}).
+Exit codes: 0 ok, 1 the run failed, 2 bad usage, 4 skipped (KSFT_SKIP).`;
 
 function die(code: number, msg: string): number {
   process.stderr.write(`mmuh: ${msg}\n`);
   return code;
 }
 
+export function version(): string {
+  // package.json is at the package root, above src/cli (tests) or dist/src/cli (the CLI).
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  const out = stdoutWriter();
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
-    process.stdout.write(kUsage + '\n');
-    return cmd === undefined ? 2 : 0;
+  if (cmd === undefined) {
+    process.stderr.write(kUsage + '\n');
+    return 2;
+  }
+  if (cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    out.write(kUsage + '\n');
+    return 0;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    out.write(`mmuh (kvm-mmu-harness) ${version()}\n`);
+    return 0;
   }
   if (cmd === 'list') {
-    for (const s of kScenarios) process.stdout.write(`${s.name.padEnd(28)} ${s.summary}  (after ${s.after})\n`);
+    for (const s of kScenarios) out.write(`${s.name.padEnd(28)} ${s.summary}  (after ${s.after})\n`);
     return 0;
   }
   if (cmd !== 'run') return die(2, `unknown command '${cmd}' (try mmuh --help)`);
   const [name, ...flags] = rest;
-  if (name === undefined || name === '--help' || name === '-h') {
-    process.stdout.write(`usage: mmuh run <scenario> [flags]\nscenarios: ${kScenarios.map((s) => s.name).join(', ')}\n`);
-    return name === undefined ? 2 : 0;
+  if (name === undefined) return die(2, `usage: mmuh run <scenario> [flags]; scenarios: ${kScenarios.map((s) => s.name).join(', ')}`);
+  if (name === '--help' || name === '-h') {
+    out.write(`usage: mmuh run <scenario> [flags]\nscenarios: ${kScenarios.map((s) => s.name).join(', ')}\n`);
+    return 0;
   }
   const scenario = findScenario(name);
   if (!scenario) return die(2, `unknown scenario '${name}' (mmuh list shows them)`);
   if (flags.includes('--help') || flags.includes('-h')) {
-    process.stdout.write(`usage: mmuh run ${scenario.name} [flags]\n${scenario.summary}\nafter KVM's ${scenario.after}\n\n${flagHelp(scenario.flags)}\n`);
+    out.write(`usage: mmuh run ${scenario.name} [flags]\n${scenario.summary}\nafter KVM's ${scenario.after}\n\n${flagHelp(scenario.flags)}\n`);
     return 0;
   }
   let parsed: Record<string, unknown>;
+  let notes: string[];
   try {
     parsed = parseFlags(scenario.flags, flags);
+    notes = prepare(scenario, parsed);
   } catch (e) {
     if (e instanceof UsageError) return die(2, e.message);
     throw e;
   }
-  const io = consoleIo();
+  for (const n of notes) process.stderr.write(`mmuh: note: ${n}\n`);
+  return runScenario(scenario, parsed, notes, out);
+}
+
+/** Everything checked before the run allocates: conflicts, the cost model, the --json path. */
+function prepare(scenario: ScenarioDef, parsed: Record<string, unknown>): string[] {
+  const notes = scenario.check?.(parsed) ?? [];
+  if (typeof parsed['cost-model'] === 'string') {
+    try {
+      loadCostModel(parsed['cost-model']);
+    } catch (e) {
+      if (e instanceof KvmError) throw new UsageError(`--cost-model: ${e.message}`);
+      throw e;
+    }
+  }
+  if (typeof parsed.json === 'string') checkJsonPath(parsed.json);
+  return notes;
+}
+
+async function runScenario(scenario: ScenarioDef, parsed: Record<string, unknown>, notes: string[], out: { write(s: string): void }): Promise<number> {
+  const quiet = parsed.quiet === true;
+  const io = consoleIo(false, (s) => out.write(s));
+  const json = typeof parsed.json === 'string' ? parsed.json : null;
+  let result: RunResult;
   try {
-    const result = await scenario.run(parsed, io);
-    result.output = io.lines;
-    if (!parsed.quiet) process.stdout.write(renderText(result) + '\n');
-    const json = parsed.json as string | null;
-    if (json) writeFileSync(json, JSON.stringify(result, null, 2) + '\n');
-    if (typeof result.metrics.checksFailed === 'number' && result.metrics.checksFailed > 0) return die(1, `${result.metrics.checksFailed} check(s) failed`);
-    if (!result.audit.ok) return die(1, `audit failed: ${result.audit.violations.length} violation(s), first: ${result.audit.violations[0]!.kind}: ${result.audit.violations[0]!.detail}`);
-    return 0;
+    result = await scenario.run(parsed, io);
   } catch (e) {
     if (e instanceof UsageError) return die(2, e.message);
-    if (e instanceof KvmError) return die(1, e.message);
-    const err = e as Error;
-    if (err && typeof err.message === 'string' && /^E[A-Z]+: /.test(err.message)) return die(1, err.message);
+    if (e instanceof SkipError) {
+      // kselftest's ksft_exit_skip(): "1..0 # SKIP <reason>" on stdout, exit KSFT_SKIP.
+      io.print(`1..0 # SKIP ${e.message}`);
+      const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'skipped', { errno: null, message: e.message })) : null;
+      return werr ? die(1, werr) : KSFT_SKIP;
+    }
+    const err = runError(e);
+    if (err === null) throw e;
+    const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'failed', err)) : null;
+    if (werr) die(1, werr);
+    return die(1, err.message);
+  }
+  result.output = io.lines;
+  result.host.notes.push(...notes);
+  const failure = resultFailure(result);
+  if (failure) {
+    result.status = 'failed';
+    result.error = failure;
+  }
+  if (!quiet) out.write(renderText(result) + '\n');
+  const werr = json ? writeResult(json, result) : null;
+  if (werr) return die(1, werr);
+  return failure ? die(1, failure.message) : 0;
+}
+
+/** Write the result; a failure here (the directory vanished mid-run, a full disk) fails the run. */
+function writeResult(json: string, value: unknown): string | null {
+  try {
+    writeJsonAtomic(json, value);
+    return null;
+  } catch (e) {
+    if (e instanceof UsageError) return e.message;
     throw e;
   }
+}
+
+function resultFailure(r: RunResult): RunError | null {
+  if (typeof r.metrics.checksFailed === 'number' && r.metrics.checksFailed > 0) return { errno: null, message: `${r.metrics.checksFailed} check(s) failed` };
+  if (!r.audit.ok) {
+    const v = r.audit.violations[0]!;
+    return { errno: null, message: `audit failed: ${r.audit.violations.length} violation(s), first: ${v.kind}: ${v.detail}` };
+  }
+  return null;
+}
+
+/** A KVM error, in this thread or re-thrown from a worker (structured clone keeps the message). */
+function runError(e: unknown): RunError | null {
+  if (e instanceof KvmError) return { errno: e.errno, message: e.message };
+  const err = e as Error;
+  const m = err && typeof err.message === 'string' ? /^(E[A-Z0-9]+): /.exec(err.message) : null;
+  return m ? { errno: m[1]!, message: err.message } : null;
+}
+
+function failedResult(scenario: ScenarioDef, parsed: Record<string, unknown>, output: string[], status: 'failed' | 'skipped', error: RunError): FailedRunResult {
+  return {
+    schema: kResultSchema, status, error, scenario: scenario.name, config: { ...parsed },
+    seed: typeof parsed.seed === 'number' ? parsed.seed : 0, output,
+  };
 }

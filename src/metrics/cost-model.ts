@@ -32,11 +32,42 @@ export function loadCostModel(nameOrPath: string = kDefaultCostModel): CostModel
   } catch {
     fail('ENOENT', `cost model '${nameOrPath}' not found (give a built-in name such as 'default' or a path to a JSON file)`);
   }
-  const m = JSON.parse(text) as CostModel;
-  for (const k of Object.keys(m.ns)) {
-    if (!(k in kOp)) fail('EINVAL', `cost model '${nameOrPath}' prices unknown operation '${k}'`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    fail('EINVAL', `cost model '${nameOrPath}' is not valid JSON (${(e as Error).message})`);
   }
-  return m;
+  return validateCostModel(nameOrPath, json);
+}
+
+/**
+ * The schema: { name?: string, description?: string, ns: { <op>: price } } with a price for
+ * every counted operation (a missing one would silently cost 0), each a finite number ≥ 0, and
+ * no unknown operation (a typo would be ignored). `lock_wait_ns` is wall time: never priced,
+ * so it may be absent. Runs in the main thread before workers start, so a bad file is one
+ * line and exit 2, never a worker crash.
+ */
+export function validateCostModel(label: string, json: unknown): CostModel {
+  const what = `cost model '${label}'`;
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('EINVAL', `${what} must be a JSON object with an "ns" object of prices`);
+  const m = json as Record<string, unknown>;
+  const extra = Object.keys(m).filter((k) => k !== 'name' && k !== 'description' && k !== 'ns');
+  if (extra.length > 0) fail('EINVAL', `${what} has unknown key(s) ${extra.map((k) => `'${k}'`).join(', ')} (allowed: name, description, ns)`);
+  for (const k of ['name', 'description'] as const) {
+    if (m[k] !== undefined && typeof m[k] !== 'string') fail('EINVAL', `${what}: "${k}" must be a string`);
+  }
+  const ns = m.ns;
+  if (typeof ns !== 'object' || ns === null || Array.isArray(ns)) fail('EINVAL', `${what} needs an "ns" object mapping each operation to its price in ns`);
+  const prices = ns as Record<string, unknown>;
+  const unknown = Object.keys(prices).filter((k) => !(k in kOp));
+  if (unknown.length > 0) fail('EINVAL', `${what} prices unknown operation(s) ${unknown.map((k) => `'${k}'`).join(', ')}`);
+  for (const [k, v] of Object.entries(prices)) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) fail('EINVAL', `${what}: price of '${k}' must be a finite number >= 0, got ${typeof v === 'number' ? String(v) : JSON.stringify(v)}`);
+  }
+  const missing = kOpNames.filter((k) => k !== 'lock_wait_ns' && !(k in prices));
+  if (missing.length > 0) fail('EINVAL', `${what} has no price for ${missing.map((k) => `'${k}'`).join(', ')} (give 0 to make an operation free)`);
+  return { name: typeof m.name === 'string' ? m.name : label, description: typeof m.description === 'string' ? m.description : '', ns: prices as Record<string, number> };
 }
 
 /** Price vector indexed by op id; unpriced ops cost 0. */

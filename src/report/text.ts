@@ -36,9 +36,20 @@ export function renderText(r: RunResult): string {
   }
   out.push(`audit: ${r.audit.ok ? 'ok' : `${r.audit.violations.length} violation(s)`}`);
   for (const v of r.audit.violations.slice(0, 10)) out.push(`  ${v.vm === null ? 'host' : `vm ${v.vm}`}: ${v.kind}: ${v.detail}`);
-  out.push(`memory: ${(r.memory.sabBytes / 2 ** 20).toFixed(1)} MiB of shared state for ${r.memory.guestPagesMapped} mapped guest pages = ${r.memory.bytesPerGuestPage} B/page (RSS ${(r.memory.rssBytes / 2 ** 20).toFixed(0)} MiB)`);
+  const memLine = (label: string, m: RunResult['memory']) =>
+    `${label}: ${(m.sabBytes / 2 ** 20).toFixed(1)} MiB of shared state for ${m.guestPagesMapped} mapped guest pages = ${m.bytesPerGuestPage} B/page (RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MiB)`;
+  if (r.passes) {
+    for (const [mode, p] of Object.entries(r.passes)) {
+      out.push(`${mode}: audit ${p.audit.ok ? 'ok' : `${p.audit.violations.length} violation(s)`}`);
+      out.push(`  ${memLine('memory', p.memory)}`);
+    }
+  } else {
+    out.push(memLine('memory', r.memory));
+  }
   const h = r.host;
   out.push(`host: node ${h.node}, ${h.cpus} CPUs (${h.cpuModel}), load ${h.loadavg.before.map((x) => x.toFixed(2)).join('/')} -> ${h.loadavg.after.map((x) => x.toFixed(2)).join('/')}, CPU/wall ${h.cpuUsage.cpuPerWall}${h.stealPercent !== null ? `, steal ${h.stealPercent}%` : ''}, seed ${r.seed}`);
-  for (const n of h.notes) out.push(`  noisy: ${n}`);
+  // Notes about flags (e.g. a capped --workers) start with the flag; the rest are noise.
+  for (const n of h.notes) out.push(`  ${n.startsWith('--') ? 'note' : 'noisy'}: ${n}`);
+  if (r.status === 'failed' && r.error) out.push(`status: failed: ${r.error.message}`);
   return out.join('\n');
 }

@@ -77,7 +77,7 @@ export function assembleResult(i: AssembleInput): RunResult {
   const memory = memoryReport(i.host, i.vms);
   const a = audit(i.host, i.vms);
   return {
-    schema: kResultSchema, scenario: i.scenario, config: i.config, seed: i.seed, host: i.info,
+    schema: kResultSchema, status: 'ok', scenario: i.scenario, config: i.config, seed: i.seed, host: i.info,
     phases: i.runner.phases.map((p) => ({ name: p.name, wallNs: Math.round(p.wallNs), modeledNs: Math.round(p.modeledNs) })),
     histograms: i.runner.histograms.summaries(), stats: i.stats, counters: countersToRecord(counters),
     audit: { ok: a.ok, violations: a.violations }, memory, metrics: i.metrics, output: i.output,

@@ -1,7 +1,7 @@
 /** Flags every memstress-style scenario takes. */
 import { availableParallelism } from 'node:os';
 import { kBackingSources } from '../host/mm.js';
-import { UsageError, type FlagSpec } from './flags.js';
+import { UsageError, givenFlags, type FlagSpec } from './flags.js';
 import type { MemstressConfig } from './memstress-vm.js';
 
 export function memstressFlags(defaults: { bytes: number; vcpus: number }): FlagSpec[] {
@@ -32,4 +32,23 @@ export function memstressConfig(f: Record<string, unknown>, extra: { slots?: num
   };
   if (c.vms * c.vcpus > 65536) throw new UsageError(`${c.vms * c.vcpus} vCPUs in all is more than this harness schedules (65536)`);
   return c;
+}
+
+/**
+ * Checks every memstress scenario shares; returns notes for host.notes. --workers above the
+ * vCPU count is capped (a worker with no vCPU would only idle), with a note when the user asked
+ * for it (the default, the machine's cores, is capped silently).
+ */
+export function checkMemstressFlags(f: Record<string, unknown>): string[] {
+  const given = givenFlags(f);
+  const notes: string[] = [];
+  const vcpus = (f.vms as number) * (f.vcpus as number);
+  if ((f.workers as number) > vcpus) {
+    if (given.has('workers')) notes.push(`--workers ${f.workers as number} capped to ${vcpus}, the number of vCPUs (a worker without a vCPU would idle)`);
+    f.workers = vcpus;
+  }
+  if (f.overlap === true && (f.vcpus as number) === 1) {
+    throw new UsageError('-o (overlapping vCPU regions) has no effect with one vCPU per VM: drop -o or give -v 2 or more');
+  }
+  return notes;
 }

@@ -7,23 +7,38 @@
 import { Runner } from './runner.js';
 import { kGuestPhysBits } from '../kvm/memslot.js';
 import { createMemstressVms, fmtTimespec, memstressStream, type MemstressConfig } from './memstress-vm.js';
-import { memstressConfig, memstressFlags } from './common-flags.js';
+import { checkMemstressFlags, memstressConfig, memstressFlags } from './common-flags.js';
+import type { FlagSpec } from './flags.js';
 import { assembleResult, statsSnapshot } from './assemble.js';
 import { hostInfo, snapshot } from './host-info.js';
 import type { ScenarioDef, ScenarioIo } from './scenario.js';
 import type { RunResult, StatsSnapshot } from './result.js';
+
+const kUffdNote = 'userfaultfd is not modelled yet (the host populates pages in the fault path, as demand_paging_test without -u)';
+const kUffdOptions: FlagSpec[] = [
+  { name: 'uffd-single', short: 'a', type: 'bool', default: false, hidden: true, help: '', refuse: `demand_paging_test's -a is "use a single userfaultfd for all of guest memory": ${kUffdNote}; for a random access order use --random-access` },
+  { name: 'uffd-readers', short: 'r', type: 'string', default: null, hidden: true, help: '', refuse: `demand_paging_test's -r is "the number of reader threads per uffd": ${kUffdNote}; for the random seed use --seed` },
+  { name: 'uffd-mode', short: 'u', type: 'string', default: null, hidden: true, help: '', refuse: `demand_paging_test's -u selects a userfaultfd mode: ${kUffdNote}` },
+  { name: 'uffd-delay', short: 'd', type: 'string', default: null, hidden: true, help: '', refuse: `demand_paging_test's -d is the userfaultfd handler delay: ${kUffdNote}` },
+];
 
 export const demandPaging: ScenarioDef = {
   name: 'demand-paging',
   summary: 'every vCPU faults in its memory once; reports the demand paging rate',
   after: 'tools/testing/selftests/kvm/demand_paging_test.c',
   flags: [
-    ...memstressFlags({ bytes: 2 ** 30, vcpus: 1 }),
-    { name: 'random', short: 'a', type: 'bool', default: false, help: 'touch pages in a seeded random order (each page once)' },
+    // demand_paging_test's getopt string is "ac:d:hm:u:r:s:v:o": -r is its number of uffd reader
+    // threads, so the seed has only its long name here.
+    ...memstressFlags({ bytes: 2 ** 30, vcpus: 1 }).map((s) => (s.name === 'seed' ? { ...s, short: undefined, help: 'random seed for --random-access (guest_random_seed)' } : s)),
+    { name: 'random-access', type: 'bool', default: false, help: 'touch pages in a seeded random order (each page once); not an upstream option' },
+    // demand_paging_test's userfaultfd options. Until userfaultfd is modelled they are refused,
+    // rather than -a and -r silently meaning random order and seed as in dirty_log_perf_test.
+    ...kUffdOptions,
   ],
+  check: checkMemstressFlags,
   async run(f, io) {
     const c = memstressConfig(f);
-    return runDemandPaging(c, f.random as boolean, f, io);
+    return runDemandPaging(c, f['random-access'] as boolean, f, io);
   },
 };
 

@@ -12,10 +12,10 @@
  */
 import { Runner, type PhaseOutcome } from './runner.js';
 import { createMemstressVms, fmtTimespec, memstressStream } from './memstress-vm.js';
-import { memstressConfig, memstressFlags } from './common-flags.js';
+import { checkMemstressFlags, memstressConfig, memstressFlags } from './common-flags.js';
 import { assembleResult, statsSnapshot } from './assemble.js';
 import { hostInfo, snapshot } from './host-info.js';
-import { UsageError, type FlagSpec } from './flags.js';
+import { UsageError, givenFlags, type FlagSpec } from './flags.js';
 import { VmmTimer } from './vmm-timer.js';
 import { kGuestPhysBits, KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/memslot.js';
 import {
@@ -59,10 +59,41 @@ export const dirtyLogPerf: ScenarioDef = {
     { name: 'evil', short: 'e', type: 'bool', default: false, help: 'keep vCPUs running while dirty logging is disabled' },
     ...dirtyStrategyFlags,
   ],
+  check: checkDirtyLogPerfFlags,
   async run(f, io) {
     return runDirtyLogPerf(f, io);
   },
 };
+
+/**
+ * Conflicting and inert combinations, refused before anything runs. Which flags matter follows
+ * the model: the ring never enables manual caps (as QEMU's ring mode); --enable picks the
+ * manual-protect flavour; --huge and the forced split places only differ from the default under
+ * INITIALLY_SET (kvm_mmu_slot_apply_flags() returns early there); on 4K backing no huge page
+ * ever exists to split, write-protect or recover.
+ */
+export function checkDirtyLogPerfFlags(f: Record<string, unknown>): string[] {
+  const given = givenFlags(f);
+  const ring = f.dirty === 'ring';
+  const noCaps = f['no-manual-caps'] === true;
+  if (noCaps && given.has('enable')) throw new UsageError('--enable picks the KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 flags, which -g does not enable: drop one');
+  if (ring && noCaps) throw new UsageError('--dirty ring never enables manual protect (the ring replaces GET/CLEAR): -g has no effect with it, drop it');
+  if (ring && given.has('enable')) throw new UsageError('--dirty ring does not use KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, so --enable has no effect: drop it');
+  if (!ring && given.has('ring-entries')) throw new UsageError('--ring-entries sizes the dirty ring: it needs --dirty ring');
+  const ringEntries = f['ring-entries'] as number;
+  if (ring && (ringEntries & (ringEntries - 1)) !== 0) throw new UsageError(`--ring-entries ${ringEntries} is not a power of two`);
+  const initSet = !ring && !noCaps && f.enable === 'initially-set';
+  const why = ring ? '--dirty ring' : noCaps ? '-g' : '--enable wrprot-all';
+  if (!initSet && given.has('huge')) throw new UsageError(`--huge only applies under KVM_DIRTY_LOG_INITIALLY_SET, which ${why} turns off: drop --huge`);
+  if (!initSet && (f.split === 'eager-clear' || f.split === 'eager-enable')) {
+    throw new UsageError(`--split ${f.split as string} only differs from ${f.split === 'eager-clear' ? 'on-fault' : 'eager'} under KVM_DIRTY_LOG_INITIALLY_SET, which ${why} turns off: use --split ${f.split === 'eager-clear' ? 'on-fault' : 'eager'}`);
+  }
+  if (f.backing === 'anonymous') {
+    const inert = ['huge', 'split', 'recover'].filter((n) => given.has(n));
+    if (inert.length > 0) throw new UsageError(`--${inert[0]!} has no effect with -s anonymous (4K pages, no huge mappings): pick a huge backing (-s anonymous_thp, anonymous_hugetlb_2mb, anonymous_hugetlb_1gb) or drop it`);
+  }
+  return checkMemstressFlags(f);
+}
 
 interface VmmTotals {
   get: number;
@@ -85,6 +116,7 @@ export async function runDirtyLogPerf(f: Record<string, unknown>, io: ScenarioIo
       if (caps) vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', caps);
       if (ring) vm.enableCap('KVM_CAP_DIRTY_LOG_RING', ringEntries * 16);
     },
+    ringBytesPerVcpu: ring ? ringEntries * 16 : 0,
   });
   const { host, vms, layout, ctx } = setup;
   const timer = new VmmTimer(ctx.metrics);

@@ -12,6 +12,7 @@ import { kMaxGfn } from '../kvm/memslot.js';
 import { Metrics } from '../metrics/counters.js';
 import { costVector, loadCostModel } from '../metrics/cost-model.js';
 import { UsageError, formatSize } from './flags.js';
+import { checkRunFits, sizeHost } from './host-sizing.js';
 import type { DirtyStrategy } from '../kvm/dirty/strategy.js';
 import type { AccessOrder, StreamSpec } from '../workload/memstress.js';
 import type { VcpuRef } from './runner.js';
@@ -75,15 +76,7 @@ export function memstressLayout(c: MemstressConfig): MemstressLayout {
   return { guestPages, gpa, pagesPerVcpu: c.overlap ? guestPages : c.bytesPerVcpu / 4096, slotPages, backingPageBytes, mmioGfn };
 }
 
-/** Host size and hugetlb pools that fit the scenario. */
-export function sizeHost(c: MemstressConfig, l: MemstressLayout): { memory: number; hugepages2m: number; hugepages1g: number } {
-  const perVm = l.guestPages * 4096;
-  const huge = c.backing === 'anonymous_hugetlb_2mb' ? 2 ** 21 : c.backing === 'anonymous_hugetlb_1gb' ? 2 ** 30 : 0;
-  const hugePages = huge ? (perVm / huge) * c.vms : 0;
-  const slack = 64 * 2 ** 20;
-  const memory = c.hostMemory ?? (huge ? hugePages * huge : perVm * c.vms) + slack * c.nodes;
-  return { memory, hugepages2m: huge === 2 ** 21 ? hugePages : 0, hugepages1g: huge === 2 ** 30 ? hugePages : 0 };
-}
+export { sizeHost } from './host-sizing.js';
 
 export interface MemstressSetup {
   host: Host;
@@ -97,13 +90,23 @@ export interface MemstressVmOptions {
   strategy?: Partial<DirtyStrategy>;
   /** Called after memslots are set and before vCPUs exist (KVM_CAP_DIRTY_LOG_RING's window). */
   beforeVcpus?: (vm: Vm) => void;
+  /** Dirty ring bytes each vCPU will get (for the memory estimate). */
+  ringBytesPerVcpu?: number;
 }
 
 /** Build the host and VMs; a KvmError here means the configuration cannot work (exit 2). */
 export function createMemstressVms(c: MemstressConfig, opts: MemstressVmOptions = {}): MemstressSetup {
   const layout = memstressLayout(c);
   const size = sizeHost(c, layout);
-  const cost = costVector(loadCostModel(c.costModel));
+  // Refuse (ENOMEM, exit 2) before the frame table and pools are allocated.
+  checkRunFits(c, layout, { ringBytesPerVcpu: opts.ringBytesPerVcpu });
+  let cost: Float64Array;
+  try {
+    cost = costVector(loadCostModel(c.costModel));
+  } catch (e) {
+    if (e instanceof KvmError) throw new UsageError(e.message);
+    throw e;
+  }
   try {
     const host = Host.create({ memory: size.memory, nodes: c.nodes, hugepages2m: size.hugepages2m, hugepages1g: size.hugepages1g, stamps: c.stamps });
     const ctx: ThreadCtx = { metrics: new Metrics(cost), hostThread: host.thread() };

@@ -34,8 +34,23 @@ export interface MemoryReport {
   breakdown: Record<string, number>;
 }
 
+/**
+ * `ok`: the run completed and every check held. `failed`: a KVM error ended it (EFAULT out of a
+ * vCPU, ...), the audit found a violation or a check failed; `error` says which, and only the
+ * fields the run got to are present. `skipped`: the upstream test would skip (KSFT_SKIP).
+ */
+export type RunStatus = 'ok' | 'failed' | 'skipped';
+
+export interface RunError {
+  /** The KVM errno ('EFAULT', 'ENOMEM', ...), or null for audit and check failures. */
+  errno: string | null;
+  message: string;
+}
+
 export interface RunResult {
   schema: typeof kResultSchema;
+  status: RunStatus;
+  error?: RunError;
   scenario: string;
   config: Record<string, unknown>;
   seed: number;
@@ -54,4 +69,12 @@ export interface RunResult {
   tlbFlushes?: Record<string, number>;
   /** dirty-log-perf: per-iteration dirty/get/clear times in both clocks. */
   iterations?: Record<string, number>[];
+  /** dirty-log-page-splitting: each pass (without / with manual caps) as its own result. */
+  passes?: Record<string, PassResult>;
 }
+
+/** One pass of a multi-pass scenario: its own phases, histograms, counters, memory, audit. */
+export type PassResult = Pick<RunResult, 'phases' | 'histograms' | 'stats' | 'counters' | 'audit' | 'memory'>;
+
+/** What a run that did not complete writes: the status, the error, and what is known. */
+export type FailedRunResult = Pick<RunResult, 'schema' | 'status' | 'error' | 'scenario' | 'config' | 'seed' | 'output'> & Partial<RunResult>;
