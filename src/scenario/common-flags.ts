@@ -17,6 +17,7 @@ export function memstressFlags(defaults: { bytes: number; vcpus: number }): Flag
     { name: 'numa-nodes', type: 'int', default: 1, min: 1, max: 64, help: 'host NUMA nodes' },
     { name: 'cost-model', type: 'string', default: 'default', help: 'cost-model profile (name or JSON path) for modeled time' },
     { name: 'wall-sample', type: 'int', default: 16, min: 1, max: 1 << 20, help: 'time 1 in N faults in wall time (all are timed in modeled time)' },
+    { name: 'mmio-every', type: 'int', default: 0, min: 0, max: 2 ** 31 - 1, help: 'one MMIO access (KVM_EXIT_MMIO, completed by the worker as the VMM) after every N memory accesses; 0: none' },
     { name: 'slice', type: 'int', default: 4096, min: 1, max: 1 << 24, help: 'guest accesses per vCPU time slice on a worker' },
     { name: 'json', type: 'string', default: null, help: 'write the result JSON to this file' },
     { name: 'quiet', short: 'q', type: 'bool', default: false, help: 'print only the selftest lines' },
@@ -28,7 +29,7 @@ export function memstressConfig(f: Record<string, unknown>, extra: { slots?: num
     vms: f.vms as number, vcpus: f.vcpus as number, bytesPerVcpu: f.bytes as number, backing: f.backing as MemstressConfig['backing'],
     overlap: f.overlap as boolean, slots: extra.slots ?? 1, seed: f.seed as number, workers: f.workers as number,
     hostMemory: (f['host-memory'] as number | null) ?? null, nodes: f['numa-nodes'] as number, costModel: f['cost-model'] as string,
-    stamps: extra.stamps ?? false,
+    stamps: extra.stamps ?? false, mmioEvery: f['mmio-every'] as number,
   };
   if (c.vms * c.vcpus > 65536) throw new UsageError(`${c.vms * c.vcpus} vCPUs in all is more than this harness schedules (65536)`);
   return c;
