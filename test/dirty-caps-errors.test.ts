@@ -3,20 +3,12 @@
 // model's setDirtyStrategy() refusing while a slot logs.
 import { describe, expect, it } from 'vitest';
 import { Host, KVM_MEM_LOG_DIRTY_PAGES, KvmError, type Errno, type Vm, type VmOptions } from '../src/index.js';
+import { errnoOf } from './fixtures/errno.js';
 
 function newVm(opts: VmOptions = {}): Vm {
   return Host.create({ memory: 32 * 2 ** 20 }).createVm(opts);
 }
 
-function errnoOf(fn: () => void): Errno | null {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KvmError);
-    return (e as KvmError).errno;
-  }
-  return null;
-}
 
 const manual = (vm: Vm, arg: number) => errnoOf(() => vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', arg));
 const ring = (vm: Vm, bytes: number) => errnoOf(() => vm.enableCap('KVM_CAP_DIRTY_LOG_RING', bytes));

@@ -4,16 +4,8 @@
 // refuse an as_id (slot >> 16) at or past that number with EINVAL.
 import { describe, expect, it } from 'vitest';
 import { Host, KVM_MEM_LOG_DIRTY_PAGES, KvmError, type Errno } from '../src/index.js';
+import { errnoOf } from './fixtures/errno.js';
 
-function errnoOf(fn: () => unknown): Errno | null {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KvmError);
-    return (e as KvmError).errno;
-  }
-  return null;
-}
 
 function vmOn(smm?: boolean) {
   const host = Host.create({ memory: 16 * 2 ** 20, ...(smm === undefined ? {} : { smm }) });

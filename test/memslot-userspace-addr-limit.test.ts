@@ -5,16 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Host, KvmError } from '../src/index.js';
 import { TASK_SIZE_MAX } from '../src/kvm/memslot.js';
-
-function errno(fn: () => void): string | null {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KvmError);
-    return (e as KvmError).errno;
-  }
-  return null;
-}
+import { errnoOf } from './fixtures/errno.js';
 
 describe('memslot userspace_addr below the user address limit (access_ok)', () => {
   it('TASK_SIZE_MAX is 2^47 - 4096', () => {
@@ -24,12 +15,12 @@ describe('memslot userspace_addr below the user address limit (access_ok)', () =
   it('a range ending exactly at TASK_SIZE_MAX is accepted; one page further is EINVAL', () => {
     const vm = Host.create({ memory: 64 * 2 ** 20 }).createVm();
     const r = { slot: 1, flags: 0, guestPhysAddr: 2 ** 30, memorySize: 2 ** 21, userspaceAddr: TASK_SIZE_MAX - 2 ** 21 };
-    expect(errno(() => vm.setUserMemoryRegion2({ ...r, userspaceAddr: r.userspaceAddr + 4096 }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setUserMemoryRegion2({ ...r, userspaceAddr: r.userspaceAddr + 4096 }))).toBe('EINVAL');
     expect(vm.slots.size).toBe(0);
-    expect(errno(() => vm.setUserMemoryRegion2({ ...r, userspaceAddr: TASK_SIZE_MAX }))).toBe('EINVAL');
-    expect(errno(() => vm.setUserMemoryRegion2({ ...r, userspaceAddr: 2 ** 47 }))).toBe('EINVAL');
-    expect(errno(() => vm.setUserMemoryRegion2({ ...r, userspaceAddr: 2 ** 52 }))).toBe('EINVAL');
-    expect(errno(() => vm.setUserMemoryRegion2(r))).toBe(null);
+    expect(errnoOf(() => vm.setUserMemoryRegion2({ ...r, userspaceAddr: TASK_SIZE_MAX }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setUserMemoryRegion2({ ...r, userspaceAddr: 2 ** 47 }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setUserMemoryRegion2({ ...r, userspaceAddr: 2 ** 52 }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setUserMemoryRegion2(r))).toBe(null);
     expect(vm.slots.size).toBe(1);
   });
 
@@ -37,9 +28,9 @@ describe('memslot userspace_addr below the user address limit (access_ok)', () =
     const vm = Host.create({ memory: 64 * 2 ** 20 }).createVm();
     const hva = vm.mmap({ size: 2 ** 21, backing: 'anonymous' });
     vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 2 ** 30, memorySize: 2 ** 21, userspaceAddr: hva });
-    expect(errno(() => vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: TASK_SIZE_MAX + 4096 }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: TASK_SIZE_MAX + 4096 }))).toBe('EINVAL');
     expect(vm.slots.size).toBe(1);
-    expect(errno(() => vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: TASK_SIZE_MAX }))).toBe(null);
+    expect(errnoOf(() => vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: TASK_SIZE_MAX }))).toBe(null);
     expect(vm.slots.size).toBe(0);
   });
 });

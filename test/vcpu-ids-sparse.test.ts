@@ -5,16 +5,8 @@
 // what rings, requests and the epoch domain use, so sparse ids run like dense ones.
 import { describe, expect, it } from 'vitest';
 import { Host, KVM_MEM_LOG_DIRTY_PAGES, KvmError, type Errno } from '../src/index.js';
+import { errnoOf } from './fixtures/errno.js';
 
-function errnoOf(fn: () => unknown): Errno | null {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KvmError);
-    return (e as KvmError).errno;
-  }
-  return null;
-}
 
 const newVm = (maxVcpus?: number) => Host.create({ memory: 32 * 2 ** 20, stamps: true }).createVm(maxVcpus ? { maxVcpus } : {});
 
