@@ -3,7 +3,7 @@
 // USER_PTR_MAX = TASK_SIZE_MAX = 2^47 - 4096, else EINVAL (a delete, memory_size 0, included).
 // A slot whose hva range no VMA covers is otherwise legal (KVM_RUN fails later, with EFAULT).
 import { describe, expect, it } from 'vitest';
-import { Host, KvmError } from '../src/index.js';
+import { Host } from '../src/index.js';
 import { TASK_SIZE_MAX } from '../src/kvm/memslot.js';
 import { errnoOf } from './fixtures/errno.js';
 
