@@ -2,7 +2,7 @@
 // KVM_CAP_DIRTY_LOG_RING size/ordering checks, the ring together with INITIALLY_SET, and the
 // model's setDirtyStrategy() refusing while a slot logs.
 import { describe, expect, it } from 'vitest';
-import { Host, KVM_MEM_LOG_DIRTY_PAGES, KvmError, type Errno, type Vm, type VmOptions } from '../src/index.js';
+import { Host, KVM_MEM_LOG_DIRTY_PAGES, type Vm, type VmOptions } from '../src/index.js';
 import { errnoOf } from './fixtures/errno.js';
 
 function newVm(opts: VmOptions = {}): Vm {

@@ -3,7 +3,7 @@
 // only address space 0. KVM_SET_USER_MEMORY_REGION2, KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG
 // refuse an as_id (slot >> 16) at or past that number with EINVAL.
 import { describe, expect, it } from 'vitest';
-import { Host, KVM_MEM_LOG_DIRTY_PAGES, KvmError, type Errno } from '../src/index.js';
+import { Host, KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
 import { errnoOf } from './fixtures/errno.js';
 
 

@@ -4,7 +4,7 @@
 // (kvm_arch_vcpu_precreate). Internally vCPUs are indexed densely (vcpu->vcpu_idx), which is
 // what rings, requests and the epoch domain use, so sparse ids run like dense ones.
 import { describe, expect, it } from 'vitest';
-import { Host, KVM_MEM_LOG_DIRTY_PAGES, KvmError, type Errno } from '../src/index.js';
+import { Host, KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
 import { errnoOf } from './fixtures/errno.js';
 
 
