@@ -35,16 +35,17 @@ const tsc = require.resolve('typescript/bin/tsc');
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
 
 function parseArgs(argv) {
-  const o = { only: null, quick: false, list: false, noBaseline: false, json: join(root, 'test', 'mutation', 'last-run.json') };
+  const o = { only: null, quick: false, list: false, noBaseline: false, tests: null, json: join(root, 'test', 'mutation', 'last-run.json') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--only') o.only = new Set(argv[++i].split(','));
     else if (a === '--quick') o.quick = true;
     else if (a === '--list') o.list = true;
     else if (a === '--no-baseline') o.noBaseline = true;
+    else if (a === '--tests') o.tests = argv[++i].split(',');
     else if (a === '--json') o.json = argv[++i];
     else {
-      console.error(`mutate: unknown argument '${a}' (--only ids, --quick, --list, --no-baseline, --json FILE)`);
+      console.error(`mutate: unknown argument '${a}' (--only ids, --quick, --tests files, --list, --no-baseline, --json FILE)`);
       process.exit(2);
     }
   }
@@ -119,7 +120,7 @@ function firstFailure(out) {
   return m ? m[1].trim().slice(0, 200) : null;
 }
 
-function runMutant(m, quick) {
+function runMutant(m, quick, tests) {
   const path = join(root, m.file);
   const text = readFileSync(path, 'utf8');
   copyFileSync(path, path + kSuffix);
@@ -128,7 +129,7 @@ function runMutant(m, quick) {
     writeFileSync(path, text.replace(m.find, () => m.replace));
     const b = run(tsc, ['-p', 'tsconfig.json']);
     if (b.code !== 0) return { status: 'compile-error', detail: b.out.split('\n').slice(0, 3).join(' '), ms: b.ms };
-    const subset = quick && Array.isArray(m.tests) && m.tests.length > 0 ? m.tests : [];
+    const subset = tests ?? (quick && Array.isArray(m.tests) && m.tests.length > 0 ? m.tests : []);
     const t = run(vitest, ['run', '--bail=1', ...subset]);
     return { status: t.code === 0 ? 'survived' : 'killed', by: t.code === 0 ? null : firstFailure(t.out), tests: subset.length ? subset : 'full suite', ms: b.ms + t.ms };
   } finally {
@@ -168,7 +169,7 @@ function main() {
       console.log(`${m.id.padEnd(32)} equivalent (${m.equivalent})`);
       continue;
     }
-    const r = runMutant(m, o.quick);
+    const r = runMutant(m, o.quick, o.tests);
     results.push({ id: m.id, file: m.file, rule: m.rule, ...r });
     console.log(`${m.id.padEnd(32)} ${r.status.padEnd(13)} ${(r.ms / 1000).toFixed(1).padStart(5)} s  ${r.by ?? r.detail ?? ''}`);
   }
@@ -178,7 +179,7 @@ function main() {
   const killed = scored.filter((r) => r.status === 'killed').length;
   const summary = {
     date: new Date().toISOString(),
-    mode: o.quick ? 'quick (per-mutant test subsets where given)' : 'full suite per mutant',
+    mode: o.tests ? `subset ${o.tests.join(' ')}` : o.quick ? 'quick (per-mutant test subsets where given)' : 'full suite per mutant',
     mutants: results.length,
     scored: scored.length,
     killed,
