@@ -76,6 +76,23 @@ describe('enabling and disabling dirty logging, seen by a running guest', () => 
     expect(c[kOp.pml_log]! - log0).toBe(8);
   });
 
+  it('INITIALLY_SET with wrprot-huge: write-protecting huge leaves at enable flushes the TLB', () => {
+    const { host, vm, vcpu, region } = fixture({ tracking: 'wrprot', huge: 'wrprot-huge', split: 'on-fault' }, 'anonymous_hugetlb_2mb');
+    vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', 3);
+    // Two stores: the second hits the TLB entry (W|D) the first one's fault filled.
+    expect(vcpu.run(ops([[kBase + 4, true], [kBase + 4, true]]), 10)).toBe(2);
+    vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
+    expect(leafAt(vm, kBase, PgLevel.PG_LEVEL_2M) & Spte.PT_WRITABLE_MASK).toBe(0);
+    expect(vm.lastApplyFlags.tlbFlushes).toBe(1);
+    const s0 = vcpu.getStats();
+    expect(vcpu.run(ops([[kBase + 4, true]]), 10)).toBe(1);
+    const s1 = vcpu.getStats();
+    expect(s1.tlb_flush - s0.tlb_flush).toBe(1);
+    expect(s1.pf_taken - s0.pf_taken).toBe(1);
+    expect(vm.getStats()).toMatchObject({ pages_2m: 0, pages_4k: 512 });
+    expect(host.audit().violations).toEqual([]);
+  });
+
   it('a read-only slot: enabling logging neither splits nor write-protects its huge pages', () => {
     const { host, vm, vcpu, region } = fixture({ tracking: 'wrprot', split: 'eager' }, 'anonymous_hugetlb_2mb', KVM_MEM_READONLY);
     expect(vcpu.run(span(kBase, kBase + 1, false), 10)).toBe(1);
