@@ -116,8 +116,10 @@ function run(cmd, args) {
 
 /** The first failing test's name from vitest's output (for the report). */
 function firstFailure(out) {
-  const m = /(?:FAIL|×|✗)\s+(test\/\S+\.test\.ts[^\n]*)/.exec(out);
-  return m ? m[1].trim().slice(0, 200) : null;
+  // eslint-disable-next-line no-control-regex
+  const plain = out.replace(/\x1b\[[0-9;]*m/g, '');
+  const m = /FAIL\s+(test\/\S+\.test\.ts[^\n]*)/.exec(plain) ?? /timed out after \d+ s/.exec(plain);
+  return m ? (m[1] ?? m[0]).trim().slice(0, 200) : null;
 }
 
 function runMutant(m, quick, tests) {
