@@ -16,7 +16,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   Runner, audit, config, createMemstressVms, memstressStream, until, KVM_MEM_LOG_DIRTY_PAGES,
-  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET, VcpuLayout,
+  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET, VcpuLayout, trackWorkerThreads, expectBothWorkersRan,
 } from './fixtures/dist.js';
 import type { DirtyStrategy } from './fixtures/dist.js';
 
@@ -47,6 +47,7 @@ async function oracle({ mode, strategy, backing }: Case) {
   const slot = vm.memslots[0]!;
   const n = slot.npages;
   const runner = new Runner(s.host, s.vms, { workers: 2, cost: s.cost, sliceAccesses: 256 });
+  const threads = trackWorkerThreads(runner);
   const frames = s.host.frames;
   const value = (page: number) => {
     const pfn = slot.vma!.lookup(slot.vmaOffset + page);
@@ -120,7 +121,7 @@ async function oracle({ mode, strategy, backing }: Case) {
     const last = new Uint8Array(n);
     collect(last);
     for (let p = 0; p < n; p++) if (track[p] && !last[p]) problems.push(`final: page ${p} written in round ${kRounds} was never reported (lost)`);
-    return { problems, n, reportedTotal, harvested, resets, audit: audit(s.host, s.vms), stats: vm.getStats() };
+    return { problems, n, reportedTotal, harvested, resets, audit: audit(s.host, s.vms), stats: vm.getStats(), threads };
   } finally {
     await runner.close();
   }
@@ -143,6 +144,7 @@ describe('dirty logging loses nothing while vCPUs write from two workers', () =>
   for (const k of cases) {
     it(`${k.mode} ${JSON.stringify(k.strategy)} ${k.backing}`, async () => {
       const r = await oracle(k);
+      expectBothWorkersRan(r.threads);
       expect(r.problems.slice(0, 10)).toEqual([]);
       expect(r.audit.violations).toEqual([]);
       expect(r.reportedTotal).toBeGreaterThan(0);

@@ -12,12 +12,15 @@ describe('rwlock under contention', () => {
     const sab = new SharedArrayBuffer(64 * 4);
     const w = new Int32Array(sab);
     const threads = 3;
-    const runs = Array.from({ length: threads }, (_, t) => new Promise<void>((resolve, reject) => {
+    const runs = Array.from({ length: threads }, (_, t) => new Promise<{ thread: number; iterations: number }>((resolve, reject) => {
       const wk = new Worker(fixture, { workerData: { sab, threads, seed: 7 + t, iterations: 200_000, writePercent: t === 0 ? 20 : 2 } });
-      wk.once('message', () => resolve());
+      wk.once('message', (m: { iterations: number }) => resolve({ thread: wk.threadId, iterations: m.iterations }));
       wk.once('error', reject);
     }));
-    await Promise.all(runs);
+    const done = await Promise.all(runs);
+    // Every thread ran its whole share (the fixture also starts them together, on a barrier).
+    expect(new Set(done.map((d) => d.thread)).size).toBe(threads);
+    expect(done.map((d) => d.iterations)).toEqual([200_000, 200_000, 200_000]);
     expect(Atomics.load(w, 34)).toBe(0); // violations
     expect(Atomics.load(w, 0)).toBe(0); // lock word back to unlocked, no reader count left behind
     expect(Atomics.load(w, 1)).toBe(0); // writer mutex free

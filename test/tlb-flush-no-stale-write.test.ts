@@ -2,7 +2,7 @@
 // against the host's current mapping (the stale-write oracle, on with stamps): once a zap's
 // remote TLB flush returns and the host drops the page, no vCPU may write it.
 import { describe, expect, it } from 'vitest';
-import { Host, Runner, Vm, audit, config, createMemstressVms, memstressStream, tlbFill, until } from './fixtures/dist.js';
+import { Host, Runner, Vm, audit, config, createMemstressVms, memstressStream, tlbFill, until, trackWorkerThreads, expectBothWorkersRan } from './fixtures/dist.js';
 import { Metrics } from '../dist/src/metrics/counters.js';
 import { costVector, loadCostModel } from '../dist/src/metrics/cost-model.js';
 
@@ -13,6 +13,7 @@ describe('remote TLB flush vs running vCPUs', () => {
     const vm = s.vms[0]!;
     const slot = vm.memslots[0]!;
     const runner = new Runner(s.host, s.vms, { workers: 2, cost: s.cost, sliceAccesses: 512 });
+    const threads = trackWorkerThreads(runner);
     try {
       let done = false;
       const phase = runner.phase('writers', (ref) => ({ ...memstressStream(c, s.layout, ref, 0, 'random', 100, 1), accesses: 150_000, seed: 7 + ref.vcpu }))
@@ -29,6 +30,7 @@ describe('remote TLB flush vs running vCPUs', () => {
         return done;
       }, 60_000);
       await phase;
+      expectBothWorkersRan(threads);
       expect(invalidations).toBeGreaterThan(20);
       const stats = vm.getStats();
       expect(stats.remote_tlb_flush).toBeGreaterThan(0);
