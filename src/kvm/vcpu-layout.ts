@@ -8,6 +8,7 @@
  *   Int32 [32..]     page-table page cache (count + pages), as mmu_memory_cache
  *   Int32 [48..]     software TLB generation, dirty-ring indices, PML index, vcpu_id
  *   Int32 [64..319]  software TLB: kTlbEntries x (gfn, pfn, flags, gen)   (bytes 256..1279)
+ *   Int32 [320..415] paging-structure cache: kPscEntries x (2M region + 1, 4K table, PSC gen)
  *   Int32 [512..1023] (byte 2048) the PML buffer: 512 logged gfns
  *   Float64 [520..657] (byte 4160) struct kvm_vcpu_stat: 138 u64 words, kVcpuStatDescs layout
  *                    (generic halt stats and histograms, then x86's); based so that pf_taken ..
@@ -34,6 +35,12 @@ export const enum VcpuLayout {
   kVcpuRingFetchIndex = 52,
   /** vcpu->vcpu_id, written once at KVM_CREATE_VCPU before the SAB is published. */
   kVcpuId = 53,
+  /**
+   * Generation of the paging-structure cache: bumped by every TLB flush (INVEPT drops PDE
+   * caches too) and whenever this vCPU publishes a newer epoch, after which a page table it
+   * cached may be freed and reused (walk.ts).
+   */
+  kVcpuPscGen = 54,
   kVcpuPmlBuffer = 512,
   PML_LOG_NR_ENTRIES = 512,
   kTlbEntries = 64,
@@ -43,6 +50,16 @@ export const enum VcpuLayout {
   kTlbPfn = 1,
   kTlbFlags = 2,
   kTlbGenWord = 3,
+  /**
+   * The walker's paging-structure cache (the PDE cache of x86 CPUs): 2M region -> the 4K page
+   * table that maps it, tagged with kVcpuPscGen.
+   */
+  kPscBase = 320,
+  kPscEntries = 32,
+  kPscWords = 3,
+  kPscTag = 0,
+  kPscTable = 1,
+  kPscGen = 2,
   /** Float64 indices. */
   kVcpuStats = 520,
   /** u64 words of struct kvm_vcpu_stat (stats.ts kVcpuStatWords; a test checks they agree). */

@@ -26,6 +26,7 @@ import { pmlDrain, pmlEnabled, pmlLog } from './dirty/pml.js';
 import { ringSoftFull } from './dirty/ring.js';
 import type { Memslot } from './memslot.js';
 import { vcpuRunBegin, vcpuRunEnd } from './run-exclusion.js';
+import { kvmMakeAllCpusRequest } from './requests.js';
 import type { Vm } from './vm.js';
 
 /**
@@ -227,7 +228,7 @@ export class Vcpu {
         // A flush at entry dropped the fault's fill: the retry misses and walks for real.
         this.refilled = false;
         count(m, Op.tlb_miss);
-        if (eptWalk(vm.pool.pt, vm.root, gfn, write) !== WalkResult.kWalkOk) {
+        if (eptWalk(vm.pool.pt, vm.root, gfn, write, w) !== WalkResult.kWalkOk) {
           countN(m, Op.walk_step, walkOut.steps);
           this.exitForFault(gfn, write, walkOut.presentLeaf);
           if (this.pendingExit !== 0) return false;
@@ -351,7 +352,10 @@ export class Vcpu {
   enterGuest(): void {
     const w = this.w;
     for (;;) {
-      this.epochSeen = this.vm.epoch.enterIfMoved(this.idx, this.epochSeen);
+      const e = this.vm.epoch.enterIfMoved(this.idx, this.epochSeen);
+      // A newer epoch lets tables retired before it be freed: drop the walker's cached tables.
+      if (e !== this.epochSeen) w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
+      this.epochSeen = e;
       Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.IN_GUEST_MODE);
       if (Atomics.load(w, VcpuLayout.kVcpuRequests) === 0) return;
       Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.OUTSIDE_GUEST_MODE);
@@ -404,7 +408,36 @@ export class Vcpu {
     if (n >= VcpuLayout.kMmuCacheMin) return;
     const got = this.vm.pool.allocBatch(w, VcpuLayout.kVcpuMmuCache + n, VcpuLayout.kMmuCacheMax - n);
     w[VcpuLayout.kVcpuMmuCacheCount] = n + got;
-    if (n + got === 0) fail('ENOMEM', `VM ${this.vm.id}: page-table page pool exhausted`);
+    if (n + got === 0) this.topupMmuCacheQuiescent();
+  }
+
+  /**
+   * The pool is empty, typically of tables retired but not yet reclaimable. mmu_topup_memory_caches()
+   * runs outside any RCU read-side section, so leave the epoch (this vCPU holds no table here; its
+   * cached ones are dropped on re-entry) and kick the other vCPUs so each republishes a newer
+   * epoch at its next entry; then let allocBatch's reclaim free what nobody can reach. Bounded:
+   * ENOMEM if the pool stays empty for ~100 ms.
+   */
+  private topupMmuCacheQuiescent(): void {
+    const vm = this.vm;
+    const w = this.w;
+    vm.epoch.exit(this.idx);
+    try {
+      kvmMakeAllCpusRequest(vm, 0, false);
+      const nap = new Int32Array(new SharedArrayBuffer(4));
+      for (let attempt = 0; attempt < 100; attempt++) {
+        const got = vm.pool.allocBatch(w, VcpuLayout.kVcpuMmuCache, VcpuLayout.kMmuCacheMax);
+        if (got > 0) {
+          w[VcpuLayout.kVcpuMmuCacheCount] = got;
+          return;
+        }
+        Atomics.wait(nap, 0, 0, 1);
+      }
+      fail('ENOMEM', `VM ${vm.id}: page-table page pool exhausted`);
+    } finally {
+      this.epochSeen = vm.epoch.enterIfMoved(this.idx, EpochLayout.kEpochIdle);
+      w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
+    }
   }
 
   /**

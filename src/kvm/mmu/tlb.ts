@@ -27,4 +27,6 @@ export function tlbFill(w: Int32Array, gfn: number, pfn: number, flags: number):
 /** Drop every translation (a new generation; entries of older ones never match). */
 export function tlbFlushAll(w: Int32Array): void {
   w[VcpuLayout.kVcpuTlbGen] = (w[VcpuLayout.kVcpuTlbGen]! + 1) | 0;
+  // INVEPT drops the paging-structure caches with the TLB.
+  w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
 }
