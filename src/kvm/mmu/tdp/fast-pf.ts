@@ -10,6 +10,7 @@ import { Op } from '../../../metrics/ops.js';
 import type { Vcpu } from '../../vcpu.js';
 import type { Memslot } from '../../memslot.js';
 import { RetPf } from './fault.js';
+import { VcpuLayout } from '../../vcpu-layout.js';
 
 const kFastPfRetries = 4;
 
@@ -22,11 +23,23 @@ export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boo
     // kvm_tdp_mmu_fast_pf_get_last_sptep(): lockless walk to the last SPTE.
     // Each level is read as one snapshot of its two words (spteLoadFlags pairs with the SPTE's
     // publish; spteReadPfn is -1 if the flags moved while the pfn was read: read it again).
+    // The EPT walk that just took this violation usually left gfn's 4K table in the vCPU's
+    // paging-structure cache (walk.ts), still valid: the vCPU has not re-entered, so it is in the
+    // epoch it cached the table in. A table unlinked meanwhile has its present entries frozen
+    // (the cmpxchg below then fails and the walk retries from the root), or is being removed
+    // under mmu_lock for read, whose handle_removed_pt() takes over what this cmpxchg sets — the
+    // race KVM's own lockless walk has with a table removal.
     let page = vm.root;
     let level = PgLevel.PT64_ROOT_4LEVEL;
     let sptep = 0;
     let flags = 0;
     let pfn = -1;
+    const w = vcpu.w;
+    const e = VcpuLayout.kPscBase + ((gfn >>> PtLayout.SPTE_LEVEL_BITS) & (VcpuLayout.kPscEntries - 1)) * VcpuLayout.kPscWords;
+    if (attempt === 0 && w[e + VcpuLayout.kPscTag] === (gfn >>> PtLayout.SPTE_LEVEL_BITS) + 1 && w[e + VcpuLayout.kPscGen] === w[VcpuLayout.kVcpuPscGen]) {
+      page = w[e + VcpuLayout.kPscTable]!;
+      level = PgLevel.PG_LEVEL_4K;
+    }
     for (; level >= PgLevel.PG_LEVEL_4K; level--) {
       sptep = page * PtLayout.kPtPageWords + ((gfn >>> ((level - 1) * 9)) & 511) * PtLayout.kSpteWords;
       flags = spteLoadFlags(pt, sptep);
