@@ -10,7 +10,7 @@ import { Op } from '../../../metrics/ops.js';
 import type { Vcpu } from '../../vcpu.js';
 import type { Memslot } from '../../memslot.js';
 import { RetPf } from './fault.js';
-import { VcpuLayout } from '../../vcpu-layout.js';
+import { pscLeafTable } from './walk.js';
 
 const kFastPfRetries = 4;
 
@@ -34,10 +34,9 @@ export function fastPageFault(vcpu: Vcpu, slot: Memslot, gfn: number, write: boo
     let sptep = 0;
     let flags = 0;
     let pfn = -1;
-    const w = vcpu.w;
-    const e = VcpuLayout.kPscBase + ((gfn >>> PtLayout.SPTE_LEVEL_BITS) & (VcpuLayout.kPscEntries - 1)) * VcpuLayout.kPscWords;
-    if (attempt === 0 && w[e + VcpuLayout.kPscTag] === (gfn >>> PtLayout.SPTE_LEVEL_BITS) + 1 && w[e + VcpuLayout.kPscGen] === w[VcpuLayout.kVcpuPscGen]) {
-      page = w[e + VcpuLayout.kPscTable]!;
+    const cached = attempt === 0 ? pscLeafTable(vcpu.w, gfn) : 0;
+    if (cached > 0) {
+      page = cached;
       level = PgLevel.PG_LEVEL_4K;
     }
     for (; level >= PgLevel.PG_LEVEL_4K; level--) {

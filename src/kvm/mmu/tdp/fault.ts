@@ -20,6 +20,8 @@ import { tdpMmuSetSpteAtomic } from './spte-change.js';
 import { tdpMmuSplitHugePage, clearSp } from './split.js';
 import type { Vcpu } from '../../vcpu.js';
 import { fastPageFault } from './fast-pf.js';
+import { pscLeafTable } from './walk.js';
+import { KvmReq, VcpuLayout } from '../../vcpu-layout.js';
 import { handleMmioPageFault, makeMmioSpteFlags } from './mmio.js';
 import type { Memslot } from '../../memslot.js';
 
@@ -210,7 +212,9 @@ export function kvmTdpMmuMap(vcpu: Vcpu, fault: KvmPageFault): number {
   const m = vm.ctx.metrics;
   const it = vcpu.iter;
   const goal = fault.goalLevel;
-  it.start(vm.root, goal, fault.gfn);
+  const table = goal === PgLevel.PG_LEVEL_4K ? cachedTableUnderLock(vcpu, fault.gfn) : 0;
+  if (table > 0) it.startInTable(table, goal, fault.gfn);
+  else it.start(vm.root, goal, fault.gfn);
   for (;;) {
     // Another thread froze the SPTE: give up and retry rather than allocate for nothing.
     if (isFrozenSpte(it.oldFlags)) return retry(m);
@@ -238,6 +242,22 @@ export function kvmTdpMmuMap(vcpu: Vcpu, fault: KvmPageFault): number {
     // Step down into the lower level page table (present and non-leaf by now).
     if (!it.stepDown()) return retry(m);
   }
+}
+
+/**
+ * The 4K table the walk that took this violation cached (walk.ts), if it may be used under
+ * mmu_lock held for read: the vCPU is still in the epoch it cached it in (no re-entry since), so
+ * the page is not freed; a table unlinked by another reader has all its entries frozen by
+ * handle_removed_pt() (the install then retries) or is being removed, and that removal takes
+ * over whatever is installed first — KVM's race between a fault mid-walk and a table removal.
+ * A table unlinked under mmu_lock held for write (a zap) keeps its non-present entries as they
+ * are; every such zap requests a TLB flush of every vCPU before it drops the lock, so a pending
+ * KVM_REQ_TLB_FLUSH (seen through the lock's acquire) means: walk from the root. Op counts stay
+ * the full walk's.
+ */
+function cachedTableUnderLock(vcpu: Vcpu, gfn: number): number {
+  if ((Atomics.load(vcpu.w, VcpuLayout.kVcpuRequests) & KvmReq.KVM_REQ_TLB_FLUSH) !== 0) return 0;
+  return pscLeafTable(vcpu.w, gfn);
 }
 
 function retry(m: Metrics): number {

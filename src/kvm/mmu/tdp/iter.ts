@@ -36,6 +36,21 @@ export class TdpIter {
     this.restart();
   }
 
+  /**
+   * Start at `level` in `table` instead of the root, for one gfn (the fault path with the walker's
+   * cached 4K table): only stepDown() may follow, never next().
+   */
+  startInTable(table: number, level: number, gfn: number): void {
+    this.nextLastLevelGfn = gfn;
+    this.yielded = false;
+    this.minLevel = level;
+    this.level = level;
+    this.ptPath[level - 1] = table;
+    this.gfn = this.roundGfn(gfn, level);
+    this.refreshSptep();
+    this.valid = true;
+  }
+
   /** tdp_iter_restart(): back to the root at the current position (after yielding mmu_lock). */
   restart(): void {
     this.yielded = false;

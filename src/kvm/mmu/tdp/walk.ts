@@ -83,6 +83,16 @@ export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolea
   return WalkResult.kWalkViolation;
 }
 
+/**
+ * The 4K table the paging-structure cache holds for gfn's 2M region in the current generation,
+ * or 0. Valid for the vCPU that owns `w` until it re-enters guest mode or processes a flush.
+ */
+export function pscLeafTable(w: Int32Array, gfn: number): number {
+  const e = VcpuLayout.kPscBase + ((gfn >>> PtLayout.SPTE_LEVEL_BITS) & (VcpuLayout.kPscEntries - 1)) * VcpuLayout.kPscWords;
+  if (w[e + VcpuLayout.kPscTag] !== (gfn >>> PtLayout.SPTE_LEVEL_BITS) + 1 || w[e + VcpuLayout.kPscGen] !== w[VcpuLayout.kVcpuPscGen]) return 0;
+  return w[e + VcpuLayout.kPscTable]!;
+}
+
 /** The leaf of a walk: permission check, A (and D on a write) set with a locked cmpxchg. */
 function walkLeaf(pt: Int32Array, root: number, sptep: number, flags: number, pfn: number, level: number, gfn: number, write: boolean, steps: number, psc: Int32Array | null): number {
   if (write && (flags & Spte.PT_WRITABLE_MASK) === 0) {
