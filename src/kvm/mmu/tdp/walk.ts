@@ -26,25 +26,22 @@ export const walkOut = { pfn: 0, flags: 0, level: 0, steps: 0, dirtied: false, p
  * modeled time prices the hardware walk, the cache only saves the emulator's loads.
  */
 export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolean, psc: Int32Array | null = null): number {
-  if (psc !== null) {
-    const e = VcpuLayout.kPscBase + ((gfn >>> PtLayout.SPTE_LEVEL_BITS) & (VcpuLayout.kPscEntries - 1)) * VcpuLayout.kPscWords;
-    if (psc[e + VcpuLayout.kPscTag] === (gfn >>> PtLayout.SPTE_LEVEL_BITS) + 1 && psc[e + VcpuLayout.kPscGen] === psc[VcpuLayout.kVcpuPscGen]) {
-      const sptep = psc[e + VcpuLayout.kPscTable]! * PtLayout.kPtPageWords + (gfn & 511) * PtLayout.kSpteWords;
-      const flags = spteLoadFlags(pt, sptep);
-      if ((flags & Spte.SPTE_MMU_PRESENT_MASK) === 0) {
-        if (flags !== Spte.FROZEN_SPTE) {
-          walkOut.steps = PgLevel.PT64_ROOT_4LEVEL;
-          walkOut.presentLeaf = false;
-          return WalkResult.kWalkViolation;
-        }
-        psc[e + VcpuLayout.kPscTag] = 0; // a removed table: walk from the root
-      } else {
-        // A 4K leaf's pfn changes only after a zap (mmu_lock for write), whose remote flush
-        // waits for this vCPU to leave guest mode: it cannot move under this guest-mode walk, and
-        // the acquire load of the flags orders this read after the pfn's publish.
-        return walkLeaf(pt, root, sptep, flags, pt[sptep + 1]!, PgLevel.PG_LEVEL_4K, gfn, write, PgLevel.PT64_ROOT_4LEVEL, psc);
-      }
+  const cached = psc !== null ? pscLeafTable(psc, gfn) : 0;
+  if (cached > 0) {
+    const sptep = cached * PtLayout.kPtPageWords + (gfn & 511) * PtLayout.kSpteWords;
+    const flags = spteLoadFlags(pt, sptep);
+    if ((flags & Spte.SPTE_MMU_PRESENT_MASK) !== 0) {
+      // A 4K leaf's pfn changes only after a zap (mmu_lock for write), whose remote flush
+      // waits for this vCPU to leave guest mode: it cannot move under this guest-mode walk, and
+      // the acquire load of the flags orders this read after the pfn's publish.
+      return walkLeaf(pt, root, sptep, flags, pt[sptep + 1]!, PgLevel.PG_LEVEL_4K, gfn, write, PgLevel.PT64_ROOT_4LEVEL, psc);
     }
+    if (flags !== Spte.FROZEN_SPTE) {
+      walkOut.steps = PgLevel.PT64_ROOT_4LEVEL;
+      walkOut.presentLeaf = false;
+      return WalkResult.kWalkViolation;
+    }
+    psc![pscEntry(gfn) + VcpuLayout.kPscTag] = 0; // a removed table: walk from the root
   }
   let page = root;
   let steps = 0;
@@ -72,7 +69,7 @@ export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolea
     }
     if (level === 1 || (flags & Spte.PT_PAGE_SIZE_MASK) !== 0) return walkLeaf(pt, root, sptep, flags, pfn, level, gfn, write, steps, psc);
     if (level === PgLevel.PG_LEVEL_2M && psc !== null) {
-      const e = VcpuLayout.kPscBase + ((gfn >>> PtLayout.SPTE_LEVEL_BITS) & (VcpuLayout.kPscEntries - 1)) * VcpuLayout.kPscWords;
+      const e = pscEntry(gfn);
       psc[e + VcpuLayout.kPscTag] = (gfn >>> PtLayout.SPTE_LEVEL_BITS) + 1;
       psc[e + VcpuLayout.kPscTable] = pfn;
       psc[e + VcpuLayout.kPscGen] = psc[VcpuLayout.kVcpuPscGen]!;
@@ -83,12 +80,17 @@ export function eptWalk(pt: Int32Array, root: number, gfn: number, write: boolea
   return WalkResult.kWalkViolation;
 }
 
+/** Word index of gfn's 2M region's entry in the paging-structure cache. */
+function pscEntry(gfn: number): number {
+  return VcpuLayout.kPscBase + ((gfn >>> PtLayout.SPTE_LEVEL_BITS) & (VcpuLayout.kPscEntries - 1)) * VcpuLayout.kPscWords;
+}
+
 /**
  * The 4K table the paging-structure cache holds for gfn's 2M region in the current generation,
  * or 0. Valid for the vCPU that owns `w` until it re-enters guest mode or processes a flush.
  */
 export function pscLeafTable(w: Int32Array, gfn: number): number {
-  const e = VcpuLayout.kPscBase + ((gfn >>> PtLayout.SPTE_LEVEL_BITS) & (VcpuLayout.kPscEntries - 1)) * VcpuLayout.kPscWords;
+  const e = pscEntry(gfn);
   if (w[e + VcpuLayout.kPscTag] !== (gfn >>> PtLayout.SPTE_LEVEL_BITS) + 1 || w[e + VcpuLayout.kPscGen] !== w[VcpuLayout.kVcpuPscGen]) return 0;
   return w[e + VcpuLayout.kPscTable]!;
 }
