@@ -3,10 +3,11 @@
 // is a PML-full exit, and GET (after draining) reports exactly the pages written — with no write
 // faults taken for them.
 import { describe, expect, it } from 'vitest';
-import { Host, KVM_MEM_LOG_DIRTY_PAGES, type Vm } from '../src/index.js';
+import { KVM_MEM_LOG_DIRTY_PAGES, type Vm } from '../src/index.js';
 import { leafTableFor } from '../src/kvm/mmu/tdp/wrprot.js';
 import { Spte, PtLayout } from '../src/kvm/mmu/spte.js';
 import { kOp } from '../src/metrics/ops.js';
+import { oneSlotVm } from './fixtures/mmu.js';
 
 const kBase = 4096;
 const kPages = 2048;
@@ -31,12 +32,7 @@ function setBits(bm: Uint32Array): number[] {
 
 /** 2048 4K pages, every one written before logging starts, then logging on (flags-only). */
 function fixture() {
-  const host = Host.create({ memory: 64 * 2 ** 20 });
-  const vm = host.createVm({ strategy: { tracking: 'pml' } });
-  const hva = vm.mmap({ size: kPages * 4096, backing: 'anonymous' });
-  const region = { slot: 1, flags: 0, guestPhysAddr: kBase * 4096, memorySize: kPages * 4096, userspaceAddr: hva };
-  vm.setUserMemoryRegion2(region);
-  const vcpu = vm.createVcpu();
+  const { host, vm, vcpu, region } = oneSlotVm({ tracking: 'pml' }, kBase, kPages);
   expect(vcpu.run(span(kBase, kBase + kPages), 1 << 20)).toBe(kPages);
   for (let g = kBase; g < kBase + kPages; g++) expect(leafFlags(vm, g) & Spte.SPTE_DIRTY).toBe(Spte.SPTE_DIRTY);
   vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });

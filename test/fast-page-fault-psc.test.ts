@@ -3,23 +3,19 @@
 // flush or a newer epoch) may name a table that was freed and reused, so the walk goes to the
 // root. A decoy table stands in for such a reused page.
 import { describe, expect, it } from 'vitest';
-import { Host, KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
+import { KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
 import { leafTableFor } from '../src/kvm/mmu/tdp/wrprot.js';
 import { fastPageFault } from '../src/kvm/mmu/tdp/fast-pf.js';
 import { RetPf } from '../src/kvm/mmu/tdp/fault.js';
 import { Spte, PtLayout } from '../src/kvm/mmu/spte.js';
 import { VcpuLayout } from '../src/kvm/vcpu-layout.js';
+import { oneSlotVm } from './fixtures/mmu.js';
 
 const kBase = 4096;
 
 describe('fast page fault and the paging-structure cache', () => {
   it('uses a cached table of the current generation and never a stale one', () => {
-    const host = Host.create({ memory: 64 * 2 ** 20 });
-    const vm = host.createVm({ strategy: { tracking: 'wrprot' } });
-    const hva = vm.mmap({ size: 4 * 2 ** 20, backing: 'anonymous' });
-    const region = { slot: 1, flags: 0, guestPhysAddr: kBase * 4096, memorySize: 4 * 2 ** 20, userspaceAddr: hva };
-    vm.setUserMemoryRegion2(region);
-    const vcpu = vm.createVcpu();
+    const { vm, vcpu, region } = oneSlotVm({ tracking: 'wrprot' }, kBase, 1024);
     let g = kBase;
     expect(vcpu.run({ iteration: 1, write: true, next: () => (g < kBase + 8 ? g++ : -1) }, 100)).toBe(8);
     vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES }); // write-protects the leaves

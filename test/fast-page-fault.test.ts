@@ -6,6 +6,7 @@ import { Host, KVM_MEM_LOG_DIRTY_PAGES, type Vm } from '../src/index.js';
 import { leafTableFor } from '../src/kvm/mmu/tdp/wrprot.js';
 import { Spte, PtLayout } from '../src/kvm/mmu/spte.js';
 import { kOp } from '../src/metrics/ops.js';
+import { oneSlotVm } from './fixtures/mmu.js';
 
 const kBase = 4096;
 
@@ -28,12 +29,7 @@ function leafFlags(vm: Vm, gfn: number): number {
 
 /** 1024 4K pages; the first 512 written before logging, then logging on with wrprot tracking. */
 function fixture() {
-  const host = Host.create({ memory: 64 * 2 ** 20 });
-  const vm = host.createVm({ strategy: { tracking: 'wrprot' } });
-  const hva = vm.mmap({ size: 4 * 2 ** 20, backing: 'anonymous' });
-  const region = { slot: 1, flags: 0, guestPhysAddr: kBase * 4096, memorySize: 4 * 2 ** 20, userspaceAddr: hva };
-  vm.setUserMemoryRegion2(region);
-  const vcpu = vm.createVcpu();
+  const { host, vm, vcpu, region } = oneSlotVm({ tracking: 'wrprot' }, kBase, 1024);
   let g = kBase;
   expect(vcpu.run({ iteration: 1, write: true, next: () => (g < kBase + 512 ? g++ : -1) }, 1 << 20)).toBe(512);
   vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });

@@ -4,22 +4,17 @@
 // at the end of KVM_RUN. The access stream reads the slot's dirty bitmap (what KVM_GET_DIRTY_LOG
 // copies) right after the exit, before the next access.
 import { describe, expect, it } from 'vitest';
-import { Host, KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
+import { KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
 import { VcpuLayout } from '../src/kvm/vcpu-layout.js';
 import { kOp } from '../src/metrics/ops.js';
-import { ops, setBits, span } from './fixtures/mmu.js';
+import { ops, setBits, span, oneSlotVm } from './fixtures/mmu.js';
 
 const kBase = 4096;
 const kPages = 512;
 
 describe('PML buffer drained on every exit', () => {
   it('an EPT-violation exit drains what was logged before it into the dirty bitmap', () => {
-    const host = Host.create({ memory: 64 * 2 ** 20 });
-    const vm = host.createVm({ strategy: { tracking: 'pml' } });
-    const hva = vm.mmap({ size: kPages * 4096, backing: 'anonymous' });
-    const region = { slot: 1, flags: 0, guestPhysAddr: kBase * 4096, memorySize: kPages * 4096, userspaceAddr: hva };
-    vm.setUserMemoryRegion2(region);
-    const vcpu = vm.createVcpu();
+    const { host, vm, vcpu, region } = oneSlotVm({ tracking: 'pml' }, kBase, kPages);
     // Map the first half only; the second half will take EPT violations.
     expect(vcpu.run(span(kBase, kBase + 256), 1 << 20)).toBe(256);
     vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });

@@ -3,21 +3,16 @@
 // D (EPT A/D), and that D 0->1 transition is what PML logs. Were the store to hit the TLB, the
 // page would be written and never logged: a lost dirty page.
 import { describe, expect, it } from 'vitest';
-import { Host, KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
+import { KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
 import { Spte } from '../src/kvm/mmu/spte.js';
 import { kOp } from '../src/metrics/ops.js';
-import { leafAt, ops, setBits, span } from './fixtures/mmu.js';
+import { leafAt, ops, setBits, span, oneSlotVm } from './fixtures/mmu.js';
 
 const kBase = 4096;
 const kPages = 256;
 
 function fixture() {
-  const host = Host.create({ memory: 64 * 2 ** 20 });
-  const vm = host.createVm({ strategy: { tracking: 'pml' } });
-  const hva = vm.mmap({ size: kPages * 4096, backing: 'anonymous' });
-  const region = { slot: 1, flags: 0, guestPhysAddr: kBase * 4096, memorySize: kPages * 4096, userspaceAddr: hva };
-  vm.setUserMemoryRegion2(region);
-  const vcpu = vm.createVcpu();
+  const { host, vm, vcpu, region } = oneSlotVm({ tracking: 'pml' }, kBase, kPages);
   expect(vcpu.run(span(kBase, kBase + kPages), 1 << 20)).toBe(kPages);
   vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
   return { host, vm, vcpu, c: host.ctx.metrics.c };
