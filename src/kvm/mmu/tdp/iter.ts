@@ -86,7 +86,9 @@ export class TdpIter {
       const flags = spteLoadFlags(pt, sptep);
       if (!isShadowPresentPte(flags)) {
         this.oldFlags = flags;
-        this.oldPfn = Atomics.load(pt, sptep + 1);
+        // A plain read, ordered after the flags' acquire load: the pfn word of a non-present SPTE
+        // (an MMIO SPTE's gfn) is written before its flags are published, and nothing follows it.
+        this.oldPfn = pt[sptep + 1]!;
         return;
       }
       const pfn = spteReadPfn(pt, sptep, flags);
