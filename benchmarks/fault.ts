@@ -219,3 +219,91 @@ export const fault4kScaling: Benchmark = {
     };
   },
 };
+
+/**
+ * One VM's vCPUs in parallel: 1 VM x 2 vCPUs, each vCPU demand-paging its own fresh 1 GiB per
+ * phase (the VM holds a region per vCPU and phase, so every phase faults in memory nothing has
+ * touched, in a VM whose upper page-table levels are shared by both vCPUs), on 2 workers (the
+ * Runner's contiguous shards put vCPU 0 on worker 0 and vCPU 1 on worker 1) against the same
+ * on 1 worker. This is where the VM-wide lines (mmu_lock, page stats) used to bounce.
+ */
+export const fault4k1vm2vcpusScaling: Benchmark = {
+  name: 'fault-4k-1vm-2vcpus-scaling',
+  description: '1 VM x 2 vCPUs, 1 GiB of fresh memory per vCPU per phase: faults/s on 2 workers over the same on 1 worker (paired runs, alternating)',
+  async run(o: BenchOptions): Promise<BenchResult> {
+    const reps = o.quick ? 3 : 5;
+    const bytes = o.quick ? 128 * MiB : GiB;
+    const phases = kWarmupVms + reps;
+    const cfg = (workers: number): MemstressConfig => ({ ...config(1, bytes * phases, workers, o.seed), vcpus: 2 });
+    const one = new PhasedRun(cfg(1));
+    const two = new PhasedRun(cfg(2));
+    if (two.runner.shards[0]!.length !== 1 || two.runner.shards[1]!.length !== 1) throw new Error('unexpected Runner sharding: the two vCPUs would share a worker');
+    const pagesPerPhase = bytes / 4096;
+    const w0 = openWindow();
+    const run = async (r: PhasedRun, k: number, name: string, hist: string) => {
+      const { vms, layout } = r.setup;
+      const before = vms[0]!.vcpuStats().reduce((s, v) => s + v.pf_taken, 0);
+      const w = openWindow();
+      const out = await r.runner.phase(name, (ref) => {
+        const s = memstressStream(r.c, layout, ref, vms[0]!.id, 'sequential', 100, 1);
+        return { ...s, baseGfn: s.baseGfn + k * pagesPerPhase, pages: pagesPerPhase };
+      }, hist);
+      const window = closeWindow(w, r.c.workers);
+      const faults = vms[0]!.vcpuStats().reduce((s, v) => s + v.pf_taken, 0) - before;
+      if (faults !== 2 * pagesPerPhase) throw new Error(`${name}: ${faults} faults taken, expected ${2 * pagesPerPhase}`);
+      return { rate: faults / (out.wallNs / 1e9), wallNs: out.wallNs, window };
+    };
+    const r1: number[] = [];
+    const r2: number[] = [];
+    const ratios: number[] = [];
+    const w1: Window[] = [];
+    const w2: Window[] = [];
+    const samples: Record<string, unknown>[] = [];
+    let auditOk = true;
+    try {
+      const warm: string[] = [];
+      for (let k = 0; k < kWarmupVms; k++) {
+        const a = await run(one, k, `warmup-${k}`, 'warmup.page_fault');
+        const b = await run(two, k, `warmup-${k}`, 'warmup.page_fault');
+        warm.push(`1 worker ${(a.rate / 1e6).toFixed(3)} M/s, 2 workers ${(b.rate / 1e6).toFixed(3)} M/s`);
+      }
+      o.log(`  warm-up: ${warm.join('; ')}`);
+      for (let i = 1; i <= reps; i++) {
+        const k = kWarmupVms + i - 1;
+        const first = i % 2 === 1;
+        const p1 = first ? await run(one, k, `measure-${i}`, 'fault-4k.page_fault') : null;
+        const p2 = await run(two, k, `measure-${i}`, 'fault-4k.page_fault');
+        const q1 = p1 ?? (await run(one, k, `measure-${i}`, 'fault-4k.page_fault'));
+        r1.push(q1.rate);
+        r2.push(p2.rate);
+        ratios.push(p2.rate / q1.rate);
+        w1.push(q1.window);
+        w2.push(p2.window);
+        samples.push({ rep: i, oneWorker: { faultsPerSec: round(q1.rate, 0), wallNs: Math.round(q1.wallNs) }, twoWorkers: { faultsPerSec: round(p2.rate, 0), wallNs: Math.round(p2.wallNs) }, ratio: round(p2.rate / q1.rate, 3) });
+        o.log(`  pair ${i}/${reps}: 1 worker ${(q1.rate / 1e6).toFixed(3)} M/s, 2 workers ${(p2.rate / 1e6).toFixed(3)} M/s, ratio ${(p2.rate / q1.rate).toFixed(3)}` +
+          `${q1.window.noisy || p2.window.noisy ? `  [noisy: ${[...q1.window.notes, ...p2.window.notes].join('; ')}]` : ''}`);
+      }
+      for (const r of [one, two]) {
+        const a = audit(r.setup.host, r.setup.vms);
+        if (!a.ok) auditOk = false;
+        if (!a.ok) throw new Error(`audit failed: ${a.violations[0]!.kind}: ${a.violations[0]!.detail}`);
+      }
+    } finally {
+      await one.close();
+      await two.close();
+    }
+    one.destroy();
+    two.destroy();
+    const ratio = repeatedFigure('fault-4k-1vm-2vcpus-scaling', ratios, 'x', 'higher', [...w1, ...w2], o.quick ? undefined : atLeast(1.8, 'x'));
+    if (o.quick) ratio.notes.push('quick: 128 MiB per vCPU and phase, no target');
+    const f2 = repeatedFigure('fault-4k-1vm-2vcpus-2workers', r2, 'faults/s', 'higher', w2);
+    const f1 = repeatedFigure('fault-4k-1vm-2vcpus-1worker', r1, 'faults/s', 'higher', w1);
+    return {
+      name: this.name, description: this.description, seed: o.seed,
+      config: { vms: 1, vcpus: 2, bytesPerVcpuPerPhase: bytes, backing: 'anonymous', workers: [1, 2], wallEvery: kWallEvery, sliceAccesses: kSlice, repetitions: reps, warmupPhases: kWarmupVms },
+      figures: [ratio, f2, f1], window: closeWindow(w0, 2), samples,
+      details: { medianOfPairRatios: round(ratio.value, 3), ratioOfMedians: round(f2.value / f1.value, 3), auditOk },
+      noisy: ratio.noisy || f1.noisy || f2.noisy, notes: [...ratio.notes],
+    };
+  },
+};

@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fault4k1worker, fault4kScaling } from './fault.js';
+import { fault4k1worker, fault4kScaling, fault4k1vm2vcpusScaling } from './fault.js';
 import { memoryPerPage, scale256 } from './scenario-child.js';
 import { microBenchmarks } from './micro.js';
 import { dirtyClear1g, dirtyGetManualCopy, dirtyLogPerf64, wrprotFault1worker } from './dirty.js';
@@ -37,7 +37,7 @@ const kBaselinePath = join(kRoot, 'benchmarks', 'baselines', 'baseline.json');
 /** Order: main-thread micro-benchmarks first (clean heap), then workers, then child processes. */
 const kBenchmarks: Benchmark[] = [
   ...microBenchmarks, dirtyGetManualCopy, dirtyClear1g,
-  fault4k1worker, fault4kScaling, wrprotFault1worker,
+  fault4k1worker, fault4kScaling, fault4k1vm2vcpusScaling, wrprotFault1worker,
   memoryPerPage, scale256, dirtyLogPerf64,
 ];
 

@@ -15,6 +15,7 @@
  * stats; they live in the vCPU's harness block (VcpuLayout.kVcpuHarness*) and the Op counters.
  */
 import { VmLayout } from './vm-layout.js';
+import { VcpuLayout } from './vcpu-layout.js';
 
 // KVM_STATS_TYPE_* / UNIT_* / BASE_* (include/uapi/linux/kvm.h)
 export const KVM_STATS_TYPE_CUMULATIVE = 0x0;
@@ -99,14 +100,28 @@ export type VmStatName = (typeof kVmDescs)[number][0];
 export const kVmStatNames: readonly VmStatName[] = kVmDescs.map(([n]) => n);
 export type VmStats = Record<VmStatName, number>;
 
-/** The VM's stats from its shared words: the ones the model drives; the rest read 0. */
-export function readVmStats(w: Int32Array): VmStats {
+/**
+ * The VM's stats from its shared words: the ones the model drives; the rest read 0. pages_*
+ * are the sum of the VMM's shard and every vCPU's (mmu/page-stats.ts): exactly what KVM's one
+ * atomic counter would read at this moment. Like KVM's read of kvm->stat.pages[], it takes no
+ * lock, so a fault between its SPTE change and its count is not in it yet; at quiescence (no
+ * vCPU in mmu_lock) the sum equals a recount of the leaves (the audit checks it).
+ */
+export function readVmStats(w: Int32Array, vcpuWords: readonly Int32Array[]): VmStats {
   const out = Object.fromEntries(kVmStatNames.map((n) => [n, 0])) as VmStats;
   out.remote_tlb_flush = Atomics.load(w, VmLayout.kVmStatRemoteTlbFlush);
   out.remote_tlb_flush_requests = Atomics.load(w, VmLayout.kVmStatRemoteTlbFlushRequests);
-  out.pages_4k = Atomics.load(w, VmLayout.kVmStatPages4k);
-  out.pages_2m = Atomics.load(w, VmLayout.kVmStatPages2m);
-  out.pages_1g = Atomics.load(w, VmLayout.kVmStatPages1g);
+  let p4k = Atomics.load(w, VmLayout.kVmStatPages4k);
+  let p2m = Atomics.load(w, VmLayout.kVmStatPages2m);
+  let p1g = Atomics.load(w, VmLayout.kVmStatPages1g);
+  for (const v of vcpuWords) {
+    p4k += Atomics.load(v, VcpuLayout.kVcpuStatPages4k);
+    p2m += Atomics.load(v, VcpuLayout.kVcpuStatPages4k + 1);
+    p1g += Atomics.load(v, VcpuLayout.kVcpuStatPages4k + 2);
+  }
+  out.pages_4k = p4k;
+  out.pages_2m = p2m;
+  out.pages_1g = p1g;
   return out;
 }
 

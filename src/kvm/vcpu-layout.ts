@@ -6,7 +6,8 @@
  *   Int32 [1]        vcpu->requests (bit per KVM_REQ_*)
  *   Int32 [2]        1 while inside KVM_RUN (run-exclusion.ts; the VMM reads it)
  *   Int32 [32..]     page-table page cache (count + pages), as mmu_memory_cache
- *   Int32 [48..]     software TLB generation, dirty-ring indices, PML index, vcpu_id
+ *   Int32 [48..]     software TLB generation, dirty-ring indices, PML index, vcpu_id, PSC gen,
+ *                    the mmu_lock reader indicator and this vCPU's shard of pages_4k/2m/1g
  *   Int32 [64..319]  software TLB: kTlbEntries x (gfn, pfn, flags, gen)   (bytes 256..1279)
  *   Int32 [320..415] paging-structure cache: kPscEntries x (2M region + 1, 4K table, PSC gen)
  *   Int32 [512..1023] (byte 2048) the PML buffer: 512 logged gfns
@@ -41,6 +42,13 @@ export const enum VcpuLayout {
    * cached may be freed and reused (walk.ts).
    */
   kVcpuPscGen = 54,
+  /** This vCPU's read holds of mmu_lock (rwlock.ts): only the vCPU's thread writes it. */
+  kVcpuMmuLockReader = 55,
+  /**
+   * This vCPU's shard of the VM stats pages_4k, pages_2m, pages_1g (stats.ts): changes the
+   * vCPU's faults make, plain words written under mmu_lock by the vCPU's thread only.
+   */
+  kVcpuStatPages4k = 56,
   kVcpuPmlBuffer = 512,
   PML_LOG_NR_ENTRIES = 512,
   kTlbEntries = 64,

@@ -2,13 +2,15 @@
  * Layout of a VM's shared words (one Int32 SAB). Each group that different threads write sits on
  * its own 128-byte line (kPadWords Int32 slots per line).
  *
- *   line 0   mmu_lock (rwlock words)
+ *   line 0   mmu_lock (rwlock words; each reader's indicator is on its own line: the vCPU's
+ *            words, or line 9 for the VMM)
  *   line 1   mmu_invalidate_seq, mmu_invalidate_in_progress, range start/end (gfns)
  *   line 2   page-table pool: lock, free-stack top, pages in use, retire ring head/tail
- *   line 3   pages_4k      line 4  pages_2m      line 5  pages_1g
+ *   line 3   the VMM's shard of pages_4k, pages_2m, pages_1g (each vCPU has its own, stats.ts)
  *   line 6   remote_tlb_flush, remote_tlb_flush_requests
  *   line 7   test hooks (a gfn at which a fault parks, and the handshake word)
  *   line 8   root, memslot generation, nr_memslots_dirty_logging, dirty caps, flags, VMM-exclusive
+ *   line 9   the VMM's mmu_lock reader indicator
  */
 import { Arena } from '../shm/arena.js';
 
@@ -25,8 +27,8 @@ export const enum VmLayout {
   kVmPtRetireTail = VmLayout.kVmPtLock + 4,
   kVmPtCapacity = VmLayout.kVmPtLock + 5,
   kVmStatPages4k = Arena.kPadWords * 3,
-  kVmStatPages2m = Arena.kPadWords * 4,
-  kVmStatPages1g = Arena.kPadWords * 5,
+  kVmStatPages2m = VmLayout.kVmStatPages4k + 1,
+  kVmStatPages1g = VmLayout.kVmStatPages4k + 2,
   kVmStatRemoteTlbFlush = Arena.kPadWords * 6,
   kVmStatRemoteTlbFlushRequests = VmLayout.kVmStatRemoteTlbFlush + 1,
   kVmHookGfn = Arena.kPadWords * 7,
@@ -51,16 +53,12 @@ export const enum VmLayout {
   kVmRingResetGen = VmLayout.kVmRoot + 9,
   /** 1 while the VMM runs an update that needs every vCPU out of KVM_RUN (run-exclusion.ts). */
   kVmVmmExclusive = VmLayout.kVmRoot + 10,
-  kVmWords = Arena.kPadWords * 9,
+  /** The VMM thread's read holds of mmu_lock (rwlock.ts reader indicator). */
+  kVmMmuLockVmmReader = Arena.kPadWords * 9,
+  kVmWords = Arena.kPadWords * 10,
 }
 
-
-
-
-
-
-
-/** Stat word for a mapping level (kvm_update_page_stats). */
+/** The VMM shard's word of the page stat for a mapping level (mmu/page-stats.ts). */
 export function pageStatWord(level: number): number {
-  return VmLayout.kVmStatPages4k + (level - 1) * Arena.kPadWords;
+  return VmLayout.kVmStatPages4k + level - 1;
 }

@@ -10,7 +10,7 @@
  */
 import { allocSab } from '../shm/arena.js';
 import { EpochDomain } from '../shm/epoch.js';
-import { readLock, readUnlock, writeLock, writeUnlock } from '../shm/rwlock.js';
+import { readLock, readUnlock, writeLock, writeUnlock, type RwReaders } from '../shm/rwlock.js';
 import { fail } from '../host/errno.js';
 import type { Host, HostThread, NumaPolicy } from '../host/host.js';
 import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExtent, isBackingSource, madviseDontneed } from '../host/mm.js';
@@ -113,12 +113,25 @@ export class Vm {
   readonly vcpus: Vcpu[] = [];
   generation = 0;
   private nextHva = kHvaBase;
+  /**
+   * mmu_lock's readers, for the write side to drain (rwlock.ts): the VMM's indicator and every
+   * vCPU's. Rebuilt whenever vcpuWords changes.
+   */
+  mmuLockReaders: RwReaders = { words: [], at: [] };
+  /**
+   * This thread's shard of the page stats (mmu/page-stats.ts): the VM's words (atomically)
+   * unless a vCPU of this VM is running on this thread, whose words run() puts here.
+   */
+  statW: Int32Array;
+  statAt: number = VmLayout.kVmStatPages4k;
+  statAtomic = true;
 
   private constructor(readonly host: Host, readonly ctx: ThreadCtx, h: VmHandle) {
     this.id = h.id;
     this.owner = h.id + 1;
     this.maxVcpus = h.maxVcpus;
     this.w = new Int32Array(h.words);
+    this.statW = this.w;
     this.epoch = new EpochDomain(h.epoch, h.maxVcpus + 1);
     this.pool = new PtPool(h.pool, this.w, this.epoch);
     this.iter = new TdpIter(this.pool.pt);
@@ -168,8 +181,16 @@ export class Vm {
     for (const sh of h.slots) this.slots.set((sh.asId << 16) | sh.id, new Memslot(sh, this.vmaById(sh.vmaId)));
     this.sortMemslots();
     for (const s of h.vcpus) this.vcpuWords.push(new Int32Array(s));
+    this.rebuildMmuLockReaders();
     for (const r of h.rings) this.rings.push(r);
     this.generation = h.generation;
+  }
+
+  private rebuildMmuLockReaders(): void {
+    this.mmuLockReaders = {
+      words: [this.w, ...this.vcpuWords],
+      at: [VmLayout.kVmMmuLockVmmReader, ...this.vcpuWords.map(() => VcpuLayout.kVcpuMmuLockReader)],
+    };
   }
 
   private vmaById(id: number): Vma | null {
@@ -517,6 +538,7 @@ export class Vm {
     const w = new Int32Array(sab);
     w[VcpuLayout.kVcpuId] = id;
     this.vcpuWords.push(w);
+    this.rebuildMmuLockReaders();
     const ring = Atomics.load(this.w, VmLayout.kVmDirtyRingSize);
     this.rings.push(ring !== 0 ? allocDirtyRing(ring) : null);
     this.ensurePoolCapacity();
@@ -564,7 +586,9 @@ export class Vm {
   private withMmuLock<T>(write: boolean, fn: () => T): T {
     const m = this.ctx.metrics;
     const p = vmmParticipant(this.maxVcpus);
-    const waited = write ? writeLock(this.w, VmLayout.kVmMmuLock) : readLock(this.w, VmLayout.kVmMmuLock);
+    const waited = write
+      ? writeLock(this.w, VmLayout.kVmMmuLock, this.mmuLockReaders)
+      : readLock(this.w, VmLayout.kVmMmuLock, this.w, VmLayout.kVmMmuLockVmmReader);
     count(m, write ? Op.lock_write : Op.lock_read);
     if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
     this.epoch.enter(p);
@@ -573,7 +597,7 @@ export class Vm {
     } finally {
       this.epoch.exit(p);
       if (write) writeUnlock(this.w, VmLayout.kVmMmuLock);
-      else readUnlock(this.w, VmLayout.kVmMmuLock);
+      else readUnlock(this.w, VmLayout.kVmMmuLock, this.w, VmLayout.kVmMmuLockVmmReader);
     }
   }
 
@@ -656,7 +680,7 @@ export class Vm {
 
   /** Every x86 VM stat by name, KVM's order; the ones the model does not drive are 0. */
   getStats(): VmStats {
-    return readVmStats(this.w);
+    return readVmStats(this.w, this.vcpuWords);
   }
 
   vcpuStats(): VcpuStats[] {

@@ -105,7 +105,7 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   maybeParkAtHook(vm, gfn, HookPoint.kHookAfterFaultin);
 
   vcpu.topupMmuCache();
-  const waited = readLock(vm.w, VmLayout.kVmMmuLock);
+  const waited = readLock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
   count(m, Op.lock_read);
   if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
   let r: number;
@@ -117,7 +117,7 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
     maybeParkAtHook(vm, gfn, HookPoint.kHookAfterHugepageAdjust);
     r = kvmTdpMmuMap(vcpu, fault);
   }
-  readUnlock(vm.w, VmLayout.kVmMmuLock);
+  readUnlock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
   return r;
 }
 
@@ -144,11 +144,11 @@ function kvmTdpNoslotFault(vcpu: Vcpu, fault: KvmPageFault): number {
   fault.goalLevel = PgLevel.PG_LEVEL_4K;
   // No page-table pages to spare: emulate without an MMIO SPTE, as KVM does with MMIO caching off.
   if (!vcpu.tryTopupMmuCache()) return RetPf.RET_PF_EMULATE;
-  const waited = readLock(vm.w, VmLayout.kVmMmuLock);
+  const waited = readLock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
   count(m, Op.lock_read);
   if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
   const r = isPageFaultStale(vm, fault.mmuSeq, fault.gfn) ? retry(m) : kvmTdpMmuMap(vcpu, fault);
-  readUnlock(vm.w, VmLayout.kVmMmuLock);
+  readUnlock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
   return r;
 }
 

@@ -4,7 +4,7 @@
  * translation does not change, so no TLB flush is needed.
  */
 import { PtLayout, Spte, makeSmallSpteFlags, pagesPerHpage, isLargePte, isShadowPresentPte } from '../spte.js';
-import { pageStatWord } from '../../vm-layout.js';
+import { kvmUpdatePageStats } from '../page-stats.js';
 import { count, countN } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import { tdpMmuSetSpteAtomic, tdpMmuIterSetSpte } from './spte-change.js';
@@ -39,7 +39,7 @@ export function tdpMmuSplitHugePage(vm: Vm, it: TdpIter, sp: number, shared: boo
     tdpMmuIterSetSpte(vm, it, Spte.kNonLeafFlags, sp);
   }
   // The children were never "installed" one by one; account them in one go as KVM does.
-  Atomics.add(vm.w, pageStatWord(level - 1), PtLayout.SPTE_ENT_PER_PAGE);
+  kvmUpdatePageStats(vm, level - 1, PtLayout.SPTE_ENT_PER_PAGE);
   count(vm.ctx.metrics, Op.split_huge);
   return true;
 }

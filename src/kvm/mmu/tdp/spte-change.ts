@@ -9,7 +9,7 @@
  * published; a flags-only change is a single cmpxchg.
  */
 import { Spte, PtLayout, isLastSpte, isShadowPresentPte, pagesPerHpage, withNextPfnGen } from '../spte.js';
-import { pageStatWord } from '../../vm-layout.js';
+import { kvmUpdatePageStats } from '../page-stats.js';
 import { count, countN } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import type { TdpIter } from './iter.js';
@@ -84,7 +84,7 @@ export function handleChangedSpte(vm: Vm, gfn: number, level: number, oldFlags: 
   const isPresent = isShadowPresentPte(newFlags);
   const wasLeaf = wasPresent && isLastSpte(oldFlags, level);
   const isLeaf = isPresent && isLastSpte(newFlags, level);
-  if (wasLeaf !== isLeaf) Atomics.add(vm.w, pageStatWord(level), isLeaf ? 1 : -1);
+  if (wasLeaf !== isLeaf) kvmUpdatePageStats(vm, level, isLeaf ? 1 : -1);
   if (wasPresent && !wasLeaf && (isLeaf || !isPresent)) handleRemovedPt(vm, oldPfn, level - 1, gfn, shared);
   // A dirty leaf going away dirties its folio under the 'on-zap' policy.
   if (wasLeaf && !isLeaf) vm.onSpteCleaned(oldFlags, oldPfn);
