@@ -6,12 +6,14 @@
  *                              INITIALLY_SET), nothing mapped. GB/s = bitmap bytes / call time.
  *   dirty-clear-1g-4k-wrprot   KVM_CLEAR_DIRTY_LOG of a 1 GiB slot mapped at 4K, every page dirty,
  *                              write-protection tracking: 262144 SPTEs lose W under mmu_lock.
+ *   dirty-get-legacy-1g-4k-wrprot  the same slot harvested by a legacy KVM_GET_DIRTY_LOG (no
+ *                              manual protect), which write-protects what it reports.
  *   wrprot-fault-1worker       fast page faults/s on one piscina worker (the Runner, as
  *                              fault.ts): every write to a write-protected 4K page takes
  *                              fast_page_fault(), lockless, and marks the page dirty.
  *   dirty-log-perf-64vcpu-1gib `mmuh run dirty-log-perf -v 64 -b 1G --workers 2 -i 2` in a child.
  *
- * The first two run in the main thread on the compiled sources (no worker), with one vCPU that
+ * The first three run in the main thread on the compiled sources (no worker), with one vCPU that
  * never runs (GET) or runs between measurements (CLEAR), so the kicks GET and CLEAR send find it
  * outside guest mode, as a paused VMM's vCPUs would be.
  */
@@ -145,90 +147,120 @@ export const dirtyGetManualCopy: Benchmark = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// 2. CLEAR of a 1 GiB all-dirty slot at 4K, write-protection
+// 2. CLEAR, and legacy GET, of a 1 GiB all-dirty slot at 4K, write-protection
 
-export const dirtyClear1g: Benchmark = {
-  name: 'dirty-clear-1g-4k-wrprot',
-  description: 'KVM_CLEAR_DIRTY_LOG of a 1 GiB slot mapped at 4K, all 262144 pages dirty, wrprot tracking, manual protect without INITIALLY_SET: ms per call (main thread)',
-  async run(o: BenchOptions): Promise<BenchResult> {
-    const slotBytes = (o.quick ? 256 : 1024) * MiB;
-    const warmups = 2;
-    const reps = o.quick ? 3 : 9;
-    const pages = slotBytes / 4096;
-    const w0 = openWindow();
-    const t0 = performance.now();
-    const host = Host.create({ memory: slotBytes + 64 * MiB });
-    const vm = Vm.create(host, 0, threadCtx(host), { maxVcpus: 1, strategy: { tracking: 'wrprot' } });
-    const hva = vm.mmap({ size: slotBytes, backing: 'anonymous' });
-    const region = { slot: kSlot, flags: 0, guestPhysAddr: kBaseGfn * 4096, memorySize: slotBytes, userspaceAddr: hva };
-    vm.setUserMemoryRegion2(region);
-    vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE);
-    const vcpu = vm.createVcpu();
-    // Fault everything in at 4K (anonymous backing, no THP).
-    if (vcpu.run(new StoreRange(kBaseGfn, kBaseGfn + pages, 0), pages + 1) !== pages) throw new Error('populate: not every page was accessed');
-    const st0 = vm.getStats();
-    if (st0.pages_4k !== pages || st0.pages_2m !== 0) throw new Error(`populate: pages_4k ${st0.pages_4k}, pages_2m ${st0.pages_2m}, expected ${pages} 4K pages`);
-    const populateMs = performance.now() - t0;
-    // Enable: without INITIALLY_SET, every 4K leaf is write-protected now and the bitmap is empty.
-    const te = performance.now();
-    vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
-    const enableMs = performance.now() - te;
-    const empty = bitsSet(vm.getDirtyLog(kSlot));
-    if (empty !== 0) throw new Error(`bitmap after enable has ${empty} bits set, expected 0`);
+/**
+ * 'clear': manual protect (no INITIALLY_SET), GET copies, the timed call is CLEAR with GET's
+ * bitmap. 'get-legacy': no manual protect, the timed call is GET, which harvests and
+ * write-protects what it reports. Either way every page is dirty and 262144 SPTEs lose W.
+ */
+type HarvestMode = 'clear' | 'get-legacy';
 
-    const clearMs: number[] = [];
-    const fastRates: number[] = [];
-    const samples: Record<string, unknown>[] = [];
-    const wm = openWindow();
-    for (let k = 0; k < warmups + reps; k++) {
-      // Re-dirty: each store hits a write-protected leaf and takes the fast page fault.
-      const fast0 = vcpu.getStats().pf_fast;
-      const ta = performance.now();
-      vcpu.run(new StoreRange(kBaseGfn, kBaseGfn + pages, k + 1), pages + 1);
-      const dirtyMs = performance.now() - ta;
-      const fast = vcpu.getStats().pf_fast - fast0;
-      if (fast !== pages) throw new Error(`re-dirty ${k}: ${fast} fast page faults, expected ${pages}`);
-      const bitmap = vm.getDirtyLog(kSlot);
-      const set = bitsSet(bitmap);
-      if (set !== pages) throw new Error(`re-dirty ${k}: GET reports ${set} dirty pages, expected ${pages}`);
-      const flush0 = vm.getStats().remote_tlb_flush;
-      const tc = performance.now();
-      const rearmed = vm.clearDirtyLog({ slot: kSlot, firstPage: 0, numPages: pages, bitmap });
-      const ms = performance.now() - tc;
-      if (rearmed !== pages) throw new Error(`CLEAR re-armed ${rearmed} pages, expected ${pages}`);
-      const flushes = vm.getStats().remote_tlb_flush - flush0;
-      if (k < warmups) continue;
-      clearMs.push(ms);
-      fastRates.push(fast / (dirtyMs / 1e3));
-      samples.push({ rep: k - warmups + 1, clearMs: round(ms, 3), rearmed, tlbFlushes: flushes, redirtyMs: round(dirtyMs, 1), fastFaultsPerSec: round(fast / (dirtyMs / 1e3), 0) });
-    }
-    // One window over the measured loop: a single CLEAR (~ms) is far below /proc/stat's ticks.
-    const loopWindow = closeWindow(wm, 1);
-    const after = bitsSet(vm.getDirtyLog(kSlot));
-    if (after !== 0) throw new Error(`bitmap after the last CLEAR has ${after} bits set`);
-    vm.ctx.hostThread.drain();
-    const a = audit(host, [vm]);
-    if (!a.ok) throw new Error(`audit failed: ${a.violations[0]!.kind}: ${a.violations[0]!.detail}`);
-    const s = spread(clearMs);
-    o.log(`  setup+populate ${populateMs.toFixed(0)} ms, enable (wrprot all) ${enableMs.toFixed(1)} ms`);
-    o.log(`  CLEAR of ${pages} dirty pages: median ${s.median.toFixed(2)} ms (min ${s.min.toFixed(2)}, max ${s.max.toFixed(2)}, ${reps} runs after ${warmups} warm-up)` +
-      `${loopWindow.noisy ? `  [noisy: ${loopWindow.notes.join('; ')}]` : ''}`);
-    o.log(`  re-dirty (main thread, fast page faults): median ${(median(fastRates) / 1e6).toFixed(3)} M/s`);
-    const fig = repeatedFigure('dirty-clear-1g-4k-wrprot', clearMs, 'ms', 'lower', [loopWindow], o.quick ? undefined : atMost(5, 'ms'));
-    fig.value = round(fig.value, 3);
-    if (o.quick) fig.notes.push('quick: 256 MiB slot, no target');
-    const fastFig = repeatedFigure('dirty-clear-1g-4k-wrprot.redirty-fast-pf-main', fastRates, 'faults/s', 'higher', [loopWindow]);
-    fastFig.value = round(fastFig.value, 0);
-    fastFig.notes.push('main thread, no worker, no histograms: for comparison with wrprot-fault-1worker');
-    return {
-      name: this.name, description: this.description, seed: o.seed,
-      config: { slotBytes, pages, backing: 'anonymous', strategy: { tracking: 'wrprot' }, caps: 'MANUAL_PROTECT_ENABLE', repetitions: reps, warmups },
-      figures: [fig, fastFig], window: closeWindow(w0, 1), samples,
-      details: { populateMs: round(populateMs, 1), enableMs: round(enableMs, 2), loopWindow, auditOk: a.ok, nsPerPage: round((s.median * 1e6) / pages, 2) },
-      noisy: fig.noisy, notes: fig.notes,
-    };
-  },
-};
+function harvestBenchmark(name: string, mode: HarvestMode, description: string): Benchmark {
+  return {
+    name,
+    description,
+    async run(o: BenchOptions): Promise<BenchResult> {
+      const slotBytes = (o.quick ? 256 : 1024) * MiB;
+      const warmups = 2;
+      const reps = o.quick ? 3 : 9;
+      const pages = slotBytes / 4096;
+      const call = mode === 'clear' ? 'CLEAR' : 'GET (legacy)';
+      const w0 = openWindow();
+      const t0 = performance.now();
+      const host = Host.create({ memory: slotBytes + 64 * MiB });
+      const vm = Vm.create(host, 0, threadCtx(host), { maxVcpus: 1, strategy: { tracking: 'wrprot' } });
+      const hva = vm.mmap({ size: slotBytes, backing: 'anonymous' });
+      const region = { slot: kSlot, flags: 0, guestPhysAddr: kBaseGfn * 4096, memorySize: slotBytes, userspaceAddr: hva };
+      vm.setUserMemoryRegion2(region);
+      if (mode === 'clear') vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE);
+      const vcpu = vm.createVcpu();
+      // Fault everything in at 4K (anonymous backing, no THP).
+      if (vcpu.run(new StoreRange(kBaseGfn, kBaseGfn + pages, 0), pages + 1) !== pages) throw new Error('populate: not every page was accessed');
+      const st0 = vm.getStats();
+      if (st0.pages_4k !== pages || st0.pages_2m !== 0) throw new Error(`populate: pages_4k ${st0.pages_4k}, pages_2m ${st0.pages_2m}, expected ${pages} 4K pages`);
+      const populateMs = performance.now() - t0;
+      // Enable: without INITIALLY_SET, every 4K leaf is write-protected now and the bitmap is empty.
+      const te = performance.now();
+      vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
+      const enableMs = performance.now() - te;
+      const empty = bitsSet(vm.getDirtyLog(kSlot));
+      if (empty !== 0) throw new Error(`bitmap after enable has ${empty} bits set, expected 0`);
+
+      const callMs: number[] = [];
+      const fastRates: number[] = [];
+      const samples: Record<string, unknown>[] = [];
+      const wm = openWindow();
+      for (let k = 0; k < warmups + reps; k++) {
+        // Re-dirty: each store hits a write-protected leaf and takes the fast page fault (which
+        // also checks that the previous call re-armed every page).
+        const fast0 = vcpu.getStats().pf_fast;
+        const ta = performance.now();
+        vcpu.run(new StoreRange(kBaseGfn, kBaseGfn + pages, k + 1), pages + 1);
+        const dirtyMs = performance.now() - ta;
+        const fast = vcpu.getStats().pf_fast - fast0;
+        if (fast !== pages) throw new Error(`re-dirty ${k}: ${fast} fast page faults, expected ${pages}`);
+        const flush0 = vm.getStats().remote_tlb_flush;
+        let ms: number;
+        let rearmed: number;
+        if (mode === 'clear') {
+          const bitmap = vm.getDirtyLog(kSlot);
+          const set = bitsSet(bitmap);
+          if (set !== pages) throw new Error(`re-dirty ${k}: GET reports ${set} dirty pages, expected ${pages}`);
+          const tc = performance.now();
+          rearmed = vm.clearDirtyLog({ slot: kSlot, firstPage: 0, numPages: pages, bitmap });
+          ms = performance.now() - tc;
+        } else {
+          const tc = performance.now();
+          const bitmap = vm.getDirtyLog(kSlot);
+          ms = performance.now() - tc;
+          rearmed = bitsSet(bitmap);
+        }
+        if (rearmed !== pages) throw new Error(`${call} re-armed ${rearmed} pages, expected ${pages}`);
+        const flushes = vm.getStats().remote_tlb_flush - flush0;
+        if (k < warmups) continue;
+        callMs.push(ms);
+        fastRates.push(fast / (dirtyMs / 1e3));
+        samples.push({ rep: k - warmups + 1, callMs: round(ms, 3), rearmed, tlbFlushes: flushes, redirtyMs: round(dirtyMs, 1), fastFaultsPerSec: round(fast / (dirtyMs / 1e3), 0) });
+      }
+      // One window over the measured loop: a single call (~ms) is far below /proc/stat's ticks.
+      const loopWindow = closeWindow(wm, 1);
+      const after = bitsSet(vm.getDirtyLog(kSlot));
+      if (after !== 0) throw new Error(`bitmap after the last ${call} has ${after} bits set`);
+      vm.ctx.hostThread.drain();
+      const a = audit(host, [vm]);
+      if (!a.ok) throw new Error(`audit failed: ${a.violations[0]!.kind}: ${a.violations[0]!.detail}`);
+      const s = spread(callMs);
+      o.log(`  setup+populate ${populateMs.toFixed(0)} ms, enable (wrprot all) ${enableMs.toFixed(1)} ms`);
+      o.log(`  ${call} of ${pages} dirty pages: median ${s.median.toFixed(2)} ms (min ${s.min.toFixed(2)}, max ${s.max.toFixed(2)}, ${reps} runs after ${warmups} warm-up)` +
+        `${loopWindow.noisy ? `  [noisy: ${loopWindow.notes.join('; ')}]` : ''}`);
+      o.log(`  re-dirty (main thread, fast page faults): median ${(median(fastRates) / 1e6).toFixed(3)} M/s`);
+      const fig = repeatedFigure(name, callMs, 'ms', 'lower', [loopWindow], o.quick ? undefined : atMost(1.4, 'ms'));
+      fig.value = round(fig.value, 3);
+      if (o.quick) fig.notes.push('quick: 256 MiB slot, no target');
+      const figures = [fig];
+      if (mode === 'clear') {
+        const fastFig = repeatedFigure(`${name}.redirty-fast-pf-main`, fastRates, 'faults/s', 'higher', [loopWindow]);
+        fastFig.value = round(fastFig.value, 0);
+        fastFig.notes.push('main thread, no worker, no histograms: for comparison with wrprot-fault-1worker');
+        figures.push(fastFig);
+      }
+      return {
+        name, description, seed: o.seed,
+        config: { slotBytes, pages, backing: 'anonymous', strategy: { tracking: 'wrprot' }, caps: mode === 'clear' ? 'MANUAL_PROTECT_ENABLE' : 'none (legacy GET)', repetitions: reps, warmups },
+        figures, window: closeWindow(w0, 1), samples,
+        details: { populateMs: round(populateMs, 1), enableMs: round(enableMs, 2), loopWindow, auditOk: a.ok, nsPerPage: round((s.median * 1e6) / pages, 2) },
+        noisy: fig.noisy, notes: fig.notes,
+      };
+    },
+  };
+}
+
+export const dirtyClear1g = harvestBenchmark('dirty-clear-1g-4k-wrprot', 'clear',
+  'KVM_CLEAR_DIRTY_LOG of a 1 GiB slot mapped at 4K, all 262144 pages dirty, wrprot tracking, manual protect without INITIALLY_SET: ms per call (main thread)');
+
+export const dirtyGetLegacy1g = harvestBenchmark('dirty-get-legacy-1g-4k-wrprot', 'get-legacy',
+  'legacy KVM_GET_DIRTY_LOG (no manual protect: harvests and write-protects what it reports) of a 1 GiB slot mapped at 4K, all 262144 pages dirty, wrprot tracking: ms per call (main thread)');
 
 // ---------------------------------------------------------------------------------------------
 // 3. Write-protect (fast) faults on one worker

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { fault4k1worker, fault4kScaling, fault4k1vm2vcpusScaling } from './fault.js';
 import { memoryPerPage, scale256 } from './scenario-child.js';
 import { microBenchmarks } from './micro.js';
-import { dirtyClear1g, dirtyGetManualCopy, dirtyLogPerf64, wrprotFault1worker } from './dirty.js';
+import { dirtyClear1g, dirtyGetLegacy1g, dirtyGetManualCopy, dirtyLogPerf64, wrprotFault1worker } from './dirty.js';
 import { childCpuMsTotal } from './child.js';
 import { parseFlags, UsageError, type FlagSpec } from '../src/scenario/flags.js';
 import {
@@ -36,7 +36,7 @@ const kBaselinePath = join(kRoot, 'benchmarks', 'baselines', 'baseline.json');
 
 /** Order: main-thread micro-benchmarks first (clean heap), then workers, then child processes. */
 const kBenchmarks: Benchmark[] = [
-  ...microBenchmarks, dirtyGetManualCopy, dirtyClear1g,
+  ...microBenchmarks, dirtyGetManualCopy, dirtyClear1g, dirtyGetLegacy1g,
   fault4k1worker, fault4kScaling, fault4k1vm2vcpusScaling, wrprotFault1worker,
   memoryPerPage, scale256, dirtyLogPerf64,
 ];

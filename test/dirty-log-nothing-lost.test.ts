@@ -136,6 +136,9 @@ const cases: Case[] = [
   { mode: 'clear-log-init-set', strategy: { tracking: 'wrprot', huge: 'lazy', split: 'on-fault' }, backing: 'anonymous_hugetlb_2mb' },
   { mode: 'clear-log-init-set', strategy: { tracking: 'pml', huge: 'wrprot-huge', split: 'eager-enable', folioDirty: 'on-zap' }, backing: 'anonymous_hugetlb_2mb' },
   { mode: 'clear-log-init-set', strategy: { tracking: 'wrprot', split: 'eager-clear', recover: 'zap-collapsible' }, backing: 'anonymous_hugetlb_2mb' },
+  // CLEAR clears D on the 4K children of write-protected 2M pages, which are MMU-writable without
+  // W: SPTEs with volatile bits, updated atomically while the vCPUs' fast page faults set W.
+  { mode: 'clear-log-init-set', strategy: { tracking: 'pml', huge: 'wrprot-huge', split: 'on-fault' }, backing: 'anonymous_hugetlb_2mb' },
   { mode: 'dirty-ring', strategy: { tracking: 'wrprot' }, backing: 'anonymous_hugetlb_2mb' },
   { mode: 'dirty-ring', strategy: { tracking: 'pml', split: 'on-fault' }, backing: 'anonymous' },
 ];

@@ -19,10 +19,12 @@ import { checkMemstressFlags, memstressConfig, memstressFlags } from './common-f
 import { assembleResult, statsSnapshot } from './assemble.js';
 import { hostInfo, snapshot } from './host-info.js';
 import { dirtyStrategyFlags, strategyFromFlags } from './dirty-log-perf.js';
+import { kVmmWarmupRounds, vmmWarmupFlag, vmmWarmupNote, warmVmmPaths, type VmmWarmupOutcome } from './vmm-warmup.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/memslot.js';
 import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../kvm/dirty/strategy.js';
 import { SkipError, type ScenarioDef, type ScenarioIo } from './scenario.js';
 import type { PassResult, RunResult, StatsSnapshot } from './result.js';
+import type { Vm } from '../kvm/vm.js';
 import { kVmStatNames, type VmStats } from '../kvm/stats.js';
 
 export const dirtyLogPageSplitting: ScenarioDef = {
@@ -33,6 +35,7 @@ export const dirtyLogPageSplitting: ScenarioDef = {
     ...memstressFlags({ bytes: 2 ** 30, vcpus: 2 }).map((s) => (s.name === 'backing' ? { ...s, default: 'anonymous_hugetlb_2mb' } : s)),
     ...dirtyStrategyFlags.filter((s) => s.name !== 'dirty' && s.name !== 'ring-entries' && s.name !== 'enable'),
     { name: 'dirty', type: 'enum', choices: ['pml', 'wrprot'], default: 'pml', help: 'dirty tracking: PML (D bits) or write-protection' },
+    vmmWarmupFlag,
   ],
   check: checkMemstressFlags,
   async run(f, io) {
@@ -50,17 +53,21 @@ export async function runPageSplitting(f: Record<string, unknown>, io: ScenarioI
   const checks: { mode: string; stage: string; ok: boolean; detail: string }[] = [];
   const stats: Record<string, StatsSnapshot> = {};
   const passes: Record<string, RunResult> = {};
+  const warm: VmmWarmupOutcome[] = [];
   const start = snapshot();
   for (const caps of [0, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET]) {
     const mode = caps ? 'manual-protect' : 'no-manual-caps';
     io.print(`Testing ${caps ? 'with' : 'without'} MANUAL_PROTECT`);
     const c = memstressConfig(f, { slots: 2 });
-    const setup = createMemstressVms(c, {
+    const vmOpts = {
       strategy: strategyFromFlags(f),
-      beforeVcpus(vm) {
+      beforeVcpus(vm: Vm) {
         if (caps) vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', caps);
       },
-    });
+    };
+    const setup = createMemstressVms(c, vmOpts);
+    // Each pass has its own caps, so each warms its own paths (see vmm-warmup.ts).
+    if (f['vmm-warmup'] === true) warm.push(warmVmmPaths(c, vmOpts, { collect: caps ? 'get-clear' : 'get', ...kVmmWarmupRounds }));
     const { host, vms, layout } = setup;
     const hostPages = layout.guestPages * c.vms;
     const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: f.slice as number, wallEvery: f['wall-sample'] as number });
@@ -115,7 +122,7 @@ export async function runPageSplitting(f: Record<string, unknown>, io: ScenarioI
       const again = stage('repopulating memory');
       check('recovered', again.pages_2m === populated.pages_2m && again.pages_1g === populated.pages_1g, `2M ${again.pages_2m}/${populated.pages_2m}, 1G ${again.pages_1g}/${populated.pages_1g}`);
       const last = assembleResult({
-        scenario: 'dirty-log-page-splitting', config: { ...f, strategy: strategyFromFlags(f) }, seed: c.seed, host, vms, runner,
+        scenario: 'dirty-log-page-splitting', config: { ...f, strategy: strategyFromFlags(f), vmmWarmup: f['vmm-warmup'] === true }, seed: c.seed, host, vms, runner,
         info: hostInfo(start, Math.min(c.workers, c.vms * c.vcpus)), stats, metrics: {}, output: [],
       });
       passes[mode] = last;
@@ -128,6 +135,10 @@ export async function runPageSplitting(f: Record<string, unknown>, io: ScenarioI
   io.print(failed === 0 ? `All ${checks.length} checks passed` : `${failed} of ${checks.length} checks FAILED`);
   const r = mergePasses(passes);
   r.stats = stats;
+  if (warm.length > 0) {
+    const w = warm[warm.length - 1]!;
+    r.host = { ...r.host, notes: [...r.host.notes, vmmWarmupNote({ ...w, rounds: warm.reduce((n, x) => n + x.rounds, 0), wallNs: warm.reduce((n, x) => n + x.wallNs, 0) })] };
+  }
   r.metrics = { checks: checks.length, checksFailed: failed, ...Object.fromEntries(checks.map((x) => [`${x.mode}.${x.stage}`, x.ok])) };
   return r;
 }

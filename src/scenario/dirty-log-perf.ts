@@ -17,6 +17,7 @@ import { assembleResult, statsSnapshot } from './assemble.js';
 import { hostInfo, snapshot } from './host-info.js';
 import { UsageError, givenFlags, type FlagSpec } from './flags.js';
 import { VmmTimer } from './vmm-timer.js';
+import { kVmmWarmupRounds, vmmWarmupFlag, vmmWarmupNote, warmVmmPaths, type VmmWarmupOutcome } from './vmm-warmup.js';
 import { kGuestPhysBits, KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/memslot.js';
 import {
   KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, kFolioDirtyChoices, kHugeChoices, kRecoverChoices,
@@ -58,6 +59,7 @@ export const dirtyLogPerf: ScenarioDef = {
     { name: 'slots', short: 'x', type: 'int', default: 1, min: 1, max: 32764, help: 'memslots to split the guest memory into' },
     { name: 'evil', short: 'e', type: 'bool', default: false, help: 'keep vCPUs running while dirty logging is disabled' },
     ...dirtyStrategyFlags,
+    vmmWarmupFlag,
   ],
   check: checkDirtyLogPerfFlags,
   async run(f, io) {
@@ -110,15 +112,18 @@ export async function runDirtyLogPerf(f: Record<string, unknown>, io: ScenarioIo
   if (ring && (ringEntries & (ringEntries - 1)) !== 0) throw new UsageError(`--ring-entries ${ringEntries} is not a power of two`);
   const strategy = strategyFromFlags(f);
   const c = memstressConfig(f, { slots: f.slots as number });
-  const setup = createMemstressVms(c, {
+  const vmOpts = {
     strategy,
-    beforeVcpus(vm) {
+    beforeVcpus(vm: Vm) {
       if (caps) vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', caps);
       if (ring) vm.enableCap('KVM_CAP_DIRTY_LOG_RING', ringEntries * 16);
     },
     ringBytesPerVcpu: ring ? ringEntries * 16 : 0,
-  });
+  };
+  const setup = createMemstressVms(c, vmOpts);
   const { host, vms, layout, ctx } = setup;
+  const warm: VmmWarmupOutcome | null = f['vmm-warmup'] === true
+    ? warmVmmPaths(c, vmOpts, { collect: ring ? 'ring' : manual ? 'get-clear' : 'get', ...kVmmWarmupRounds }) : null;
   const timer = new VmmTimer(ctx.metrics);
   io.print(`Test iterations: ${iterations}`);
   io.print(`Testing guest mode: PA-bits:${kGuestPhysBits}, VA-bits:48,  4K pages`);
@@ -245,7 +250,7 @@ export async function runDirtyLogPerf(f: Record<string, unknown>, io: ScenarioIo
     timer.hists.destroy();
     const nrVcpus = c.vms * c.vcpus;
     const result = assembleResult({
-      scenario: 'dirty-log-perf', config: { ...f, manualCaps: manual, initiallySet: initSet, strategy, slots: c.slots }, seed: c.seed,
+      scenario: 'dirty-log-perf', config: { ...f, manualCaps: manual, initiallySet: initSet, strategy, slots: c.slots, vmmWarmup: warm !== null }, seed: c.seed,
       host, vms, runner, info: hostInfo(start, Math.min(c.workers, nrVcpus)), stats,
       metrics: {
         populateWallNs: pop.wallNs, populateModeledNs: pop.modeledNs, enableWallNs: en.wallNs, enableModeledNs: en.modeledNs,
@@ -256,6 +261,7 @@ export async function runDirtyLogPerf(f: Record<string, unknown>, io: ScenarioIo
     });
     result.tlbFlushes = flushes;
     result.iterations = perIteration;
+    if (warm !== null) result.host.notes.push(vmmWarmupNote(warm));
     return result;
   } finally {
     await runner.close();

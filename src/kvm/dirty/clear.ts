@@ -6,7 +6,7 @@
  * unless first_page + num_pages is the end of the slot.
  */
 import { fail } from '../../host/errno.js';
-import { count } from '../../metrics/counters.js';
+import { countN } from '../../metrics/counters.js';
 import { Op } from '../../metrics/ops.js';
 import { kvmFlushRemoteTlbs } from '../requests.js';
 import { checkSlotId, kvmUseDirtyBitmap, loggingSlot } from './bitmap.js';
@@ -46,11 +46,13 @@ export function clearDirtyLog(vm: Vm, log: ClearDirtyLog): number {
   let flush = false;
   let rearmed = 0;
   vm.withMmuWriteLock(() => {
+    // Words are counted once per call, not per word (the same count and modeled time).
+    let words = 0;
     for (let w = 0; w < words64; w++) {
       const ulo = user[2 * w] ?? 0;
       const uhi = user[2 * w + 1] ?? 0;
       if ((ulo | uhi) === 0) continue;
-      count(m, Op.bitmap_word);
+      words++;
       const i = (log.firstPage >>> 5) + 2 * w;
       // mask &= atomic_long_fetch_andnot(mask, p): only bits that were really set count.
       const lo = ulo !== 0 ? ulo & Atomics.and(bm, i, ~ulo) : 0;
@@ -60,6 +62,7 @@ export function clearDirtyLog(vm: Vm, log: ClearDirtyLog): number {
       rearmed += popcount(lo) + popcount(hi);
       enableLogDirtyPtMasked(vm, slot, log.firstPage + w * 64, lo, hi);
     }
+    countN(m, Op.bitmap_word, words);
   });
   if (flush) kvmFlushRemoteTlbs(vm);
   vm.releaseVmmPages();

@@ -41,9 +41,9 @@ export function enableLogDirtyPtMasked(vm: Vm, slot: Memslot, offset: number, lo
     if (split === SplitMode.kSplitEager || split === SplitMode.kSplitEagerClear) {
       if (tdpSplitHugePagesRange(vm, start, end + 1, PgLevel.PG_LEVEL_4K, false) > 0) flush = true;
     }
-    if (tdpWrprotRange(vm, start, start + 1, PgLevel.PG_LEVEL_2M)) flush = true;
+    if (tdpWrprotRange(vm, start, start + 1, PgLevel.PG_LEVEL_2M, false)) flush = true;
     // Cross two large pages?
-    if (start >>> 9 !== end >>> 9 && tdpWrprotRange(vm, end, end + 1, PgLevel.PG_LEVEL_2M)) flush = true;
+    if (start >>> 9 !== end >>> 9 && tdpWrprotRange(vm, end, end + 1, PgLevel.PG_LEVEL_2M, false)) flush = true;
   }
   if (tdpClearDirtyPtMasked(vm, gfn, lo, hi, (strat & Strat.kStratPml) === 0)) flush = true;
   return flush;

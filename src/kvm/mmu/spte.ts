@@ -113,6 +113,32 @@ export function isAccessedSpte(flags: number): boolean {
   return (flags & Spte.SPTE_ACCESSED) !== 0;
 }
 
+/**
+ * spte_has_volatile_bits(): bits of a present leaf that another thread may set without
+ * mmu_lock. In this model those writers are exactly the vCPUs: fast_page_fault() sets W (with D
+ * and A) on an MMU-writable SPTE that lacks W, and the EPT walker sets A on any access and D on
+ * a store through a writable SPTE, each with a cmpxchg on the flags word (fast-pf.ts, walk.ts).
+ * A/D bits are always enabled here (EPT A/D, no access tracking), so KVM's
+ * !spte_ad_enabled() and is_access_track_spte() cases do not arise. A missing A counts as
+ * volatile (KVM 6.x did; later kernels tolerate clobbering A): then an SPTE that is not
+ * volatile is one no vCPU writes at all, which is what lets its update be a plain store.
+ */
+export function spteHasVolatileBits(flags: number): boolean {
+  if ((flags & (Spte.PT_WRITABLE_MASK | Spte.SPTE_MMU_WRITABLE)) === Spte.SPTE_MMU_WRITABLE) return true;
+  if ((flags & Spte.SPTE_ACCESSED) === 0) return true;
+  return (flags & (Spte.PT_WRITABLE_MASK | Spte.SPTE_DIRTY)) === Spte.PT_WRITABLE_MASK;
+}
+
+/**
+ * kvm_tdp_mmu_spte_need_atomic_update() (tdp_iter.h): with mmu_lock held for write, only a
+ * present leaf with volatile bits must be changed with an atomic RMW; anything else can take a
+ * plain store, since no other thread writes it (non-leaf SPTEs' A bits are set by the CPU, but
+ * this model's walker never sets them and KVM does not consume them).
+ */
+export function kvmTdpMmuSpteNeedAtomicUpdate(flags: number, level: number): boolean {
+  return isShadowPresentPte(flags) && isLastSpte(flags, level) && spteHasVolatileBits(flags);
+}
+
 /** KVM_PAGES_PER_HPAGE(level) */
 export function pagesPerHpage(level: number): number {
   return 1 << ((level - 1) * PtLayout.SPTE_LEVEL_BITS);
