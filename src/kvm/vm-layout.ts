@@ -4,7 +4,7 @@
  *
  *   line 0   mmu_lock (rwlock words)
  *   line 1   mmu_invalidate_seq, mmu_invalidate_in_progress, range start/end (gfns)
- *   line 2   page-table pool: lock, free-stack top, pages in use, retire ring head/tail
+ *   line 2   page-table pool: lock, free-stack top, pages in use, retire list counts/ends, capacity
  *   line 3   pages_4k      line 4  pages_2m      line 5  pages_1g
  *   line 6   remote_tlb_flush, remote_tlb_flush_requests
  *   line 7   test hooks (a gfn at which a fault parks, and the handshake word)
@@ -23,7 +23,11 @@ export const enum VmLayout {
   kVmPtInUse = VmLayout.kVmPtLock + 2,
   kVmPtRetireHead = VmLayout.kVmPtLock + 3,
   kVmPtRetireTail = VmLayout.kVmPtLock + 4,
+  /** Pages the pool has grown to (announced before the new pages become allocatable). */
   kVmPtCapacity = VmLayout.kVmPtLock + 5,
+  /** The list of retired pages (PtInfo.kPtInfoRetireNext links): first and last page, 0 if empty. */
+  kVmPtRetireFirst = VmLayout.kVmPtLock + 6,
+  kVmPtRetireLast = VmLayout.kVmPtLock + 7,
   kVmStatPages4k = Arena.kPadWords * 3,
   kVmStatPages2m = Arena.kPadWords * 4,
   kVmStatPages1g = Arena.kPadWords * 5,
@@ -51,6 +55,8 @@ export const enum VmLayout {
   kVmRingResetGen = VmLayout.kVmRoot + 9,
   /** 1 while the VMM runs an update that needs every vCPU out of KVM_RUN (run-exclusion.ts). */
   kVmVmmExclusive = VmLayout.kVmRoot + 10,
+  /** Bumped when VMAs or vCPUs are added: a worker re-reads them from a newer handle. */
+  kVmLayoutGen = VmLayout.kVmRoot + 11,
   kVmWords = Arena.kPadWords * 9,
 }
 
