@@ -1,7 +1,8 @@
 // Memslot create, move and delete while a vCPU is inside KVM_RUN on a worker, parked in a fault
 // by the fault hook so "running" is certain, as KVM allows (kvm_set_memslot() under SRCU):
-//  - a create that grows the page-table pool: the worker's vCPU then maps the new slot from
-//    pages beyond the pool's old end (its views were refreshed at guest entry; nothing copied);
+//  - a create that grows the page-table pool, over memory mapped during the phase: the worker's
+//    vCPU then maps the new slot (the VMA came by the task's port) from pages beyond the pool's
+//    old end (its views were refreshed at guest entry; nothing copied);
 //  - a delete of the slot a parked fault read before the update (the old set): the update waits
 //    for that fault (synchronize_srcu after KVM_MEMSLOT_INVALID), then zaps, so no SPTE of the
 //    deleted slot survives the ioctl, and faults that come while the slot is invalid retry
@@ -53,11 +54,8 @@ function setup() {
   const hva = vm.mmap({ size: kSlotPages * 4096, backing: 'anonymous' });
   const region = { slot: 1, flags: 0, guestPhysAddr: G * 4096, memorySize: kSlotPages * 4096, userspaceAddr: hva };
   vm.setUserMemoryRegion2(region);
-  // Backing for the big slot, mapped before the phases (workers learn VMAs from the phase's handle).
-  const bigHva = vm.mmap({ size: kBigPages * 4096, backing: 'anonymous' });
-  const big = { slot: 9, flags: 0, guestPhysAddr: (G + kSlotPages) * 4096, memorySize: kBigPages * 4096, userspaceAddr: bigHva };
   vm.createVcpu();
-  return { host, vm, cost, region, big };
+  return { host, vm, cost, region };
 }
 
 const stream = (baseGfn: number, pages: number) => () => ({ baseGfn, pages, order: 'sequential' as const, writePercent: 100, seed: 1, vm: 0, vcpu: 0, iteration: 1 });
@@ -75,9 +73,12 @@ describe('memslot updates while a vCPU is parked in KVM_RUN on a worker', () => 
       await until(() => Atomics.load(vm.w, VmLayout.kVmHookState) === HookState.kHookParked || settled);
       expect(settled).toBe(false);
       const cap0 = vm.pool.capacity;
-      // The SRCU waits inside this ioctl wait for the parked fault: let it go on by itself.
+      // The SRCU waits inside this ioctl wait for the parked fault: let it go on by itself. The
+      // big slot's memory is mapped now, during the phase (the worker gets the VMA by its port).
       Atomics.store(vm.w, VmLayout.kVmHookTimeoutMs, 50);
-      vm.setUserMemoryRegion2(s.big);
+      const bigHva = vm.mmap({ size: kBigPages * 4096, backing: 'anonymous' });
+      const big = { slot: 9, flags: 0, guestPhysAddr: (G + kSlotPages) * 4096, memorySize: kBigPages * 4096, userspaceAddr: bigHva };
+      vm.setUserMemoryRegion2(big);
       expect(Atomics.load(vm.w, VmLayout.kVmHookState)).toBe(HookState.kHookReleased);
       expect(vm.pool.capacity).toBeGreaterThan(cap0);
       const r1 = await p1;
@@ -106,7 +107,7 @@ describe('memslot updates while a vCPU is parked in KVM_RUN on a worker', () => 
         // The VMM thread stops here, the slot zapped but still in the set (KVM_MEMSLOT_INVALID).
         Atomics.wait(nap, 0, 0, 50);
       };
-      vm.setUserMemoryRegion2({ ...s.big, memorySize: 0 });
+      vm.setUserMemoryRegion2({ ...big, memorySize: 0 });
       vm.memslotHook = null;
       expect(hooked).toBe(1);
       expect(Atomics.load(vm.w, VmLayout.kVmHookState)).toBe(HookState.kHookReleased);

@@ -130,7 +130,7 @@ export class Memslots {
     const vmaId = t[r + MsRec.kVmaId]!;
     const vma = vmaId < 0 ? null : this.vmaById(vmaId);
     if (vmaId >= 0 && vma === null) {
-      fail('ENXIO', `memslot ${t[r + MsRec.kSlot]} is backed by VMA ${vmaId}, which this thread has not attached: mmap() guest memory before the Runner phase that uses it (slots may come and go during a phase, mappings not yet)`);
+      fail('ENXIO', `memslot ${t[r + MsRec.kSlot]} is backed by VMA ${vmaId}, which this thread has not attached: a worker learns memory mapped during a phase only through a VMA port (Vm.watchVmas(); the Runner passes one to each task)`);
     }
     const slot = new Memslot(
       rec, serial, new Int32Array(this.handle.table, rec * MsRec.kBytes, MsRec.kWords),

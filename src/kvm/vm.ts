@@ -9,6 +9,7 @@
  * vCPUs added later reach a worker with the next handle (kVmLayoutGen); KVM_CREATE_VCPU is
  * still refused while vCPUs run (run-exclusion.ts).
  */
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { allocSab } from '../shm/arena.js';
 import { EpochDomain } from '../shm/epoch.js';
 import { readLock, readUnlock, writeLock, writeUnlock } from '../shm/rwlock.js';
@@ -213,8 +214,44 @@ export class Vm {
     this.iter.pt = this.pool.pt;
   }
 
+  /**
+   * VMA ids are dense (their index). A thread that meets a newer one (a slot over memory the VMM
+   * mapped after this thread attached) takes it from its VMA port, to which the VMM posted it
+   * before any slot over it could be published (the pair: the VMM's postMessage, then its
+   * seq-cst publish of the slot; the worker's seq-cst read of the set, then receiveMessageOnPort(),
+   * which takes every message queued before).
+   */
   private vmaById(id: number): Vma | null {
-    return this.vmas.find((v) => v.id === id) ?? null;
+    while (id >= this.vmas.length && this.vmaPort !== null) {
+      const m = receiveMessageOnPort(this.vmaPort);
+      if (m === undefined) break;
+      const h = m.message as VmaHandle;
+      if (h.id === this.vmas.length) this.vmas.push(new Vma(h));
+    }
+    return this.vmas[id] ?? null;
+  }
+
+  /** This thread's end of a VMA port (watchVmas()) for the current phase, or null. */
+  vmaPort: MessagePort | null = null;
+
+  /** VMM side: the ports new VMAs are posted to (one per worker task of the running phase). */
+  private readonly vmaWatchers = new Set<MessagePort>();
+
+  /**
+   * A port that receives every VMA this VM maps from now on, for a worker that runs its vCPUs
+   * while the VMM maps memory for new slots: transfer `port` in the task, `unwatch()` after it.
+   */
+  watchVmas(): { port: MessagePort; unwatch: () => void } {
+    const ch = new MessageChannel();
+    ch.port1.unref();
+    this.vmaWatchers.add(ch.port1);
+    return {
+      port: ch.port2,
+      unwatch: () => {
+        this.vmaWatchers.delete(ch.port1);
+        ch.port1.close();
+      },
+    };
   }
 
   get root(): number {
@@ -263,6 +300,7 @@ export class Vm {
     const vma = Vma.create(this.vmas.length, this.owner, opts.backing, hva / 4096, opts.size / 4096, policy);
     this.nextHva = hva + opts.size;
     this.vmas.push(vma);
+    for (const p of this.vmaWatchers) p.postMessage(vma.handle);
     this.bumpLayout();
     return hva;
   }
