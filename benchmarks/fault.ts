@@ -143,6 +143,49 @@ export const fault4k1worker: Benchmark = {
   },
 };
 
+interface PairedPhase { rate: number; wallNs: number; window: Window; vcpuWallNs?: number[] }
+
+/**
+ * The paired 1-worker / 2-worker runs of a scaling benchmark: kWarmupVms warm-up phases on each
+ * side, then `reps` measured pairs, alternating which side goes first so a drift in the
+ * machine's load does not favour one. `phase(side, k, name, hist)` runs phase k on one side.
+ */
+async function pairedRuns(o: BenchOptions, reps: number, phase: (workers: 1 | 2, k: number, name: string, hist: string) => Promise<PairedPhase>) {
+  const samples: Record<string, unknown>[] = [];
+  const r1: number[] = [];
+  const r2: number[] = [];
+  const ratios: number[] = [];
+  const w1: Window[] = [];
+  const w2: Window[] = [];
+  const warm: string[] = [];
+  for (let k = 0; k < kWarmupVms; k++) {
+    const a = await phase(1, k, `warmup-${k}`, 'warmup.page_fault');
+    const b = await phase(2, k, `warmup-${k}`, 'warmup.page_fault');
+    warm.push(`1 worker ${(a.rate / 1e6).toFixed(3)} M/s, 2 workers ${(b.rate / 1e6).toFixed(3)} M/s`);
+  }
+  o.log(`  warm-up: ${warm.join('; ')}`);
+  for (let i = 1; i <= reps; i++) {
+    const k = kWarmupVms + i - 1;
+    const first = i % 2 === 1;
+    const p1 = first ? await phase(1, k, `measure-${i}`, 'fault-4k.page_fault') : null;
+    const p2 = await phase(2, k, `measure-${i}`, 'fault-4k.page_fault');
+    const q1 = p1 ?? (await phase(1, k, `measure-${i}`, 'fault-4k.page_fault'));
+    r1.push(q1.rate);
+    r2.push(p2.rate);
+    ratios.push(p2.rate / q1.rate);
+    w1.push(q1.window);
+    w2.push(p2.window);
+    samples.push({
+      rep: i, oneWorker: { faultsPerSec: round(q1.rate, 0), wallNs: Math.round(q1.wallNs), window: q1.window },
+      twoWorkers: { faultsPerSec: round(p2.rate, 0), wallNs: Math.round(p2.wallNs), vcpuWallNs: p2.vcpuWallNs, window: p2.window },
+      ratio: round(p2.rate / q1.rate, 3),
+    });
+    o.log(`  pair ${i}/${reps}: 1 worker ${(q1.rate / 1e6).toFixed(3)} M/s, 2 workers ${(p2.rate / 1e6).toFixed(3)} M/s, ratio ${(p2.rate / q1.rate).toFixed(3)}` +
+      `${q1.window.noisy || p2.window.noisy ? `  [noisy: ${[...q1.window.notes, ...p2.window.notes].join('; ')}]` : ''}`);
+  }
+  return { samples, r1, r2, ratios, w1, w2 };
+}
+
 export const fault4kScaling: Benchmark = {
   name: 'fault-4k-2workers-scaling',
   description: '2 VMs x 1 vCPU x 2 GiB each: faults/s on 2 workers over the same on 1 worker (paired runs, alternating)',
@@ -162,40 +205,9 @@ export const fault4kScaling: Benchmark = {
     if (two.runner.shards[0]!.some((r) => r.vm >= half) || two.runner.shards[1]!.some((r) => r.vm < half)) {
       throw new Error('unexpected Runner sharding: the 2-worker pairs would share a worker');
     }
-    const samples: Record<string, unknown>[] = [];
-    const r1: number[] = [];
-    const r2: number[] = [];
-    const ratios: number[] = [];
-    const w1: Window[] = [];
-    const w2: Window[] = [];
+    let runs: Awaited<ReturnType<typeof pairedRuns>>;
     try {
-      const warm: string[] = [];
-      for (let k = 0; k < kWarmupVms; k++) {
-        const a = await one.phase(`warmup-${k}`, pairOne(k), 'warmup.page_fault');
-        const b = await two.phase(`warmup-${k}`, pairTwo(k), 'warmup.page_fault');
-        warm.push(`1 worker ${(a.rate / 1e6).toFixed(3)} M/s, 2 workers ${(b.rate / 1e6).toFixed(3)} M/s`);
-      }
-      o.log(`  warm-up: ${warm.join('; ')}`);
-      for (let k = 1; k <= reps; k++) {
-        const vmPair = kWarmupVms + k - 1;
-        // Alternate which goes first so a drift in the machine's load does not favour one side.
-        const first = k % 2 === 1;
-        const p1 = first ? await one.phase(`measure-${k}`, pairOne(vmPair), 'fault-4k.page_fault') : null;
-        const p2 = await two.phase(`measure-${k}`, pairTwo(vmPair), 'fault-4k.page_fault');
-        const q1 = p1 ?? (await one.phase(`measure-${k}`, pairOne(vmPair), 'fault-4k.page_fault'));
-        r1.push(q1.rate);
-        r2.push(p2.rate);
-        ratios.push(p2.rate / q1.rate);
-        w1.push(q1.window);
-        w2.push(p2.window);
-        samples.push({
-          rep: k, oneWorker: { faultsPerSec: round(q1.rate, 0), wallNs: Math.round(q1.wallNs), window: q1.window },
-          twoWorkers: { faultsPerSec: round(p2.rate, 0), wallNs: Math.round(p2.wallNs), vcpuWallNs: p2.vcpuWallNs, window: p2.window },
-          ratio: round(p2.rate / q1.rate, 3),
-        });
-        o.log(`  pair ${k}/${reps}: 1 worker ${(q1.rate / 1e6).toFixed(3)} M/s, 2 workers ${(p2.rate / 1e6).toFixed(3)} M/s, ratio ${(p2.rate / q1.rate).toFixed(3)}` +
-          `${q1.window.noisy || p2.window.noisy ? `  [noisy: ${[...q1.window.notes, ...p2.window.notes].join('; ')}]` : ''}`);
-      }
+      runs = await pairedRuns(o, reps, (side, k, name, hist) => (side === 1 ? one.phase(name, pairOne(k), hist) : two.phase(name, pairTwo(k), hist)));
     } finally {
       await one.close();
       await two.close();
@@ -204,6 +216,7 @@ export const fault4kScaling: Benchmark = {
     const h2 = two.histograms('fault-4k.page_fault');
     one.destroy();
     two.destroy();
+    const { samples, r1, r2, ratios, w1, w2 } = runs;
     const ratio = repeatedFigure('fault-4k-2workers-scaling', ratios, 'x', 'higher', [...w1, ...w2], o.quick ? undefined : atLeast(1.7, 'x'));
     if (o.quick) ratio.notes.push('quick: 256 MiB per VM, no target');
     const f2 = repeatedFigure('fault-4k-2vms-2workers', r2, 'faults/s', 'higher', w2);
@@ -253,39 +266,12 @@ export const fault4k1vm2vcpusScaling: Benchmark = {
       if (faults !== 2 * pagesPerPhase) throw new Error(`${name}: ${faults} faults taken, expected ${2 * pagesPerPhase}`);
       return { rate: faults / (out.wallNs / 1e9), wallNs: out.wallNs, window };
     };
-    const r1: number[] = [];
-    const r2: number[] = [];
-    const ratios: number[] = [];
-    const w1: Window[] = [];
-    const w2: Window[] = [];
-    const samples: Record<string, unknown>[] = [];
-    let auditOk = true;
+    let runs: Awaited<ReturnType<typeof pairedRuns>>;
     try {
-      const warm: string[] = [];
-      for (let k = 0; k < kWarmupVms; k++) {
-        const a = await run(one, k, `warmup-${k}`, 'warmup.page_fault');
-        const b = await run(two, k, `warmup-${k}`, 'warmup.page_fault');
-        warm.push(`1 worker ${(a.rate / 1e6).toFixed(3)} M/s, 2 workers ${(b.rate / 1e6).toFixed(3)} M/s`);
-      }
-      o.log(`  warm-up: ${warm.join('; ')}`);
-      for (let i = 1; i <= reps; i++) {
-        const k = kWarmupVms + i - 1;
-        const first = i % 2 === 1;
-        const p1 = first ? await run(one, k, `measure-${i}`, 'fault-4k.page_fault') : null;
-        const p2 = await run(two, k, `measure-${i}`, 'fault-4k.page_fault');
-        const q1 = p1 ?? (await run(one, k, `measure-${i}`, 'fault-4k.page_fault'));
-        r1.push(q1.rate);
-        r2.push(p2.rate);
-        ratios.push(p2.rate / q1.rate);
-        w1.push(q1.window);
-        w2.push(p2.window);
-        samples.push({ rep: i, oneWorker: { faultsPerSec: round(q1.rate, 0), wallNs: Math.round(q1.wallNs) }, twoWorkers: { faultsPerSec: round(p2.rate, 0), wallNs: Math.round(p2.wallNs) }, ratio: round(p2.rate / q1.rate, 3) });
-        o.log(`  pair ${i}/${reps}: 1 worker ${(q1.rate / 1e6).toFixed(3)} M/s, 2 workers ${(p2.rate / 1e6).toFixed(3)} M/s, ratio ${(p2.rate / q1.rate).toFixed(3)}` +
-          `${q1.window.noisy || p2.window.noisy ? `  [noisy: ${[...q1.window.notes, ...p2.window.notes].join('; ')}]` : ''}`);
-      }
+      runs = await pairedRuns(o, reps, (side, k, name, hist) => run(side === 1 ? one : two, k, name, hist));
+      // A rate measured on a broken MMU is not a result.
       for (const r of [one, two]) {
         const a = audit(r.setup.host, r.setup.vms);
-        if (!a.ok) auditOk = false;
         if (!a.ok) throw new Error(`audit failed: ${a.violations[0]!.kind}: ${a.violations[0]!.detail}`);
       }
     } finally {
@@ -294,6 +280,7 @@ export const fault4k1vm2vcpusScaling: Benchmark = {
     }
     one.destroy();
     two.destroy();
+    const { samples, r1, r2, ratios, w1, w2 } = runs;
     const ratio = repeatedFigure('fault-4k-1vm-2vcpus-scaling', ratios, 'x', 'higher', [...w1, ...w2], o.quick ? undefined : atLeast(1.8, 'x'));
     if (o.quick) ratio.notes.push('quick: 128 MiB per vCPU and phase, no target');
     const f2 = repeatedFigure('fault-4k-1vm-2vcpus-2workers', r2, 'faults/s', 'higher', w2);
@@ -302,7 +289,7 @@ export const fault4k1vm2vcpusScaling: Benchmark = {
       name: this.name, description: this.description, seed: o.seed,
       config: { vms: 1, vcpus: 2, bytesPerVcpuPerPhase: bytes, backing: 'anonymous', workers: [1, 2], wallEvery: kWallEvery, sliceAccesses: kSlice, repetitions: reps, warmupPhases: kWarmupVms },
       figures: [ratio, f2, f1], window: closeWindow(w0, 2), samples,
-      details: { medianOfPairRatios: round(ratio.value, 3), ratioOfMedians: round(f2.value / f1.value, 3), auditOk },
+      details: { medianOfPairRatios: round(ratio.value, 3), ratioOfMedians: round(f2.value / f1.value, 3), auditOk: true },
       noisy: ratio.noisy || f1.noisy || f2.noisy, notes: [...ratio.notes],
     };
   },

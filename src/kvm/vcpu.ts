@@ -156,7 +156,7 @@ export class Vcpu {
       this.lastSlot = null;
     }
     if (vm.pool.stale()) vm.refreshPool();
-    if (this.iter.pt !== vm.pool.pt) this.iter.pt = vm.pool.pt;
+    this.iter.pt = vm.pool.pt;
   }
 
   /**
@@ -187,12 +187,8 @@ export class Vcpu {
     this.pml = pmlEnabled(vm);
     vcpuRunBegin(vm.w, w, this.id);
     // Page-stat changes of this run go to this vCPU's shard (mmu/page-stats.ts).
-    const statW = vm.statW;
-    const statAt = vm.statAt;
-    const statAtomic = vm.statAtomic;
-    vm.statW = w;
-    vm.statAt = VcpuLayout.kVcpuStatPages4k;
-    vm.statAtomic = false;
+    const statShard = vm.statShard;
+    vm.statShard = w;
     this.enterGuest();
     try {
     for (; n < budget; n++) {
@@ -227,9 +223,7 @@ export class Vcpu {
       // flushes do not wait for us and retired tables can be freed, and keep the stats.
       this.exitGuest();
       vcpuRunEnd(w);
-      vm.statW = statW;
-      vm.statAt = statAt;
-      vm.statAtomic = statAtomic;
+      vm.statShard = statShard;
       const f = this.f;
       f[VcpuLayout.kVcpuStatModeledNs]! += m.t - t0;
       f[VcpuLayout.kVcpuStatAccesses]! += n;

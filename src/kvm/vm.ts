@@ -129,12 +129,10 @@ export class Vm {
    */
   mmuLockReaders: RwReaders = { words: [], at: [] };
   /**
-   * This thread's shard of the page stats (mmu/page-stats.ts): the VM's words (atomically)
-   * unless a vCPU of this VM is running on this thread, whose words run() puts here.
+   * This thread's shard of the page stats (mmu/page-stats.ts): the words of the vCPU of this VM
+   * running on this thread (run() puts them here), or null for the VMM's shard in the VM's words.
    */
-  statW: Int32Array;
-  statAt: number = VmLayout.kVmStatPages4k;
-  statAtomic = true;
+  statShard: Int32Array | null = null;
   /** Page-table pages every slot needs mapped at 4K (the pool's sizing, kept as slots change). */
   private poolNeed = 1;
 
@@ -143,7 +141,6 @@ export class Vm {
     this.owner = h.id + 1;
     this.maxVcpus = h.maxVcpus;
     this.w = new Int32Array(h.words);
-    this.statW = this.w;
     this.epoch = new EpochDomain(h.epoch, h.maxVcpus + 1);
     this.pool = new PtPool(h.pool, this.w, this.epoch);
     this.iter = new TdpIter(this.pool.pt);

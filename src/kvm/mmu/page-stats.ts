@@ -13,10 +13,12 @@
  * VMM's shard may see several threads: Atomics.add.
  */
 import type { Vm } from '../vm.js';
+import { pageStatWord } from '../vm-layout.js';
+import { VcpuLayout } from '../vcpu-layout.js';
 
 /** Add `delta` leaves at `level` to this thread's shard of the VM's page stats. */
 export function kvmUpdatePageStats(vm: Vm, level: number, delta: number): void {
-  const i = vm.statAt + level - 1; // pageStatWord(level) in the VMM shard
-  if (vm.statAtomic) Atomics.add(vm.statW, i, delta);
-  else vm.statW[i]! += delta;
+  const shard = vm.statShard;
+  if (shard === null) Atomics.add(vm.w, pageStatWord(level), delta);
+  else shard[VcpuLayout.kVcpuStatPages4k + level - 1]! += delta;
 }
