@@ -1,13 +1,11 @@
 /**
- * mmuh: `mmuh run <scenario> [flags]`, `mmuh list`, `--help` everywhere, `--version`.
+ * mmuh: `mmuh run <scenario> [flags]`, `mmuh report RESULT.json… -o NAME.html`,
+ * `mmuh compare A.json B.json…`, `mmuh list`, `--help` everywhere, `--version`.
  * Exit codes: 0 success; 1 the run failed (a KVM error out of a vCPU, the audit found a
  * violation, a check failed); 2 bad usage (unknown flag, bad size, conflicting flags, a run
  * that will not fit in memory, an unwritable --json path, a bad cost model); 4 kselftest's
  * KSFT_SKIP (the upstream test would skip). Usage errors are one line on stderr.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { findScenario, kScenarios } from '../scenario/index.js';
 import { UsageError, flagHelp, parseFlags } from '../scenario/flags.js';
 import { consoleIo, KSFT_SKIP, SkipError, type ScenarioDef } from '../scenario/scenario.js';
@@ -15,30 +13,34 @@ import { kResultSchema, type FailedRunResult, type RunError, type RunResult } fr
 import { KvmError } from '../host/errno.js';
 import { loadCostModel } from '../metrics/cost-model.js';
 import { renderText } from '../report/text.js';
+import { withRepeats } from '../report/repeat-aggregate.js';
 import { checkJsonPath, writeJsonAtomic } from './json-out.js';
 import { stdoutWriter } from './stdout.js';
+import { harnessInfo, modelInfo, version } from './build-info.js';
+import { compareCommand, kCompareUsage } from './compare.js';
+import { kReportUsage, reportCommand } from './report.js';
 
 const kUsage = `usage: mmuh <command> [args]
 
 commands:
-  run <scenario> [flags]   run a scenario (mmuh run <scenario> --help for its flags)
+  run <scenario> [flags]   run a scenario (mmuh run <scenario> --help for its flags;
+                           --repeat N runs it N times and keeps every run)
+  report RESULT.json… -o NAME.html [--label A,B…]
+                           one self-contained HTML report (charts, comparison, environment),
+                           NAME.md beside it and NAME.<label>.<histogram>.hgrm per histogram
+  compare A.json B.json… [--markdown] [--label A,B…]
+                           every phase and histogram percentile against A: relative change,
+                           Welch's t-test over repeats (Holm-corrected), p-value
   list                     list the scenarios
   help, --help, -h         this text
   --version                the harness version
 
 Results: --json FILE writes the result (schema ${kResultSchema}).
-Exit codes: 0 ok, 1 the run failed, 2 bad usage, 4 skipped (KSFT_SKIP).`;
+Exit codes: 0 ok, 1 the run failed, 2 bad usage or bad input files, 4 skipped (KSFT_SKIP).`;
 
 function die(code: number, msg: string): number {
   process.stderr.write(`mmuh: ${msg}\n`);
   return code;
-}
-
-export function version(): string {
-  // package.json is at the package root, above src/cli (tests) or dist/src/cli (the CLI).
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -59,6 +61,18 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === 'list') {
     for (const s of kScenarios) out.write(`${s.name.padEnd(28)} ${s.summary}  (after ${s.after})\n`);
     return 0;
+  }
+  if (cmd === 'report' || cmd === 'compare') {
+    if (rest.includes('--help') || rest.includes('-h')) {
+      out.write((cmd === 'report' ? kReportUsage : kCompareUsage) + '\n');
+      return 0;
+    }
+    try {
+      return cmd === 'report' ? reportCommand(rest, out) : compareCommand(rest, out);
+    } catch (e) {
+      if (e instanceof UsageError) return die(2, e.message);
+      throw e;
+    }
   }
   if (cmd !== 'run') return die(2, `unknown command '${cmd}' (try mmuh --help)`);
   const [name, ...flags] = rest;
@@ -103,36 +117,53 @@ function prepare(scenario: ScenarioDef, parsed: Record<string, unknown>): string
 
 async function runScenario(scenario: ScenarioDef, parsed: Record<string, unknown>, notes: string[], out: { write(s: string): void }): Promise<number> {
   const quiet = parsed.quiet === true;
-  const io = consoleIo(false, (s) => out.write(s));
   const json = typeof parsed.json === 'string' ? parsed.json : null;
-  let result: RunResult;
-  try {
-    result = await scenario.run(parsed, io);
-  } catch (e) {
-    if (e instanceof UsageError) return die(2, e.message);
-    if (e instanceof SkipError) {
-      // kselftest's ksft_exit_skip(): "1..0 # SKIP <reason>" on stdout, exit KSFT_SKIP.
-      io.print(`1..0 # SKIP ${e.message}`);
-      const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'skipped', { errno: null, message: e.message })) : null;
-      return werr ? die(1, werr) : KSFT_SKIP;
+  const repeat = typeof parsed.repeat === 'number' ? parsed.repeat : 1;
+  const runs: RunResult[] = [];
+  // Each repeat is a whole scenario run: a new host, new VMs and a new worker pool (fresh state),
+  // the same flags and seed. The first failure ends the series and is what the file records.
+  for (let k = 1; k <= repeat; k++) {
+    if (repeat > 1 && k > 1) out.write(`# repeat ${k} of ${repeat}\n`);
+    const io = consoleIo(false, (s) => out.write(s));
+    let result: RunResult;
+    try {
+      result = await scenario.run(parsed, io);
+    } catch (e) {
+      if (e instanceof UsageError) return die(2, e.message);
+      if (e instanceof SkipError) {
+        // kselftest's ksft_exit_skip(): "1..0 # SKIP <reason>" on stdout, exit KSFT_SKIP.
+        io.print(`1..0 # SKIP ${e.message}`);
+        const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'skipped', { errno: null, message: e.message })) : null;
+        return werr ? die(1, werr) : KSFT_SKIP;
+      }
+      const err = runError(e);
+      if (err === null) throw e;
+      if (repeat > 1) err.message = `run ${k} of ${repeat}: ${err.message}`;
+      const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'failed', err)) : null;
+      if (werr) die(1, werr);
+      return die(1, err.message);
     }
-    const err = runError(e);
-    if (err === null) throw e;
-    const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'failed', err)) : null;
-    if (werr) die(1, werr);
-    return die(1, err.message);
+    result.output = io.lines;
+    result.host.notes.push(...notes);
+    result.harness = harnessInfo();
+    result.model = modelInfo(typeof parsed['cost-model'] === 'string' ? parsed['cost-model'] : 'default');
+    const failure = resultFailure(result);
+    if (failure) {
+      result.status = 'failed';
+      result.error = repeat > 1 ? { ...failure, message: `run ${k} of ${repeat}: ${failure.message}` } : failure;
+      return finish(result, quiet, json, out);
+    }
+    runs.push(result);
   }
-  result.output = io.lines;
-  result.host.notes.push(...notes);
-  const failure = resultFailure(result);
-  if (failure) {
-    result.status = 'failed';
-    result.error = failure;
-  }
+  return finish(withRepeats(runs), quiet, json, out);
+}
+
+/** Print the view, write the file, and exit as the result says. */
+function finish(result: RunResult, quiet: boolean, json: string | null, out: { write(s: string): void }): number {
   if (!quiet) out.write(renderText(result) + '\n');
   const werr = json ? writeResult(json, result) : null;
   if (werr) return die(1, werr);
-  return failure ? die(1, failure.message) : 0;
+  return result.status === 'failed' && result.error ? die(1, result.error.message) : 0;
 }
 
 /** Write the result; a failure here (the directory vanished mid-run, a full disk) fails the run. */

@@ -2,6 +2,7 @@
  * Cost-model profiles: JSON files of ns per counted operation. The modeled clock of a thread
  * is Σ count(op) × price(op); `lock_wait_ns` is wall time and never priced.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,25 @@ export interface CostModel {
 }
 
 export const kDefaultCostModel = 'default';
+
+/**
+ * What the modeled clock assumes, in the words every view prints beside a modeled figure. A
+ * thread's modeled time is the sum of its own operations' prices; a phase takes as long as its
+ * slowest vCPU, so adding VMs or vCPUs that share this machine's cores does not slow any of them.
+ */
+export const kModeledAssumption =
+  'modeled time assumes each vCPU runs on its own physical CPU with no host contention: a phase takes as long as its slowest vCPU\'s ' +
+  'counted operations priced by the cost model (time spent waiting for mmu_lock is not priced), so N one-vCPU VMs report N times ' +
+  'one VM\'s rate however few cores ran them';
+
+/**
+ * A cost model's version: the first 12 hex digits of the SHA-256 of its prices (sorted by
+ * operation), so two results name the same version exactly when they were priced alike.
+ */
+export function costModelVersion(m: CostModel): string {
+  const prices = Object.keys(m.ns).sort().map((k) => [k, m.ns[k]]);
+  return createHash('sha256').update(JSON.stringify(prices)).digest('hex').slice(0, 12);
+}
 
 export function costModelPath(name: string): string {
   if (name.includes('/') || name.endsWith('.json')) return name;

@@ -20,6 +20,7 @@ export function memstressFlags(defaults: { bytes: number; vcpus: number }): Flag
     { name: 'mmio-every', type: 'int', default: 0, min: 0, max: 2 ** 31 - 1, help: 'one MMIO access (KVM_EXIT_MMIO, completed by the worker as the VMM) after every N memory accesses; 0: none' },
     { name: 'slice', type: 'int', default: 4096, min: 1, max: 1 << 24, help: 'guest accesses per vCPU time slice on a worker' },
     { name: 'json', type: 'string', default: null, help: 'write the result JSON to this file' },
+    { name: 'repeat', type: 'int', default: 1, min: 1, max: 1000, help: 'run the configuration N times (fresh VMs each run, the same seed) and keep every run with their median, min, max and 95% CI' },
     { name: 'quiet', short: 'q', type: 'bool', default: false, help: 'print only the selftest lines' },
   ];
 }

@@ -63,7 +63,11 @@ export function givenFlags(f: Record<string, unknown>): ReadonlySet<string> {
   return (f as ParsedFlags)[kGiven] ?? new Set();
 }
 
-export function parseFlags(specs: FlagSpec[], argv: string[]): Record<string, unknown> {
+/**
+ * Parse argv against specs. Positional arguments are refused, unless the caller passes an array
+ * to collect them in (commands that take files: `mmuh report A.json B.json -o out.html`).
+ */
+export function parseFlags(specs: FlagSpec[], argv: string[], positionals?: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const s of specs) out[s.name] = s.default;
   const byName = new Map(specs.map((s) => [s.name, s]));
@@ -74,7 +78,11 @@ export function parseFlags(specs: FlagSpec[], argv: string[]): Record<string, un
   const { tokens } = parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
   const given = new Set<string>();
   for (const t of tokens) {
-    if (t.kind === 'positional') throw new UsageError(`unexpected argument '${t.value}'`);
+    if (t.kind === 'positional') {
+      if (positionals === undefined) throw new UsageError(`unexpected argument '${t.value}'`);
+      positionals.push(t.value);
+      continue;
+    }
     if (t.kind === 'option-terminator') continue;
     let spec = byName.get(t.name);
     let negated = false;

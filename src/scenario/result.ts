@@ -71,6 +71,66 @@ export interface RunResult {
   iterations?: Record<string, number>[];
   /** dirty-log-page-splitting: each pass (without / with manual caps) as its own result. */
   passes?: Record<string, PassResult>;
+  /** The harness that produced the result (package version, git commit when known). */
+  harness?: HarnessInfo;
+  /** What the modeled clock assumes and which cost model priced it. */
+  model?: ModelInfo;
+  /** `--repeat N` (N > 1): every run, and their aggregate. The top-level fields are run 1's. */
+  repeats?: Repeats;
+  /** Per-thread CPU profile, top-N functions by self time (`--profile cpu`). */
+  profiles?: { thread: string; file: string; top: { fn: string; url: string; line: number; selfMs: number; pct: number }[] }[];
+}
+
+export interface HarnessInfo {
+  name: string;
+  version: string;
+  /** `git rev-parse HEAD` of the package's checkout, or $MMUH_GIT_COMMIT; null when unknown. */
+  commit: string | null;
+  /** Uncommitted changes to tracked files at run time; null when unknown. */
+  dirty: boolean | null;
+}
+
+export interface ModelInfo {
+  costModel: { name: string; version: string; description: string };
+  /** The modeled clock's assumption in one sentence; every view prints it beside modeled figures. */
+  assumption: string;
+}
+
+/** Statistics of one figure over repeated runs. */
+export interface SampleStats {
+  n: number;
+  median: number;
+  min: number;
+  max: number;
+  mean: number;
+  /** Sample standard deviation (n - 1); 0 for one run. */
+  stddev: number;
+  /** 95 % confidence interval of the mean (Student's t, n - 1 degrees of freedom); null for one run. */
+  ci95: [number, number] | null;
+  /** Every run gave the same value (modeled figures on one worker). */
+  deterministic: boolean;
+}
+
+export const kHistogramPercentiles = ['p50', 'p90', 'p99', 'p999', 'max'] as const;
+export type HistogramPercentile = (typeof kHistogramPercentiles)[number];
+
+export interface RepeatAggregate {
+  /** How ci95 is computed. */
+  ci: string;
+  phases: { name: string; wall: SampleStats; modeled: SampleStats }[];
+  /** Per histogram key, per percentile, over the runs that recorded the histogram. */
+  histograms: Record<string, Record<HistogramPercentile, SampleStats>>;
+  /** Runs whose host info flagged a noisy machine. */
+  noisyRuns: number;
+  notes: string[];
+}
+
+export interface Repeats {
+  n: number;
+  /** Every run used the result's seed: the guest's access stream is the same, so the spread is the machine's. */
+  seedPolicy: 'same';
+  runs: RunResult[];
+  aggregate: RepeatAggregate;
 }
 
 /** One pass of a multi-pass scenario: its own phases, histograms, counters, memory, audit. */
