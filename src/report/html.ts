@@ -12,7 +12,7 @@
 import { kHistogramPercentiles, type SampleStats } from '../scenario/result.js';
 import { percentilePoints } from './hgrm.js';
 import type { ReportInput } from './inputs.js';
-import { noisyInputs, modelNote, type ReportTables, type Table } from './report-tables.js';
+import { noisyInputs, noisyText, modelNote, type ReportTables, type Table } from './report-tables.js';
 import { unionInOrder } from './repeat-aggregate.js';
 import { sampleStats } from './significance.js';
 import { barChart, esc, lineChart, percentileChart, seriesColor, type LineSeries, type PercentileSeries } from './svg-charts.js';
@@ -114,8 +114,7 @@ export interface HtmlMeta {
 export function renderHtml(inputs: ReportInput[], rt: ReportTables, meta: HtmlMeta): string {
   const byId = (id: string) => rt.tables.filter((t) => t.id === id).map(tableHtml).join('');
   const noisy = noisyInputs(inputs);
-  const warning = noisy.length === 0 ? '' : `<div class="warning" data-warning="noisy"><strong>Noisy machine.</strong> ${noisy
-    .map((n) => `${esc(n.label)}: ${n.noisyRuns} of ${n.runs} runs (${esc(n.notes.join('; '))})`).join('<br>')}<br>Wall figures from these runs carry that noise; modeled figures do not depend on it.</div>`;
+  const warning = noisy.length === 0 ? '' : `<div class="warning" data-warning="noisy"><strong>Noisy machine.</strong> ${noisy.map((n) => esc(noisyText(n))).join('<br>')}<br>Wall figures from these runs carry that noise; modeled figures do not depend on it.</div>`;
   const hasProfiles = rt.tables.some((t) => t.id === 'profile');
   const hgrm = meta.hgrmFiles.length === 0 ? '' : `<details class="note"><summary>${meta.hgrmFiles.length} HdrHistogram percentile distributions beside this file (.hgrm, values in µs; the HdrHistogram plotter reads them)</summary><ul>${meta.hgrmFiles.map((f) => `<li>${esc(f)}</li>`).join('')}</ul></details>`;
   const pcts = kHistogramPercentiles.join(', ');

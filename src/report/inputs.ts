@@ -41,7 +41,8 @@ export function loadResult(file: string): RunResult {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new UsageError(`EINVAL: '${file}' is not JSON (${(e as Error).message})`);
+    // V8 quotes the offending text, newlines and all: keep the error one line.
+    throw new UsageError(`EINVAL: '${file}' is not JSON (${(e as Error).message.replace(/\s+/g, ' ')})`);
   }
   const r = json as Partial<RunResult> | null;
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UsageError(`EINVAL: '${file}' is not a result object`);

@@ -5,7 +5,7 @@
 import type { Comparison } from './comparison.js';
 import { comparisonCells, kMethod, verdicts } from './comparison.js';
 import type { ReportInput } from './inputs.js';
-import { modelNote, noisyInputs, type ReportTables, type Table } from './report-tables.js';
+import { modelNote, noisyInputs, noisyText, type ReportTables, type Table } from './report-tables.js';
 
 function mdCell(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -23,13 +23,13 @@ function section(t: Table): string {
 }
 
 export function noisyWarning(inputs: ReportInput[]): string[] {
-  return noisyInputs(inputs).map((n) => `> **Noisy machine** (${n.label}: ${n.noisyRuns} of ${n.runs} runs): ${n.notes.join('; ')}. Wall figures from these runs carry that noise.`);
+  return noisyInputs(inputs).map((n) => `> **Noisy machine**: ${noisyText(n)}. Wall figures from these runs carry that noise.`);
 }
 
 export function renderMarkdown(name: string, inputs: ReportInput[], rt: ReportTables, hgrmFiles: string[], tool: string): string {
   const out: string[] = [`# ${name}`, '', `${inputs.map((x) => `\`${x.label}\``).join(' vs ')}: ${inputs[0]!.result.scenario}, made by ${tool}.`, ''];
   const warn = noisyWarning(inputs);
-  if (warn.length > 0) out.push(...warn, '');
+  for (const w of warn) out.push(w, '');
   for (const t of rt.tables) out.push(section(t));
   if (hgrmFiles.length > 0) out.push('## Latency distributions', '', 'HdrHistogram percentile distributions (values in µs; open them in the HdrHistogram plotter):', '', ...hgrmFiles.map((f) => `- ${f}`), '');
   return out.join('\n');

@@ -37,15 +37,23 @@ export interface NoisyInput {
   label: string;
   noisyRuns: number;
   runs: number;
+  /** The first noisy run (1-based) and its notes: they speak for the rest (the figures differ, the causes rarely do). */
+  firstNoisy: number;
   notes: string[];
+}
+
+/** "b: 3 of 3 runs noisy (run 1: load average 9.00 exceeds …)" */
+export function noisyText(n: NoisyInput): string {
+  return `${n.label}: ${n.noisyRuns} of ${n.runs} runs noisy (${n.runs > 1 ? `run ${n.firstNoisy}: ` : ''}${n.notes.join('; ')})`;
 }
 
 export function noisyInputs(inputs: ReportInput[]): NoisyInput[] {
   return inputs.map((x) => {
     const noisy = x.runs.filter((r) => r.host.noisy);
-    // The first noisy run's notes speak for the rest (their figures differ, their causes rarely do).
-    const notes = noisy.length === 0 ? [] : noiseNotes(noisy[0]!);
-    return { label: x.label, noisyRuns: noisy.length, runs: x.runs.length, notes: noisy.length > 1 ? [...notes, `(run ${x.runs.indexOf(noisy[0]!) + 1}; ${noisy.length - 1} more noisy run(s))`] : notes };
+    return {
+      label: x.label, noisyRuns: noisy.length, runs: x.runs.length, firstNoisy: noisy.length === 0 ? 0 : x.runs.indexOf(noisy[0]!) + 1,
+      notes: noisy.length === 0 ? [] : noiseNotes(noisy[0]!),
+    };
   }).filter((n) => n.noisyRuns > 0);
 }
 
@@ -164,7 +172,7 @@ function environmentTable(inputs: ReportInput[]): Table {
     ['other processes (cores)', ...inputs.map((x) => range(over(x, (r) => r.host.otherCores)))],
     ['noisy runs', ...inputs.map((x) => `${x.runs.filter((r) => r.host.noisy).length} of ${x.runs.length}`)],
   ];
-  const notes = noisyInputs(inputs).map((n) => `${n.label}: ${n.noisyRuns} of ${n.runs} runs noisy: ${n.notes.join('; ')}`);
+  const notes = noisyInputs(inputs).map(noisyText);
   return { id: 'environment', caption: 'Environment', header: ['', ...inputs.map((x) => x.label)], rows, notes };
 }
 

@@ -106,6 +106,17 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** t(0.975, df) by df: a report asks for the same few degrees of freedom thousands of times. */
+const t975 = new Map<number, number>();
+function studentT975(df: number): number {
+  let t = t975.get(df);
+  if (t === undefined) {
+    t = studentTQuantile(0.975, df);
+    t975.set(df, t);
+  }
+  return t;
+}
+
 /** n, median, min, max, mean, sample stddev and the t-based 95 % CI of the mean of xs (n >= 1). */
 export function sampleStats(xs: readonly number[]): SampleStats {
   const n = xs.length;
@@ -113,7 +124,7 @@ export function sampleStats(xs: readonly number[]): SampleStats {
   const min = Math.min(...xs);
   const max = Math.max(...xs);
   const stddev = n > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1)) : 0;
-  const half = n > 1 ? studentTQuantile(0.975, n - 1) * (stddev / Math.sqrt(n)) : null;
+  const half = n > 1 ? studentT975(n - 1) * (stddev / Math.sqrt(n)) : null;
   return { n, median: median(xs), min, max, mean, stddev, ci95: half === null ? null : [mean - half, mean + half], deterministic: min === max };
 }
 

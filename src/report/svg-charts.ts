@@ -47,14 +47,15 @@ function open(f: Frame, title: string, attrs: Record<string, string | number>): 
     `<text x="${c(f.w / 2)}" y="18" text-anchor="middle" font-size="13" font-weight="bold">${esc(title)}</text>`;
 }
 
-/** The legend: one swatch per distinct label, top right inside the plot. */
+/** The legend: one swatch per distinct label, top right inside the plot, 10 to a column. */
 function legend(f: Frame, items: { label: string; color: string; dash?: string }[]): string {
   const seen = new Set<string>();
   const uniq = items.filter((i) => !seen.has(i.label) && seen.add(i.label));
   return `<g class="legend">${uniq.map((it, k) => {
-    const y = f.top + 8 + k * 14;
-    return `<line x1="${c(f.right - 130)}" y1="${y}" x2="${c(f.right - 112)}" y2="${y}" stroke="${it.color}" stroke-width="3"${it.dash ? ` stroke-dasharray="${it.dash}"` : ''}/>` +
-      `<text x="${c(f.right - 108)}" y="${y + 4}" font-size="11">${esc(it.label)}</text>`;
+    const y = f.top + 8 + (k % 10) * 14;
+    const x = f.right - 130 - Math.floor(k / 10) * 130;
+    return `<line x1="${c(x)}" y1="${y}" x2="${c(x + 18)}" y2="${y}" stroke="${it.color}" stroke-width="3"${it.dash ? ` stroke-dasharray="${it.dash}"` : ''}/>` +
+      `<text x="${c(x + 22)}" y="${y + 4}" font-size="11">${esc(it.label)}</text>`;
   }).join('')}</g>`;
 }
 
