@@ -116,6 +116,7 @@ export class Vcpu {
     this.f = new Float64Array(sab);
     this.iter = new TdpIter(this.vm.pool.pt);
     this.lastSlot = null;
+    this.slotsGen = -1;
     const ring = this.vm.rings[this.idx];
     this.ring = ring ? new Int32Array(ring) : null;
     this.pml = pmlEnabled(this.vm);
@@ -127,18 +128,35 @@ export class Vcpu {
     return this.pendingExit;
   }
 
-  /** A memslot was deleted or moved: the LRU cache must not find it again. */
-  forgetMemslot(slot: Memslot): void {
-    if (this.lastSlot === slot) this.lastSlot = null;
-  }
-
-  /** gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot). */
+  /**
+   * gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot, which is per memslot set:
+   * it is dropped when the vCPU takes a new set at entry, syncOnEpoch()).
+   */
   gfnToMemslot(gfn: number): Memslot | null {
     const s = this.lastSlot;
     if (s !== null && gfn >= s.baseGfn && gfn < s.baseGfn + s.npages) return s;
-    const found = this.vm.searchMemslots(gfn);
+    const found = this.vm.lookupMemslot(gfn);
     if (found !== null) this.lastSlot = found;
     return found;
+  }
+
+  /** The memslot generation this vCPU's lastSlot belongs to. */
+  private slotsGen = -1;
+
+  /**
+   * The epoch moved since this vCPU last entered: it may be an SRCU grace period of a memslot
+   * update or a pool growth. Take the active memslot set (the SRCU read side: every fault until
+   * the next such entry uses this one set) and, if the pool grew, this thread's new views of it.
+   * Nothing of this runs on entries where the epoch did not move.
+   */
+  private syncOnEpoch(): void {
+    const vm = this.vm;
+    if (vm.syncMemslots() !== this.slotsGen) {
+      this.slotsGen = vm.generation;
+      this.lastSlot = null;
+    }
+    if (vm.pool.stale()) vm.refreshPool();
+    this.iter.pt = vm.pool.pt;
   }
 
   /**
@@ -358,7 +376,10 @@ export class Vcpu {
     for (;;) {
       const e = this.vm.epoch.enterIfMoved(this.idx, this.epochSeen);
       // A newer epoch lets tables retired before it be freed: drop the walker's cached tables.
-      if (e !== this.epochSeen) w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
+      if (e !== this.epochSeen) {
+        w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
+        this.syncOnEpoch();
+      }
       this.epochSeen = e;
       Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.IN_GUEST_MODE);
       if (Atomics.load(w, VcpuLayout.kVcpuRequests) === 0) return;
@@ -405,14 +426,21 @@ export class Vcpu {
     this.f[StatWord.pf_fast]!++;
   }
 
-  /** mmu_topup_memory_caches(): enough page-table pages for one fault, before mmu_lock. */
-  topupMmuCache(): void {
+  /**
+   * mmu_topup_memory_caches(): enough page-table pages for one fault, before mmu_lock. Returns
+   * true when it had to leave the epoch to get them (topupMmuCacheQuiescent): the fault must then
+   * start over, since the epoch is also its SRCU read side — a memslot update may have passed
+   * its grace period meanwhile, and the slot the fault looked up may be gone.
+   */
+  topupMmuCache(): boolean {
     const w = this.w;
     const n = w[VcpuLayout.kVcpuMmuCacheCount]!;
-    if (n >= VcpuLayout.kMmuCacheMin) return;
+    if (n >= VcpuLayout.kMmuCacheMin) return false;
     const got = this.vm.pool.allocBatch(w, VcpuLayout.kVcpuMmuCache + n, VcpuLayout.kMmuCacheMax - n);
     w[VcpuLayout.kVcpuMmuCacheCount] = n + got;
-    if (n + got === 0) this.topupMmuCacheQuiescent();
+    if (n + got !== 0) return false;
+    this.topupMmuCacheQuiescent();
+    return true;
   }
 
   /**
@@ -441,6 +469,8 @@ export class Vcpu {
     } finally {
       this.epochSeen = vm.epoch.enterIfMoved(this.idx, EpochLayout.kEpochIdle);
       w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
+      // The pages just taken may come from a growth this vCPU slept through.
+      this.syncOnEpoch();
     }
   }
 

@@ -85,15 +85,23 @@ export class Runner {
     const t0 = performance.now();
     const busy = this.shards.filter((refs) => refs.length > 0).length;
     const sync = vmmStep !== undefined && busy === 1 ? new Int32Array(allocSab(4)) : null;
+    // Each task gets a VMA port per VM it runs, so memory the VMM maps during the phase (for
+    // slots it creates meanwhile) reaches the worker (Vm.watchVmas()).
+    const unwatch: (() => void)[] = [];
     const tasks = this.shards.map((refs, slot) => {
       if (refs.length === 0) return null;
       const work: VcpuWork[] = refs.map((r) => ({ vm: r.vm, vcpu: r.vcpu, stream: streamFor(r) }));
+      const vmaPorts = [...new Set(refs.map((r) => r.vm))].map((vm) => {
+        const w = this.vms[vm]!.watchVmas();
+        unwatch.push(w.unwatch);
+        return { vm, port: w.port };
+      });
       const task: PhaseTask = {
         runId: this.runId, slot, phase: name, host, vms: vmHandles, work, cost: this.opts.cost,
         sliceAccesses: this.opts.sliceAccesses ?? 4096, wallEvery: this.opts.wallEvery ?? 16, faultHistogram,
-        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer),
+        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts,
       };
-      return this.pool.run(task) as Promise<PhaseTaskResult>;
+      return this.pool.run(task, { transferList: vmaPorts.map((p) => p.port) }) as Promise<PhaseTaskResult>;
     });
     let results: PhaseTaskResult[];
     try {
@@ -110,6 +118,8 @@ export class Runner {
     } catch (e) {
       await this.close();
       throw e;
+    } finally {
+      for (const u of unwatch) u();
     }
     const wallNs = (performance.now() - t0) * 1e6;
     const counters = new Float64Array(kOpCount);
