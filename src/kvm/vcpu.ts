@@ -273,12 +273,16 @@ export class Vcpu {
 
   /**
    * The store oracle (on with content stamps): the frame written must be the one the host maps
-   * for this gfn right now. The host drops a page only after the invalidation's TLB flush
-   * completed, so a store that misses is a write through a stale translation.
+   * for this gfn right now, through the slot of the newest published memslot set. The host drops
+   * a page only after the invalidation's TLB flush completed, and a delete or move publishes the
+   * set without the slot only after its zap and flush, so a store that misses is a write through
+   * a stale translation. Not this vCPU's own set: inside an SRCU grace period it may still hold
+   * the older one while the EPT already maps what a vCPU on the newer set faulted in — a good
+   * store the old set cannot explain.
    */
   private storeChecked(gfn: number, pfn: number, iteration: number): void {
     const vm = this.vm;
-    const slot = this.gfnToMemslot(gfn);
+    const slot = vm.lookupMemslotNewest(gfn);
     const host = slot === null || slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn - slot.baseGfn));
     if (host !== pfn) {
       if (Atomics.add(vm.w, VmLayout.kVmStaleWrites, 1) === 0) Atomics.store(vm.w, VmLayout.kVmStaleWriteGfn, gfn);

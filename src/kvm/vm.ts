@@ -226,6 +226,16 @@ export class Vm {
     return this.ms.search(this.activeSet, gfn);
   }
 
+  /**
+   * The store oracle's lookup (vcpu.ts storeChecked), not KVM's: the newest published set. Safe
+   * from a vCPU in guest mode: the VMM edits that set again only after the next publish's
+   * synchronize_srcu, which waits for this vCPU to re-enter (the pair: the VMM's seq-cst add of
+   * kVmMemslotGen, this seq-cst load of it).
+   */
+  lookupMemslotNewest(gfn: number): Memslot | null {
+    return this.ms.search(this.ms.sets[Atomics.load(this.w, VmLayout.kVmMemslotGen) & 1]!, gfn);
+  }
+
   /** The pool grew (another thread announced it): re-create this thread's views of it. */
   refreshPool(): void {
     this.pool.refresh();
