@@ -1,5 +1,5 @@
 /**
- * mmuh: `mmuh run <scenario> [flags]`, `mmuh list`, `--help` everywhere, `--version`.
+ * mmuh: `mmuh run <scenario> [flags]`, `mmuh list`, `mmuh stats FILE|-`, `--help` everywhere, `--version`.
  * Exit codes: 0 success; 1 the run failed (a KVM error out of a vCPU, the audit found a
  * violation, a check failed); 2 bad usage (unknown flag, bad size, conflicting flags, a run
  * that will not fit in memory, an unwritable --json path, a bad cost model); 4 kselftest's
@@ -17,12 +17,14 @@ import { loadCostModel } from '../metrics/cost-model.js';
 import { renderText } from '../report/text.js';
 import { checkJsonPath, writeJsonAtomic } from './json-out.js';
 import { stdoutWriter } from './stdout.js';
+import { statsCommand } from './stats.js';
 
 const kUsage = `usage: mmuh <command> [args]
 
 commands:
   run <scenario> [flags]   run a scenario (mmuh run <scenario> --help for its flags)
   list                     list the scenarios
+  stats [--json] FILE|-    print a KVM binary stats buffer (KVM_GET_STATS_FD bytes) as kvm_stat -1 does
   help, --help, -h         this text
   --version                the harness version
 
@@ -60,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const s of kScenarios) out.write(`${s.name.padEnd(28)} ${s.summary}  (after ${s.after})\n`);
     return 0;
   }
+  if (cmd === 'stats') return statsCommand(rest, (s) => out.write(s));
   if (cmd !== 'run') return die(2, `unknown command '${cmd}' (try mmuh --help)`);
   const [name, ...flags] = rest;
   if (name === undefined) return die(2, `usage: mmuh run <scenario> [flags]; scenarios: ${kScenarios.map((s) => s.name).join(', ')}`);

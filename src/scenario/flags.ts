@@ -64,7 +64,15 @@ export function givenFlags(f: Record<string, unknown>): ReadonlySet<string> {
 }
 
 export function parseFlags(specs: FlagSpec[], argv: string[]): Record<string, unknown> {
+  const { flags, args } = parseFlagsAndArgs(specs, argv);
+  if (args.length > 0) throw new UsageError(`unexpected argument '${args[0]}'`);
+  return flags;
+}
+
+/** parseFlags() for a command that also takes operands (`mmuh stats FILE`): they come back in order. */
+export function parseFlagsAndArgs(specs: FlagSpec[], argv: string[]): { flags: Record<string, unknown>; args: string[] } {
   const out: Record<string, unknown> = {};
+  const args: string[] = [];
   for (const s of specs) out[s.name] = s.default;
   const byName = new Map(specs.map((s) => [s.name, s]));
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
@@ -74,7 +82,10 @@ export function parseFlags(specs: FlagSpec[], argv: string[]): Record<string, un
   const { tokens } = parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
   const given = new Set<string>();
   for (const t of tokens) {
-    if (t.kind === 'positional') throw new UsageError(`unexpected argument '${t.value}'`);
+    if (t.kind === 'positional') {
+      args.push(t.value);
+      continue;
+    }
     if (t.kind === 'option-terminator') continue;
     let spec = byName.get(t.name);
     let negated = false;
@@ -100,7 +111,7 @@ export function parseFlags(specs: FlagSpec[], argv: string[]): Record<string, un
     out[spec.name] = parseValue(spec, t.value);
   }
   Object.defineProperty(out, kGiven, { value: given, enumerable: false });
-  return out;
+  return { flags: out, args };
 }
 
 function parseValue(spec: FlagSpec, raw: string): unknown {
