@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findScenario, kScenarios } from '../scenario/index.js';
-import { UsageError, flagHelp, parseFlags } from '../scenario/flags.js';
+import { UsageError, flagHelp, givenFlags, parseFlags } from '../scenario/flags.js';
 import { consoleIo, KSFT_SKIP, SkipError, type ScenarioDef } from '../scenario/scenario.js';
 import { kResultSchema, type FailedRunResult, type RunError, type RunResult } from '../scenario/result.js';
 import { KvmError } from '../host/errno.js';
@@ -18,6 +18,7 @@ import { renderText } from '../report/text.js';
 import { checkJsonPath, writeJsonAtomic } from './json-out.js';
 import { stdoutWriter } from './stdout.js';
 import { statsCommand } from './stats.js';
+import { checkProfileDir, kProfileResultEnv, profileDir, runUnderCpuProf } from './profile.js';
 
 const kUsage = `usage: mmuh <command> [args]
 
@@ -85,8 +86,24 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError) return die(2, e.message);
     throw e;
   }
+  // A --profile parent leaves the notes to the child, which checks the same flags again.
+  if (parsed.profile === 'cpu' && process.env[kProfileResultEnv] === undefined) return runProfiled(scenario, flags, parsed, out);
   for (const n of notes) process.stderr.write(`mmuh: note: ${n}\n`);
   return runScenario(scenario, parsed, notes, out);
+}
+
+/**
+ * --profile cpu: the run happens in a child under --cpu-prof (profile.ts), which prints the
+ * selftest lines and its errors itself; this process prints the view with the profiles and
+ * writes --json.
+ */
+function runProfiled(scenario: ScenarioDef, argv: string[], parsed: Record<string, unknown>, out: { write(s: string): void }): number {
+  const { code, result } = runUnderCpuProf({ scenario: scenario.name, argv, dir: profileDir(parsed), top: parsed['profile-top'] as number });
+  if (result === null) return code;
+  // As runScenario: a completed result (ok, or failed at a check/audit) gets the view.
+  if (parsed.quiet !== true && 'phases' in result) out.write(renderText(result) + '\n');
+  const werr = typeof parsed.json === 'string' ? writeResult(parsed.json, result) : null;
+  return werr ? die(1, werr) : code;
 }
 
 /** Everything checked before the run allocates: conflicts, the cost model, the --json path. */
@@ -101,13 +118,20 @@ function prepare(scenario: ScenarioDef, parsed: Record<string, unknown>): string
     }
   }
   if (typeof parsed.json === 'string') checkJsonPath(parsed.json);
+  const given = givenFlags(parsed);
+  for (const f of ['profile-dir', 'profile-top']) if (given.has(f) && parsed.profile !== 'cpu') throw new UsageError(`--${f} has no effect without --profile cpu`);
+  if (given.has('watch-delay') && parsed.watch !== true) throw new UsageError('--watch-delay has no effect without --watch');
+  if (parsed.profile === 'cpu') checkProfileDir(profileDir(parsed));
   return notes;
 }
 
 async function runScenario(scenario: ScenarioDef, parsed: Record<string, unknown>, notes: string[], out: { write(s: string): void }): Promise<number> {
-  const quiet = parsed.quiet === true;
+  // The child of a --profile run writes its result where the parent reads it, and no view.
+  const profileChild = process.env[kProfileResultEnv] ?? null;
+  delete process.env[kProfileResultEnv];
+  const quiet = parsed.quiet === true || profileChild !== null;
   const io = consoleIo(false, (s) => out.write(s));
-  const json = typeof parsed.json === 'string' ? parsed.json : null;
+  const json = profileChild ?? (typeof parsed.json === 'string' ? parsed.json : null);
   let result: RunResult;
   try {
     result = await scenario.run(parsed, io);

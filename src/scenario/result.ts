@@ -71,6 +71,11 @@ export interface RunResult {
   iterations?: Record<string, number>[];
   /** dirty-log-page-splitting: each pass (without / with manual caps) as its own result. */
   passes?: Record<string, PassResult>;
+  /**
+   * --profile cpu: per thread ('main', 'worker <threadId>'), its .cpuprofile and the functions
+   * with the most self time (selfMs; pct of the profile's duration; line 1-based).
+   */
+  profiles?: { thread: string; file: string; top: { fn: string; url: string; line: number; selfMs: number; pct: number }[] }[];
 }
 
 /** One pass of a multi-pass scenario: its own phases, histograms, counters, memory, audit. */
