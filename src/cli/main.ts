@@ -10,11 +10,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findScenario, kScenarios } from '../scenario/index.js';
 import { UsageError, flagHelp, givenFlags, parseFlags } from '../scenario/flags.js';
-import { consoleIo, KSFT_SKIP, SkipError, type ScenarioDef } from '../scenario/scenario.js';
+import { consoleIo, KSFT_SKIP, SkipError, type ScenarioDef, type ScenarioIo } from '../scenario/scenario.js';
 import { kResultSchema, type FailedRunResult, type RunError, type RunResult } from '../scenario/result.js';
 import { KvmError } from '../host/errno.js';
 import { loadCostModel } from '../metrics/cost-model.js';
 import { renderText } from '../report/text.js';
+import { createLiveView } from '../report/progress.js';
 import { checkJsonPath, writeJsonAtomic } from './json-out.js';
 import { stdoutWriter } from './stdout.js';
 import { statsCommand } from './stats.js';
@@ -130,12 +131,24 @@ async function runScenario(scenario: ScenarioDef, parsed: Record<string, unknown
   const profileChild = process.env[kProfileResultEnv] ?? null;
   delete process.env[kProfileResultEnv];
   const quiet = parsed.quiet === true || profileChild !== null;
-  const io = consoleIo(false, (s) => out.write(s));
+  // Live progress (and --watch) on a terminal only; selftest lines then scroll above it.
+  const live = createLiveView(
+    {
+      isTTY: process.stdout.isTTY, write: (s) => out.write(s),
+      // Read at every draw: the terminal may be resized during the run.
+      get columns() { return process.stdout.columns; },
+      get rows() { return process.stdout.rows; },
+    },
+    { quiet: parsed.quiet === true, watch: parsed.watch === true, watchDelay: parsed['watch-delay'] as number },
+  );
+  const io: ScenarioIo & { lines: string[] } = consoleIo(false, live ? (s) => live.print(s.slice(0, -1)) : (s) => out.write(s));
+  if (live) io.observer = live;
   const json = profileChild ?? (typeof parsed.json === 'string' ? parsed.json : null);
   let result: RunResult;
   try {
     result = await scenario.run(parsed, io);
   } catch (e) {
+    live?.close();
     if (e instanceof UsageError) return die(2, e.message);
     if (e instanceof SkipError) {
       // kselftest's ksft_exit_skip(): "1..0 # SKIP <reason>" on stdout, exit KSFT_SKIP.
@@ -149,6 +162,7 @@ async function runScenario(scenario: ScenarioDef, parsed: Record<string, unknown
     if (werr) die(1, werr);
     return die(1, err.message);
   }
+  live?.close();
   result.output = io.lines;
   result.host.notes.push(...notes);
   const failure = resultFailure(result);

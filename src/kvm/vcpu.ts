@@ -548,6 +548,10 @@ export class Vcpu {
   accesses(): number {
     return this.f[VcpuLayout.kVcpuStatAccesses]!;
   }
+  /** The pf_taken stat (EPT-violation exits into the fault path) without building getStats(). */
+  pfTaken(): number {
+    return this.f[VcpuLayout.kVcpuStats + VcpuStat.pf_taken]!;
+  }
   wallNs(): number {
     return this.f[VcpuLayout.kVcpuStatWallNs]!;
   }
