@@ -1,6 +1,6 @@
 // `npm run profile:clinic -- …` (dist/src/cli/clinic.js): without clinic it prints how to
 // install it and exits 2; with one on PATH (a stand-in script that records its arguments) it
-// runs `clinic doctor|flame --no-open -- node bin/mmuh.js <args>` and says clinic sees only
+// runs `clinic flame|doctor --no-open -- node bin/mmuh.js <args>` (flame by default) and says clinic sees only
 // the main thread.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -25,13 +25,13 @@ describe('profile:clinic', () => {
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^mmuh: ENOENT: clinic is not installed .* npm install --no-save clinic@13/)]);
   });
 
-  it('clinic on PATH: flame or doctor (default) on `node bin/mmuh.js <args>`, with the worker-thread note', () => {
+  it('clinic on PATH: doctor, or flame by default, on `node bin/mmuh.js <args>`, with the worker-thread note', () => {
     const log = join(dir, 'args');
     const fake = join(dir, 'clinic');
     writeFileSync(fake, `#!/bin/sh\nprintf '%s\\n' "$@" > '${log}'\nexit 3\n`);
     chmodSync(fake, 0o755);
     const path = `${dir}:${dirname(process.execPath)}:/usr/bin:/bin`;
-    for (const [args, tool] of [[['flame', 'run', 'demand-paging', '-b', '64M'], 'flame'], [['run', 'demand-paging', '-b', '64M'], 'doctor']] as const) {
+    for (const [args, tool] of [[['doctor', 'run', 'demand-paging', '-b', '64M'], 'doctor'], [['run', 'demand-paging', '-b', '64M'], 'flame']] as const) {
       const r = run([...args], path);
       expect(r.status).toBe(3);
       expect(r.stderr).toMatch(/clinic sees only the main thread; .* --profile cpu/);
@@ -42,6 +42,6 @@ describe('profile:clinic', () => {
   it('no mmuh arguments: usage, exit 2', () => {
     const r = run(['flame'], dirname(process.execPath));
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/usage: npm run profile:clinic -- \[doctor\|flame\] run <scenario>/);
+    expect(r.stderr).toMatch(/usage: npm run profile:clinic -- \[flame\|doctor\] run <scenario>/);
   });
 });
