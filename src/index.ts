@@ -29,6 +29,7 @@ export {
 export { audit, type AuditResult, type AuditViolation } from './kvm/audit.js';
 export { MemstressStream, type StreamSpec, type AccessOrder } from './workload/memstress.js';
 export { Runner, type RunnerOptions, type PhaseOutcome } from './scenario/runner.js';
+export type { PhaseObserver, PhaseProbe, PhaseSample } from './scenario/phase-observer.js';
 export { kScenarios, findScenario } from './scenario/index.js';
 export { kResultSchema, type RunResult } from './scenario/result.js';
 export { renderText } from './report/text.js';
