@@ -202,11 +202,14 @@ export class LiveView implements PhaseObserver {
     const w = this.width();
     if (line.length > w) return line.slice(0, w);
     if (!this.color) return line;
+    const bold = (t: string) => `${ESC}1m${t}${ESC}0m`;
     if (isProgress && this.phase) {
+      // "<name> [###---]…": the name bold, the filled part of the bar green.
       const n = this.phase.probe.name.length;
-      return line.slice(0, n).replace(/^/, `${ESC}1m`) + `${ESC}0m` + line.slice(n).replace(/\[(#*)/, `[${ESC}32m$1${ESC}0m`);
+      return bold(line.slice(0, n)) + line.slice(n).replace(/\[(#*)/, `[${ESC}32m$1${ESC}0m`);
     }
-    return line.startsWith(' Event') || line.startsWith(' Total') || line.startsWith('kvm statistics') ? `${ESC}1m${line}${ESC}0m` : line;
+    // kvm_stat's title, column header and Total row are bold (A_BOLD / A_STANDOUT there).
+    return /^(kvm statistics| Event | Total )/.test(line) ? bold(line) : line;
   }
 
   private draw(): void {
