@@ -98,50 +98,58 @@ export const memoryPerPage: Benchmark = {
   },
 };
 
-export const scale256: Benchmark = {
-  name: 'scale-256vm-1gib',
-  description: '`mmuh run demand-paging --vms 256 -v 1 -b 1G -s anonymous --workers 2` in a child: completes (exit 0, 67108864 4K pages, audit ok), wall, peak RSS',
-  skipQuick: true,
-  async run(o: BenchOptions): Promise<BenchResult> {
-    const w0 = openWindow();
-    // busyThreads 1: VM setup is single-threaded and takes a third of the run; CPU/wall of the
-    // phase itself is in the child's own host info (details.child.hostInfo).
-    const r = await demandPaging(o, ['--vms', '256', '-v', '1', '-b', '1G', '-s', 'anonymous', '--workers', '2'], 600_000, 1);
-    const res = r.result;
-    const pages4k = res?.stats['demand-paging']?.total.pages_4k ?? null;
-    const auditOk = res?.audit.ok ?? null;
-    const expected = 256 * 262144;
-    const completed = r.child.exitCode === 0 && pages4k === expected && auditOk === true;
-    const why: string[] = [];
-    if (r.child.timedOut) why.push('timed out');
-    if (r.child.exitCode !== 0) why.push(`exit ${r.child.exitCode}${r.child.signal ? ` (${r.child.signal})` : ''}`);
-    if (pages4k !== expected) why.push(`pages_4k ${pages4k} != ${expected}`);
-    if (auditOk !== true) why.push(`audit ${auditOk}`);
-    const phaseNs = res?.phases[0]?.wallNs ?? null;
-    const faults = res?.stats['demand-paging']?.total.pf_taken ?? null;
-    o.log(`  ${completed ? 'completed' : `FAILED (${why.join(', ')})`} in ${r.child.wallS.toFixed(1)} s, peak RSS ${((r.child.peakRssBytes ?? 0) / GiB).toFixed(2)} GiB` +
-      (phaseNs ? `, demand-paging phase ${(phaseNs / 1e9).toFixed(1)} s` : ''));
-    const notes = [...r.window.notes.map((n) => `window: ${n}`), ...why];
-    const fig: Figure = {
-      name: 'scale-256vm-1gib', value: round(r.child.wallS, 2), unit: 's', better: 'lower',
-      target: { text: 'completes, no OOM', ok: completed }, noisy: r.window.noisy, notes,
-    };
-    const figures: Figure[] = [fig];
-    if (r.child.peakRssBytes !== null) {
-      figures.push({ name: 'scale-256vm-1gib.peak-rss', value: round(r.child.peakRssBytes / GiB, 3), unit: 'GiB', better: 'lower', noisy: false, notes: [`source: ${r.child.peakRssSource}`] });
-    }
-    if (phaseNs && faults) {
-      figures.push({ name: 'scale-256vm-1gib.faults-per-s', value: round(faults / (phaseNs / 1e9), 0), unit: 'faults/s', better: 'higher', noisy: r.window.noisy, notes: [] });
-    }
-    return {
-      name: this.name, description: this.description, seed: o.seed,
-      config: { vms: 256, vcpus: 1, bytesPerVcpu: GiB, backing: 'anonymous', workers: 2, repetitions: 1 },
-      figures, window: closeWindow(w0, 2, r.child.cpuMs ?? 0), samples: [{ rep: 1, child: childSummary(r) }],
-      details: {
-        completed, pages4k, expectedPages4k: expected, pfTaken: faults, auditOk, exitCode: r.child.exitCode, phaseWallNs: phaseNs,
-        memory: res?.memory ?? null, setupAndTeardownS: phaseNs ? round(r.child.wallS - phaseNs / 1e9, 2) : null,
-      },
-      noisy: r.window.noisy, notes,
-    };
-  },
-};
+/** `scale-<n>vm-1gib`: n one-vCPU VMs of 1 GiB at 4K on 2 workers complete, wall and peak RSS. */
+function scaleVms(nVms: number, timeoutMs: number): Benchmark {
+  const name = `scale-${nVms}vm-1gib`;
+  return {
+    name,
+    description: `\`mmuh run demand-paging --vms ${nVms} -v 1 -b 1G -s anonymous --workers 2\` in a child: completes (exit 0, ${nVms * 262144} 4K pages, audit ok), wall, peak RSS`,
+    skipQuick: true,
+    async run(o: BenchOptions): Promise<BenchResult> {
+      const w0 = openWindow();
+      // busyThreads 1: VM setup is single-threaded and takes a third of the run; CPU/wall of the
+      // phase itself is in the child's own host info (details.child.hostInfo).
+      const r = await demandPaging(o, ['--vms', String(nVms), '-v', '1', '-b', '1G', '-s', 'anonymous', '--workers', '2'], timeoutMs, 1);
+      const res = r.result;
+      const pages4k = res?.stats['demand-paging']?.total.pages_4k ?? null;
+      const auditOk = res?.audit.ok ?? null;
+      const expected = nVms * 262144;
+      const completed = r.child.exitCode === 0 && pages4k === expected && auditOk === true;
+      const why: string[] = [];
+      if (r.child.timedOut) why.push('timed out');
+      if (r.child.exitCode !== 0) why.push(`exit ${r.child.exitCode}${r.child.signal ? ` (${r.child.signal})` : ''}`);
+      if (pages4k !== expected) why.push(`pages_4k ${pages4k} != ${expected}`);
+      if (auditOk !== true) why.push(`audit ${auditOk}`);
+      const phaseNs = res?.phases[0]?.wallNs ?? null;
+      const faults = res?.stats['demand-paging']?.total.pf_taken ?? null;
+      o.log(`  ${completed ? 'completed' : `FAILED (${why.join(', ')})`} in ${r.child.wallS.toFixed(1)} s, peak RSS ${((r.child.peakRssBytes ?? 0) / GiB).toFixed(2)} GiB` +
+        (phaseNs ? `, demand-paging phase ${(phaseNs / 1e9).toFixed(1)} s` : ''));
+      const notes = [...r.window.notes.map((n) => `window: ${n}`), ...why];
+      const fig: Figure = {
+        name, value: round(r.child.wallS, 2), unit: 's', better: 'lower',
+        target: { text: 'completes, no OOM', ok: completed }, noisy: r.window.noisy, notes,
+      };
+      const figures: Figure[] = [fig];
+      if (r.child.peakRssBytes !== null) {
+        figures.push({ name: `${name}.peak-rss`, value: round(r.child.peakRssBytes / GiB, 3), unit: 'GiB', better: 'lower', noisy: false, notes: [`source: ${r.child.peakRssSource}`] });
+      }
+      if (phaseNs && faults) {
+        figures.push({ name: `${name}.faults-per-s`, value: round(faults / (phaseNs / 1e9), 0), unit: 'faults/s', better: 'higher', noisy: r.window.noisy, notes: [] });
+      }
+      return {
+        name, description: this.description, seed: o.seed,
+        config: { vms: nVms, vcpus: 1, bytesPerVcpu: GiB, backing: 'anonymous', workers: 2, repetitions: 1 },
+        figures, window: closeWindow(w0, 2, r.child.cpuMs ?? 0), samples: [{ rep: 1, child: childSummary(r) }],
+        details: {
+          completed, pages4k, expectedPages4k: expected, pfTaken: faults, auditOk, exitCode: r.child.exitCode, phaseWallNs: phaseNs,
+          memory: res?.memory ?? null, setupAndTeardownS: phaseNs ? round(r.child.wallS - phaseNs / 1e9, 2) : null,
+        },
+        noisy: r.window.noisy, notes,
+      };
+    },
+  };
+}
+
+export const scale256 = scaleVms(256, 600_000);
+/** Issue 8 §5: 1024 VMs x 1 GiB (1 TiB at 4K) on this 24 GiB machine. */
+export const scale1024 = scaleVms(1024, 1_800_000);

@@ -19,15 +19,17 @@ export { Vm, type VmOptions, type UserspaceMemoryRegion2, type MmapOptions } fro
 export { Vcpu, type AccessSource } from './kvm/vcpu.js';
 export { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS, kMaxGfn } from './kvm/memslot.js';
 export {
-  kVmStatNames, kVcpuStatNames, kVmStatDescs, kVcpuStatDescs, kHarnessVcpuStatNames, encodeBinaryStats, decodeBinaryStats,
+  kVmStatNames, kVcpuStatNames, kVmStatDescs, kVcpuStatDescs, kHarnessVcpuStatNames, encodeBinaryStats,
   type KvmStatsDesc, type VmStats, type VcpuStats, type HarnessVcpuStats,
 } from './kvm/stats.js';
+export { decodeBinaryStats, parseBinaryStats, type ParsedStats, type ParsedStat } from './kvm/stats-parse.js';
 export {
   kCapNames, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, type Cap, type CapName, type KvmEnableCap,
 } from './kvm/caps.js';
 export { audit, type AuditResult, type AuditViolation } from './kvm/audit.js';
 export { MemstressStream, type StreamSpec, type AccessOrder } from './workload/memstress.js';
 export { Runner, type RunnerOptions, type PhaseOutcome } from './scenario/runner.js';
+export type { PhaseObserver, PhaseProbe, PhaseSample } from './scenario/phase-observer.js';
 export { kScenarios, findScenario } from './scenario/index.js';
 export { kResultSchema, type RunResult } from './scenario/result.js';
 export { renderText } from './report/text.js';

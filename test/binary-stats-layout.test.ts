@@ -5,7 +5,7 @@
 // sanity rules, against x86's kvm_vm_stats_desc[] / kvm_vcpu_stats_desc[] written out here.
 import { describe, expect, it } from 'vitest';
 import { Host } from '../src/host/host.js';
-import { decodeBinaryStats } from '../src/kvm/stats.js';
+import { decodeBinaryStats } from '../src/kvm/stats-parse.js';
 import { Vm } from '../src/kvm/vm.js';
 import { accesses, kMiB, range, threadCtx } from './fixtures/vm-ctx.js';
 

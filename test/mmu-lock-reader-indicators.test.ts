@@ -65,8 +65,10 @@ describe('mmu_lock reader indicators', () => {
     // on a fresh GOT with LEAVE still 0. Both fixtures share GOT/LEAVE, so drive them in turn:
     const wr = new Worker(fixture, { workerData: { sab, side: 'write', readers: kReaders } });
     try {
-      await new Promise((res) => setTimeout(res, 100));
-      expect(isWriteLocked(w, 0)).toBe(true); // it raised the flag and waits
+      // It raised the flag and waits (polled: a worker can take long to start on a loaded machine).
+      const deadline = Date.now() + 10_000;
+      while (!isWriteLocked(w, 0) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+      expect(isWriteLocked(w, 0)).toBe(true);
       expect(Atomics.load(w, GOT)).toBe(0); // but did not get in past two readers
       readUnlock(w, 0, w, ind(1));
       await new Promise((res) => setTimeout(res, 100));

@@ -3,7 +3,7 @@
  * and histogram percentile of each file against the first, with the relative change and the
  * significance of the difference. Exit 0 whatever the verdict; 2 with one line for bad input.
  */
-import { UsageError, parseFlags, type FlagSpec } from '../scenario/flags.js';
+import { UsageError, parseFlagsAndArgs, type FlagSpec } from '../scenario/flags.js';
 import { compareInputs, comparisonCells, kMethod, verdicts } from '../report/comparison.js';
 import { loadInputs } from '../report/inputs.js';
 import { compareMarkdown, noisyWarning } from '../report/markdown.js';
@@ -27,8 +27,7 @@ const kCompareFlags: FlagSpec[] = [
 ];
 
 export function compareCommand(argv: string[], out: { write(s: string): void }): number {
-  const files: string[] = [];
-  const f = parseFlags(kCompareFlags, argv, files);
+  const { flags: f, args: files } = parseFlagsAndArgs(kCompareFlags, argv);
   if (files.length < 2) throw new UsageError('mmuh compare needs two or more result files (the first is the baseline)');
   const inputs = loadInputs(files, labelsFlag(f.label));
   const c = compareInputs(inputs);

@@ -1,21 +1,24 @@
 /**
  * mmuh: `mmuh run <scenario> [flags]`, `mmuh report RESULT.json… -o NAME.html`,
- * `mmuh compare A.json B.json…`, `mmuh list`, `--help` everywhere, `--version`.
+ * `mmuh compare A.json B.json…`, `mmuh list`, `mmuh stats FILE|-`, `--help` everywhere, `--version`.
  * Exit codes: 0 success; 1 the run failed (a KVM error out of a vCPU, the audit found a
  * violation, a check failed); 2 bad usage (unknown flag, bad size, conflicting flags, a run
  * that will not fit in memory, an unwritable --json path, a bad cost model); 4 kselftest's
  * KSFT_SKIP (the upstream test would skip). Usage errors are one line on stderr.
  */
 import { findScenario, kScenarios } from '../scenario/index.js';
-import { UsageError, flagHelp, parseFlags } from '../scenario/flags.js';
-import { consoleIo, KSFT_SKIP, SkipError, type ScenarioDef } from '../scenario/scenario.js';
+import { UsageError, flagHelp, givenFlags, parseFlags } from '../scenario/flags.js';
+import { consoleIo, KSFT_SKIP, SkipError, type ScenarioDef, type ScenarioIo } from '../scenario/scenario.js';
 import { kResultSchema, type FailedRunResult, type RunError, type RunResult } from '../scenario/result.js';
 import { KvmError } from '../host/errno.js';
 import { loadCostModel } from '../metrics/cost-model.js';
 import { renderText } from '../report/text.js';
 import { withRepeats } from '../report/repeat-aggregate.js';
+import { createLiveView } from '../report/progress.js';
 import { checkJsonPath, writeJsonAtomic } from './json-out.js';
 import { stdoutWriter } from './stdout.js';
+import { statsCommand } from './stats.js';
+import { checkProfileDir, kProfileResultEnv, profileDir, runUnderCpuProf } from './profile.js';
 import { harnessInfo, modelInfo, version } from './build-info.js';
 import { compareCommand, kCompareUsage } from './compare.js';
 import { kReportUsage, reportCommand } from './report.js';
@@ -32,6 +35,7 @@ commands:
                            every phase and histogram percentile against A: relative change,
                            Welch's t-test over repeats (Holm-corrected), p-value
   list                     list the scenarios
+  stats [--json] FILE|-    print a KVM binary stats buffer (KVM_GET_STATS_FD bytes) as kvm_stat -1 does
   help, --help, -h         this text
   --version                the harness version
 
@@ -74,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       throw e;
     }
   }
+  if (cmd === 'stats') return statsCommand(rest, (s) => out.write(s));
   if (cmd !== 'run') return die(2, `unknown command '${cmd}' (try mmuh --help)`);
   const [name, ...flags] = rest;
   if (name === undefined) return die(2, `usage: mmuh run <scenario> [flags]; scenarios: ${kScenarios.map((s) => s.name).join(', ')}`);
@@ -96,8 +101,24 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError) return die(2, e.message);
     throw e;
   }
+  // A --profile parent leaves the notes to the child, which checks the same flags again.
+  if (parsed.profile === 'cpu' && process.env[kProfileResultEnv] === undefined) return runProfiled(scenario, flags, parsed, out);
   for (const n of notes) process.stderr.write(`mmuh: note: ${n}\n`);
   return runScenario(scenario, parsed, notes, out);
+}
+
+/**
+ * --profile cpu: the run happens in a child under --cpu-prof (profile.ts), which prints the
+ * selftest lines and its errors itself; this process prints the view with the profiles and
+ * writes --json.
+ */
+function runProfiled(scenario: ScenarioDef, argv: string[], parsed: Record<string, unknown>, out: { write(s: string): void }): number {
+  const { code, result } = runUnderCpuProf({ scenario: scenario.name, argv, dir: profileDir(parsed), top: parsed['profile-top'] as number });
+  if (result === null) return code;
+  // As runScenario: a completed result (ok, or failed at a check/audit) gets the view.
+  if (parsed.quiet !== true && 'phases' in result) out.write(renderText(result) + '\n');
+  const werr = typeof parsed.json === 'string' ? writeResult(parsed.json, result) : null;
+  return werr ? die(1, werr) : code;
 }
 
 /** Everything checked before the run allocates: conflicts, the cost model, the --json path. */
@@ -112,50 +133,87 @@ function prepare(scenario: ScenarioDef, parsed: Record<string, unknown>): string
     }
   }
   if (typeof parsed.json === 'string') checkJsonPath(parsed.json);
+  const given = givenFlags(parsed);
+  for (const f of ['profile-dir', 'profile-top']) if (given.has(f) && parsed.profile !== 'cpu') throw new UsageError(`--${f} has no effect without --profile cpu`);
+  if (given.has('watch-delay') && parsed.watch !== true) throw new UsageError('--watch-delay has no effect without --watch');
+  if (parsed.profile === 'cpu') checkProfileDir(profileDir(parsed));
   return notes;
 }
 
 async function runScenario(scenario: ScenarioDef, parsed: Record<string, unknown>, notes: string[], out: { write(s: string): void }): Promise<number> {
-  const quiet = parsed.quiet === true;
-  const json = typeof parsed.json === 'string' ? parsed.json : null;
+  // The child of a --profile run writes its result where the parent reads it, and no view.
+  const profileChild = process.env[kProfileResultEnv] ?? null;
+  delete process.env[kProfileResultEnv];
+  const quiet = parsed.quiet === true || profileChild !== null;
+  const json = profileChild ?? (typeof parsed.json === 'string' ? parsed.json : null);
   const repeat = typeof parsed.repeat === 'number' ? parsed.repeat : 1;
   const runs: RunResult[] = [];
   // Each repeat is a whole scenario run: a new host, new VMs and a new worker pool (fresh state),
   // the same flags and seed. The first failure ends the series and is what the file records.
   for (let k = 1; k <= repeat; k++) {
-    if (repeat > 1 && k > 1) out.write(`# repeat ${k} of ${repeat}\n`);
-    const io = consoleIo(false, (s) => out.write(s));
-    let result: RunResult;
-    try {
-      result = await scenario.run(parsed, io);
-    } catch (e) {
-      if (e instanceof UsageError) return die(2, e.message);
-      if (e instanceof SkipError) {
-        // kselftest's ksft_exit_skip(): "1..0 # SKIP <reason>" on stdout, exit KSFT_SKIP.
-        io.print(`1..0 # SKIP ${e.message}`);
-        const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'skipped', { errno: null, message: e.message })) : null;
-        return werr ? die(1, werr) : KSFT_SKIP;
-      }
-      const err = runError(e);
-      if (err === null) throw e;
-      if (repeat > 1) err.message = `run ${k} of ${repeat}: ${err.message}`;
-      const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'failed', err)) : null;
-      if (werr) die(1, werr);
-      return die(1, err.message);
-    }
-    result.output = io.lines;
-    result.host.notes.push(...notes);
-    result.harness = harnessInfo();
-    result.model = modelInfo(typeof parsed['cost-model'] === 'string' ? parsed['cost-model'] : 'default');
-    const failure = resultFailure(result);
-    if (failure) {
-      result.status = 'failed';
-      result.error = repeat > 1 ? { ...failure, message: `run ${k} of ${repeat}: ${failure.message}` } : failure;
-      return finish(result, quiet, json, out);
-    }
-    runs.push(result);
+    const r = await runOnce(scenario, parsed, notes, out, json, k, repeat);
+    if (typeof r === 'number') return r;
+    if (r.status === 'failed') return finish(r, quiet, json, out);
+    runs.push(r);
   }
   return finish(withRepeats(runs), quiet, json, out);
+}
+
+/**
+ * One run with its live view (on a terminal): the result (ok, or failed at a check or the audit),
+ * or the exit code of a run that ended without one (skip, KVM error). Run k of n > 1 says so in
+ * its error messages.
+ */
+async function runOnce(
+  scenario: ScenarioDef, parsed: Record<string, unknown>, notes: string[], out: { write(s: string): void }, json: string | null, k: number, n: number,
+): Promise<RunResult | number> {
+  const which = n > 1 ? `run ${k} of ${n}` : null;
+  // Live progress (and --watch) on a terminal only; selftest lines then scroll above it.
+  const live = createLiveView(
+    {
+      isTTY: process.stdout.isTTY, write: (s) => out.write(s),
+      // Read at every draw: the terminal may be resized during the run.
+      get columns() { return process.stdout.columns; },
+      get rows() { return process.stdout.rows; },
+    },
+    { quiet: parsed.quiet === true, watch: parsed.watch === true, watchDelay: parsed['watch-delay'] as number },
+  );
+  const io: ScenarioIo & { lines: string[] } = consoleIo(false, live ? (s) => live.print(s.slice(0, -1)) : (s) => out.write(s));
+  if (live) io.observer = live;
+  if (k > 1) {
+    if (live) live.print(`# repeat ${k} of ${n}`);
+    else out.write(`# repeat ${k} of ${n}\n`);
+  }
+  let result: RunResult;
+  try {
+    result = await scenario.run(parsed, io);
+  } catch (e) {
+    live?.close();
+    if (e instanceof UsageError) return die(2, e.message);
+    if (e instanceof SkipError) {
+      // kselftest's ksft_exit_skip(): "1..0 # SKIP <reason>" on stdout, exit KSFT_SKIP.
+      io.print(`1..0 # SKIP ${e.message}`);
+      const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'skipped', { errno: null, message: e.message })) : null;
+      return werr ? die(1, werr) : KSFT_SKIP;
+    }
+    const err = runError(e);
+    if (err === null) throw e;
+    if (which !== null) err.message = `${which}: ${err.message}`;
+    const werr = json ? writeResult(json, failedResult(scenario, parsed, io.lines, 'failed', err)) : null;
+    if (werr) die(1, werr);
+    return die(1, err.message);
+  }
+  live?.close();
+  result.output = io.lines;
+  result.host.notes.push(...notes);
+  result.harness = harnessInfo();
+  result.model = modelInfo(typeof parsed['cost-model'] === 'string' ? parsed['cost-model'] : 'default');
+  const failure = resultFailure(result);
+  if (failure) {
+    result.status = 'failed';
+    result.error = which !== null ? { ...failure, message: `${which}: ${failure.message}` } : failure;
+  }
+  return result;
 }
 
 /** Print the view, write the file, and exit as the result says. */

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { UsageError, parseFlags, type FlagSpec } from '../scenario/flags.js';
+import { UsageError, parseFlagsAndArgs, type FlagSpec } from '../scenario/flags.js';
 import { loadInputs } from '../report/inputs.js';
 import { makeReport } from '../report/report-files.js';
 import { harnessInfo } from './build-info.js';
@@ -52,8 +52,7 @@ export function writeReport(files: string[], labels: string[] | null, output: st
 }
 
 export function reportCommand(argv: string[], out: { write(s: string): void }): number {
-  const files: string[] = [];
-  const f = parseFlags(kReportFlags, argv, files);
+  const { flags: f, args: files } = parseFlagsAndArgs(kReportFlags, argv);
   if (typeof f.output !== 'string') throw new UsageError('mmuh report needs -o NAME.html (where to write the report)');
   const written = writeReport(files, labelsFlag(f.label), f.output);
   out.write(`wrote ${written[0]} (+ ${written[1]}, ${written.length - 2} .hgrm)\n`);

@@ -3,9 +3,7 @@
  * base_gfn + npages) to the VMM's address space at userspace_addr; lpage_info and (when
  * logging) the dirty bitmap hang off it.
  */
-import { allocSab } from '../shm/arena.js';
 import type { Vma } from '../host/mm.js';
-import { allocLpageInfo } from './mmu/lpage.js';
 
 export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
 export const KVM_MEM_READONLY = 1 << 1;
@@ -29,63 +27,42 @@ export const kGuestPhysBits = 42;
  */
 export const TASK_SIZE_MAX = 2 ** 47 - 4096;
 
-export interface MemslotHandle {
-  readonly id: number;
-  readonly asId: number;
-  /** The slot's shared words: [0] flags (toggled by flags-only updates while vCPUs run). */
-  readonly words: SharedArrayBuffer;
-  readonly baseGfn: number;
-  readonly npages: number;
-  readonly userspaceAddr: number;
-  readonly vmaId: number;
-  readonly lpage: SharedArrayBuffer[];
-  /**
-   * Allocated with the slot (1 bit per page) rather than when logging starts, so that toggling
-   * logging never replaces a SAB under running workers.
-   */
-  readonly dirtyBitmap: SharedArrayBuffer;
-}
+/**
+ * KVM_MEMSLOT_INVALID (bit 16, a kernel-internal flag): the slot is being deleted or moved
+ * (kvm_invalidate_memslot()). Faults on it retry until the update is done, so nothing new is
+ * mapped for it between kvm_arch_flush_shadow_memslot() and the slot's removal.
+ */
+export const KVM_MEMSLOT_INVALID = 1 << 16;
 
+/**
+ * One thread's view of a memslot (struct kvm_memory_slot): the fields of its shared record
+ * (memslots.ts), its lpage_info and dirty bitmap as views into the VM's memslot arena. Built by
+ * any thread from the record; `serial` tells a thread's cache that the record was reused.
+ */
 export class Memslot {
-  readonly id: number;
-  readonly asId: number;
-  readonly words: Int32Array;
-  readonly baseGfn: number;
-  readonly npages: number;
-  readonly userspaceAddr: number;
-  readonly lpage: Int32Array[];
-  readonly dirtyBitmap: Int32Array;
   /** Page index into the VMA of the slot's first gfn; -1 when no VMA covers the slot. */
   readonly vmaOffset: number;
 
-  constructor(readonly handle: MemslotHandle, readonly vma: Vma | null) {
-    this.id = handle.id;
-    this.asId = handle.asId;
-    this.words = new Int32Array(handle.words);
-    this.baseGfn = handle.baseGfn;
-    this.npages = handle.npages;
-    this.userspaceAddr = handle.userspaceAddr;
-    this.lpage = handle.lpage.map((s) => new Int32Array(s));
-    this.dirtyBitmap = new Int32Array(handle.dirtyBitmap);
-    this.vmaOffset = vma ? handle.userspaceAddr / 4096 - vma.startPage : -1;
-  }
-
-  /**
-   * A new slot's state. lpage_info is always computed afresh (kvm_alloc_memslot_metadata() runs
-   * for KVM_MR_CREATE and KVM_MR_MOVE, since the disallow counts depend on base_gfn); the dirty
-   * bitmap is `dirtyBitmap` when given (a move of a logging slot keeps the old one).
-   */
-  static createHandle(
-    id: number, asId: number, flags: number, baseGfn: number, npages: number, userspaceAddr: number, vmaId: number,
-    dirtyBitmap: SharedArrayBuffer = allocDirtyBitmap(npages),
-  ): MemslotHandle {
-    const words = allocSab(8);
-    new Int32Array(words)[0] = flags;
-    return {
-      id, asId, words, baseGfn, npages, userspaceAddr, vmaId,
-      lpage: allocLpageInfo(baseGfn, npages, Math.floor(userspaceAddr / 4096)),
-      dirtyBitmap,
-    };
+  constructor(
+    /** Index of the slot's record in the VM's memslot table. */
+    readonly rec: number,
+    readonly serial: number,
+    /** The record's words: [0] flags (toggled by flags-only updates while vCPUs run). */
+    readonly words: Int32Array,
+    readonly id: number,
+    readonly asId: number,
+    readonly baseGfn: number,
+    readonly npages: number,
+    readonly userspaceAddr: number,
+    readonly lpage: Int32Array[],
+    /**
+     * Allocated with the slot (1 bit per page) rather than when logging starts, so that toggling
+     * logging never replaces memory under running workers.
+     */
+    readonly dirtyBitmap: Int32Array,
+    readonly vma: Vma | null,
+  ) {
+    this.vmaOffset = vma ? userspaceAddr / 4096 - vma.startPage : -1;
   }
 
   get flags(): number {
@@ -93,6 +70,10 @@ export class Memslot {
   }
   setFlags(flags: number): void {
     Atomics.store(this.words, 0, flags);
+  }
+  /** kvm_invalidate_memslot()'s copy with KVM_MEMSLOT_INVALID, here the flag set in place. */
+  invalid(): boolean {
+    return (this.words[0]! & KVM_MEMSLOT_INVALID) !== 0;
   }
 
   get endGfn(): number {
@@ -111,7 +92,7 @@ export class Memslot {
   }
 }
 
-/** One bit per page, in 64-bit words (two Int32 each) as KVM's bitmap, rounded up. */
-export function allocDirtyBitmap(npages: number): SharedArrayBuffer {
-  return allocSab(Math.ceil(npages / 64) * 8);
+/** Int32 words of a dirty bitmap: one bit per page, in 64-bit words as KVM's bitmap, rounded up. */
+export function dirtyBitmapWords(npages: number): number {
+  return Math.ceil(npages / 64) * 2;
 }

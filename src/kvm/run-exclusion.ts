@@ -1,10 +1,10 @@
 /**
- * "No vCPU runs" for the VMM-side updates that still copy shared state instead of publishing it
- * concurrently: memslot create/delete/move, KVM_CREATE_VCPU and page-table pool growth
- * (PtPool.grow() copies every SPTE: an A/D bit a vCPU sets in the old pool meanwhile is lost).
- * KVM makes these safe against running vCPUs with SRCU (memslots) and by never moving page
- * tables; until this model does too, the update is refused while any vCPU of the VM is inside
- * KVM_RUN, and a KVM_RUN that starts during an update is refused.
+ * "No vCPU runs" for the one VMM-side update that is not published concurrently: KVM_CREATE_VCPU.
+ * A new vCPU's words and dirty ring are SABs that workers learn only from the next handle, so a
+ * worker's remote TLB flush or dirty-logging request (kvm_make_all_cpus_request()) during the
+ * phase would miss the new vCPU. (Memslot create/delete/move and page-table pool growth run
+ * under running vCPUs: memslots.ts, pt-pages.ts.) The update is refused while any vCPU of the VM
+ * is inside KVM_RUN, and a KVM_RUN that starts during it is refused.
  *
  * The pair (a Dekker handshake, both sides seq-cst Atomics, so in the single total order of
  * seq-cst operations at least one side sees the other's store):
@@ -30,7 +30,7 @@ export function vcpuRunBegin(vmw: Int32Array, vcpuw: Int32Array, id: number): vo
 
 function refuseRun(vcpuw: Int32Array, id: number): never {
   Atomics.store(vcpuw, VcpuLayout.kVcpuRunning, 0);
-  fail('EBUSY', `KVM_RUN on vCPU ${id} while the VMM creates, deletes or moves a memslot, creates a vCPU or grows the page-table pool: run vCPUs only between those changes`);
+  fail('EBUSY', `KVM_RUN on vCPU ${id} while the VMM creates a vCPU: run vCPUs only after KVM_CREATE_VCPU returned`);
 }
 
 /** KVM_RUN exit. */
@@ -39,9 +39,9 @@ export function vcpuRunEnd(vcpuw: Int32Array): void {
 }
 
 /**
- * Run `fn` (a VMM-side update named by `what`, e.g. "delete memslot 3") with no vCPU of the VM
- * in KVM_RUN; EBUSY, with nothing changed, if one is. Re-entrant through `depth` (a move is a
- * delete plus a create; a create grows the pool): only the outermost call does the handshake.
+ * Run `fn` (a VMM-side update named by `what`, e.g. "create vCPU 3") with no vCPU of the VM in
+ * KVM_RUN; EBUSY, with nothing changed, if one is. Re-entrant through `depth`: only the outermost
+ * call does the handshake.
  */
 export function withVcpusStopped<T>(vmw: Int32Array, vcpuWords: readonly Int32Array[], state: { depth: number }, what: string, fn: () => T): T {
   if (state.depth > 0) {

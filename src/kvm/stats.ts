@@ -253,24 +253,3 @@ export function encodeBinaryStats(id: string, descs: readonly KvmStatsDesc[], da
   });
   return buf;
 }
-
-/** Decode KVM's binary stats layout: name -> value (an array for histograms). */
-export function decodeBinaryStats(buf: Buffer): { id: string; stats: Record<string, number | number[]> } {
-  const nameSize = buf.readUInt32LE(4);
-  const n = buf.readUInt32LE(8);
-  const idOff = buf.readUInt32LE(12);
-  const descOff = buf.readUInt32LE(16);
-  const dataOff = buf.readUInt32LE(20);
-  const id = buf.toString('latin1', idOff, idOff + nameSize).replace(/\0.*$/s, '');
-  const stats: Record<string, number | number[]> = {};
-  for (let i = 0; i < n; i++) {
-    const d = descOff + i * (kStatsDescBytes + nameSize);
-    const size = buf.readUInt16LE(d + 6);
-    const off = buf.readUInt32LE(d + 8);
-    const name = buf.toString('latin1', d + kStatsDescBytes, d + kStatsDescBytes + nameSize).replace(/\0.*$/s, '');
-    const values: number[] = [];
-    for (let k = 0; k < size; k++) values.push(Number(buf.readBigUInt64LE(dataOff + off + 8 * k)));
-    stats[name] = size === 1 ? values[0]! : values;
-  }
-  return { id, stats };
-}

@@ -116,6 +116,7 @@ export class Vcpu {
     this.f = new Float64Array(sab);
     this.iter = new TdpIter(this.vm.pool.pt);
     this.lastSlot = null;
+    this.slotsGen = -1;
     const ring = this.vm.rings[this.idx];
     this.ring = ring ? new Int32Array(ring) : null;
     this.pml = pmlEnabled(this.vm);
@@ -127,18 +128,35 @@ export class Vcpu {
     return this.pendingExit;
   }
 
-  /** A memslot was deleted or moved: the LRU cache must not find it again. */
-  forgetMemslot(slot: Memslot): void {
-    if (this.lastSlot === slot) this.lastSlot = null;
-  }
-
-  /** gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot). */
+  /**
+   * gfn_to_memslot() with the per-vCPU last-used cache (KVM's LRU slot, which is per memslot set:
+   * it is dropped when the vCPU takes a new set at entry, syncOnEpoch()).
+   */
   gfnToMemslot(gfn: number): Memslot | null {
     const s = this.lastSlot;
     if (s !== null && gfn >= s.baseGfn && gfn < s.baseGfn + s.npages) return s;
-    const found = this.vm.searchMemslots(gfn);
+    const found = this.vm.lookupMemslot(gfn);
     if (found !== null) this.lastSlot = found;
     return found;
+  }
+
+  /** The memslot generation this vCPU's lastSlot belongs to. */
+  private slotsGen = -1;
+
+  /**
+   * The epoch moved since this vCPU last entered: it may be an SRCU grace period of a memslot
+   * update or a pool growth. Take the active memslot set (the SRCU read side: every fault until
+   * the next such entry uses this one set) and, if the pool grew, this thread's new views of it.
+   * Nothing of this runs on entries where the epoch did not move.
+   */
+  private syncOnEpoch(): void {
+    const vm = this.vm;
+    if (vm.syncMemslots() !== this.slotsGen) {
+      this.slotsGen = vm.generation;
+      this.lastSlot = null;
+    }
+    if (vm.pool.stale()) vm.refreshPool();
+    this.iter.pt = vm.pool.pt;
   }
 
   /**
@@ -255,12 +273,16 @@ export class Vcpu {
 
   /**
    * The store oracle (on with content stamps): the frame written must be the one the host maps
-   * for this gfn right now. The host drops a page only after the invalidation's TLB flush
-   * completed, so a store that misses is a write through a stale translation.
+   * for this gfn right now, through the slot of the newest published memslot set. The host drops
+   * a page only after the invalidation's TLB flush completed, and a delete or move publishes the
+   * set without the slot only after its zap and flush, so a store that misses is a write through
+   * a stale translation. Not this vCPU's own set: inside an SRCU grace period it may still hold
+   * the older one while the EPT already maps what a vCPU on the newer set faulted in — a good
+   * store the old set cannot explain.
    */
   private storeChecked(gfn: number, pfn: number, iteration: number): void {
     const vm = this.vm;
-    const slot = this.gfnToMemslot(gfn);
+    const slot = vm.lookupMemslotNewest(gfn);
     const host = slot === null || slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn - slot.baseGfn));
     if (host !== pfn) {
       if (Atomics.add(vm.w, VmLayout.kVmStaleWrites, 1) === 0) Atomics.store(vm.w, VmLayout.kVmStaleWriteGfn, gfn);
@@ -358,7 +380,10 @@ export class Vcpu {
     for (;;) {
       const e = this.vm.epoch.enterIfMoved(this.idx, this.epochSeen);
       // A newer epoch lets tables retired before it be freed: drop the walker's cached tables.
-      if (e !== this.epochSeen) w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
+      if (e !== this.epochSeen) {
+        w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
+        this.syncOnEpoch();
+      }
       this.epochSeen = e;
       Atomics.store(w, VcpuLayout.kVcpuMode, VcpuMode.IN_GUEST_MODE);
       if (Atomics.load(w, VcpuLayout.kVcpuRequests) === 0) return;
@@ -405,14 +430,21 @@ export class Vcpu {
     this.f[StatWord.pf_fast]!++;
   }
 
-  /** mmu_topup_memory_caches(): enough page-table pages for one fault, before mmu_lock. */
-  topupMmuCache(): void {
+  /**
+   * mmu_topup_memory_caches(): enough page-table pages for one fault, before mmu_lock. Returns
+   * true when it had to leave the epoch to get them (topupMmuCacheQuiescent): the fault must then
+   * start over, since the epoch is also its SRCU read side — a memslot update may have passed
+   * its grace period meanwhile, and the slot the fault looked up may be gone.
+   */
+  topupMmuCache(): boolean {
     const w = this.w;
     const n = w[VcpuLayout.kVcpuMmuCacheCount]!;
-    if (n >= VcpuLayout.kMmuCacheMin) return;
+    if (n >= VcpuLayout.kMmuCacheMin) return false;
     const got = this.vm.pool.allocBatch(w, VcpuLayout.kVcpuMmuCache + n, VcpuLayout.kMmuCacheMax - n);
     w[VcpuLayout.kVcpuMmuCacheCount] = n + got;
-    if (n + got === 0) this.topupMmuCacheQuiescent();
+    if (n + got !== 0) return false;
+    this.topupMmuCacheQuiescent();
+    return true;
   }
 
   /**
@@ -441,6 +473,8 @@ export class Vcpu {
     } finally {
       this.epochSeen = vm.epoch.enterIfMoved(this.idx, EpochLayout.kEpochIdle);
       w[VcpuLayout.kVcpuPscGen] = (w[VcpuLayout.kVcpuPscGen]! + 1) | 0;
+      // The pages just taken may come from a growth this vCPU slept through.
+      this.syncOnEpoch();
     }
   }
 
@@ -513,6 +547,10 @@ export class Vcpu {
   }
   accesses(): number {
     return this.f[VcpuLayout.kVcpuStatAccesses]!;
+  }
+  /** The pf_taken stat (EPT-violation exits into the fault path) without building getStats(). */
+  pfTaken(): number {
+    return this.f[VcpuLayout.kVcpuStats + VcpuStat.pf_taken]!;
   }
   wallNs(): number {
     return this.f[VcpuLayout.kVcpuStatWallNs]!;

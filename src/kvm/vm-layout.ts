@@ -5,7 +5,7 @@
  *   line 0   mmu_lock (rwlock words; each reader's indicator is on its own line: the vCPU's
  *            words, or line 9 for the VMM)
  *   line 1   mmu_invalidate_seq, mmu_invalidate_in_progress, range start/end (gfns)
- *   line 2   page-table pool: lock, free-stack top, pages in use, retire ring head/tail
+ *   line 2   page-table pool: lock, free-stack top, pages in use, retire list counts/ends, capacity
  *   line 3   the VMM's shard of pages_4k, pages_2m, pages_1g (each vCPU has its own, stats.ts)
  *   line 6   remote_tlb_flush, remote_tlb_flush_requests
  *   line 7   test hooks (a gfn at which a fault parks, and the handshake word)
@@ -25,7 +25,11 @@ export const enum VmLayout {
   kVmPtInUse = VmLayout.kVmPtLock + 2,
   kVmPtRetireHead = VmLayout.kVmPtLock + 3,
   kVmPtRetireTail = VmLayout.kVmPtLock + 4,
+  /** Pages the pool has grown to (announced before the new pages become allocatable). */
   kVmPtCapacity = VmLayout.kVmPtLock + 5,
+  /** The list of retired pages (PtInfo.kPtInfoRetireNext links): first and last page, 0 if empty. */
+  kVmPtRetireFirst = VmLayout.kVmPtLock + 6,
+  kVmPtRetireLast = VmLayout.kVmPtLock + 7,
   kVmStatPages4k = Arena.kPadWords * 3,
   kVmStatPages2m = VmLayout.kVmStatPages4k + 1,
   kVmStatPages1g = VmLayout.kVmStatPages4k + 2,
@@ -53,6 +57,8 @@ export const enum VmLayout {
   kVmRingResetGen = VmLayout.kVmRoot + 9,
   /** 1 while the VMM runs an update that needs every vCPU out of KVM_RUN (run-exclusion.ts). */
   kVmVmmExclusive = VmLayout.kVmRoot + 10,
+  /** Bumped when VMAs or vCPUs are added: a worker re-reads them from a newer handle. */
+  kVmLayoutGen = VmLayout.kVmRoot + 11,
   /** The VMM thread's read holds of mmu_lock (rwlock.ts reader indicator). */
   kVmMmuLockVmmReader = Arena.kPadWords * 9,
   kVmWords = Arena.kPadWords * 10,

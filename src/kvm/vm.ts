@@ -3,11 +3,13 @@
  * KVM_CREATE_VCPU, stats) plus the mmu_notifier entry point a host-side invalidation uses.
  *
  * All state that threads share lives in SABs; a `Vm` object is one thread's view of it. The main
- * thread creates VMs; workers `Vm.attach()` the handle. Changes that replace SABs (memslot
- * create/delete/move, page-table pool growth) bump the memslot generation and must happen while
- * no vCPU runs (enforced: EBUSY, see run-exclusion.ts); workers re-attach when they see a new
- * generation.
+ * thread creates VMs; workers `Vm.attach()` the handle. Memslots (memslots.ts) and the page-table
+ * pool (pt-pages.ts) change while vCPUs run: the slot sets live in shared memory and are swapped
+ * under SRCU, the pool grows in place; vCPUs pick both up at their next guest entry. VMAs and
+ * vCPUs added later reach a worker with the next handle (kVmLayoutGen); KVM_CREATE_VCPU is
+ * still refused while vCPUs run (run-exclusion.ts).
  */
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { allocSab } from '../shm/arena.js';
 import { EpochDomain } from '../shm/epoch.js';
 import { readLock, readUnlock, writeLock, writeUnlock, type RwReaders } from '../shm/rwlock.js';
@@ -17,9 +19,10 @@ import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExte
 import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
-  KVM_MEM_LOG_DIRTY_PAGES, KVM_USER_MEM_SLOTS, Memslot, type MemslotHandle, kMaxGfn, kValidMemslotFlags, TASK_SIZE_MAX,
+  KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMSLOT_INVALID, KVM_USER_MEM_SLOTS, Memslot, kMaxGfn, kValidMemslotFlags, TASK_SIZE_MAX,
 } from './memslot.js';
-import { PtPool, type PtPoolHandle } from './mmu/tdp/pt-pages.js';
+import { Memslots, type MemslotsHandle } from './memslots.js';
+import { PtPool, type PtPoolHandle, kPtPoolMaxPages } from './mmu/tdp/pt-pages.js';
 import { TdpIter } from './mmu/tdp/iter.js';
 import { tdpMmuZapLeafs, tdpMmuZapRange } from './mmu/tdp/zap.js';
 import { PgLevel, PtLayout } from './mmu/spte.js';
@@ -79,12 +82,14 @@ export interface VmHandle {
   readonly words: SharedArrayBuffer;
   readonly epoch: SharedArrayBuffer;
   readonly pool: PtPoolHandle;
-  readonly slots: MemslotHandle[];
+  /** The memslot sets: shared, so slots need no re-attach. */
+  readonly memslots: MemslotsHandle;
   readonly vmas: VmaHandle[];
   readonly vcpus: SharedArrayBuffer[];
   /** Per-vCPU dirty rings (null when the ring is off). */
   readonly rings: (SharedArrayBuffer | null)[];
-  readonly generation: number;
+  /** kVmLayoutGen when the handle was taken (VMAs and vCPUs). */
+  readonly layoutGen: number;
 }
 
 /** Participants in the VM's epoch domain: one per vCPU plus the VMM thread. */
@@ -104,14 +109,19 @@ export class Vm {
   pool: PtPool;
   /** This thread's iterator for VMM-side operations. */
   iter: TdpIter;
-  readonly slots = new Map<number, Memslot>();
-  /** Address space 0 slots sorted by base gfn (the fault path's search array). */
-  memslots: Memslot[] = [];
+  /** The memslot sets (shared) and, on the VMM thread, its id hash and gfn arrays. */
+  readonly ms: Memslots;
+  /**
+   * This thread's memslot generation (kvm_memslots()->generation) and the set it names: the VMM's
+   * current one on the VMM thread, the one its vCPUs last entered the guest with elsewhere.
+   */
+  generation: number;
+  activeSet: Int32Array;
   readonly vmas: Vma[] = [];
   readonly vcpuWords: Int32Array[] = [];
   readonly rings: (SharedArrayBuffer | null)[] = [];
   readonly vcpus: Vcpu[] = [];
-  generation = 0;
+  layoutGen = 0;
   private nextHva = kHvaBase;
   /**
    * mmu_lock's readers, for the write side to drain (rwlock.ts): the VMM's indicator and every
@@ -123,6 +133,8 @@ export class Vm {
    * running on this thread (run() puts them here), or null for the VMM's shard in the VM's words.
    */
   statShard: Int32Array | null = null;
+  /** Page-table pages every slot needs mapped at 4K (the pool's sizing, kept as slots change). */
+  private poolNeed = 1;
 
   private constructor(readonly host: Host, readonly ctx: ThreadCtx, h: VmHandle) {
     this.id = h.id;
@@ -132,6 +144,9 @@ export class Vm {
     this.epoch = new EpochDomain(h.epoch, h.maxVcpus + 1);
     this.pool = new PtPool(h.pool, this.w, this.epoch);
     this.iter = new TdpIter(this.pool.pt);
+    this.ms = new Memslots(h.memslots, (id) => this.vmaById(id));
+    this.generation = Atomics.load(this.w, VmLayout.kVmMemslotGen);
+    this.activeSet = this.ms.sets[this.generation & 1]!;
     this.loadLayout(h);
   }
 
@@ -143,7 +158,7 @@ export class Vm {
     const words = allocSab(VmLayout.kVmWords * 4);
     const epoch = EpochDomain.create(maxVcpus + 1);
     const poolHandle = PtPool.createHandle(64);
-    const h: VmHandle = { id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, slots: [], vmas: [], vcpus: [], rings: [], generation: 0 };
+    const h: VmHandle = { id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, memslots: Memslots.createHandle(), vmas: [], vcpus: [], rings: [], layoutGen: 0 };
     const vm = new Vm(host, ctx, h);
     Atomics.store(vm.w, VmLayout.kVmStrategy, encodeStrategy({ ...kDefaultDirtyStrategy, ...opts.strategy }));
     vm.pool.initFree();
@@ -160,27 +175,21 @@ export class Vm {
     return new Vm(host, ctx, h);
   }
 
-  /** Re-read slots, VMAs, vCPUs and the pool from a newer handle (same thread). */
+  /**
+   * Pick up VMAs and vCPUs added since this thread attached (same thread, a newer handle). Only
+   * the new ones are built: O(what changed). Memslots and the pool need nothing here.
+   */
   reattach(h: VmHandle): void {
-    if (h.generation === this.generation) return;
-    this.pool = new PtPool(h.pool, this.w, this.epoch);
-    this.iter = new TdpIter(this.pool.pt);
-    this.slots.clear();
-    this.vmas.length = 0;
-    this.vcpuWords.length = 0;
-    this.rings.length = 0;
+    if (h.layoutGen === this.layoutGen) return;
     this.loadLayout(h);
-    for (const v of this.vcpus) v.reattach();
   }
 
   private loadLayout(h: VmHandle): void {
-    for (const vh of h.vmas) this.vmas.push(new Vma(vh));
-    for (const sh of h.slots) this.slots.set((sh.asId << 16) | sh.id, new Memslot(sh, this.vmaById(sh.vmaId)));
-    this.sortMemslots();
-    for (const s of h.vcpus) this.vcpuWords.push(new Int32Array(s));
+    for (let i = this.vmas.length; i < h.vmas.length; i++) this.vmas.push(new Vma(h.vmas[i]!));
+    for (let i = this.vcpuWords.length; i < h.vcpus.length; i++) this.vcpuWords.push(new Int32Array(h.vcpus[i]!));
     this.rebuildMmuLockReaders();
-    for (const r of h.rings) this.rings.push(r);
-    this.generation = h.generation;
+    for (let i = this.rings.length; i < h.rings.length; i++) this.rings.push(h.rings[i]!);
+    this.layoutGen = h.layoutGen;
   }
 
   private rebuildMmuLockReaders(): void {
@@ -190,8 +199,87 @@ export class Vm {
     };
   }
 
+  /** The VMM thread's id hash of memslots, (as_id << 16 | id) -> slot (empty on other threads). */
+  get slots(): Map<number, Memslot> {
+    return this.ms.byKey;
+  }
+  /** The VMM thread's address space 0 slots sorted by base gfn (empty on other threads). */
+  get memslots(): Memslot[] {
+    return this.ms.sorted[0]!;
+  }
+
+  /**
+   * A vCPU enters the guest after the epoch moved: take the active memslot set (SRCU read side;
+   * the pair is described in memslots.ts). Returns the generation.
+   */
+  syncMemslots(): number {
+    const g = Atomics.load(this.w, VmLayout.kVmMemslotGen);
+    if (g !== this.generation) {
+      this.generation = g;
+      this.activeSet = this.ms.sets[g & 1]!;
+    }
+    return g;
+  }
+
+  /** search_memslots() in this thread's memslot set (the vCPU side of gfn_to_memslot()). */
+  lookupMemslot(gfn: number): Memslot | null {
+    return this.ms.search(this.activeSet, gfn);
+  }
+
+  /**
+   * The store oracle's lookup (vcpu.ts storeChecked), not KVM's: the newest published set. Safe
+   * from a vCPU in guest mode: the VMM edits that set again only after the next publish's
+   * synchronize_srcu, which waits for this vCPU to re-enter (the pair: the VMM's seq-cst add of
+   * kVmMemslotGen, this seq-cst load of it).
+   */
+  lookupMemslotNewest(gfn: number): Memslot | null {
+    return this.ms.search(this.ms.sets[Atomics.load(this.w, VmLayout.kVmMemslotGen) & 1]!, gfn);
+  }
+
+  /** The pool grew (another thread announced it): re-create this thread's views of it. */
+  refreshPool(): void {
+    this.pool.refresh();
+    this.iter.pt = this.pool.pt;
+  }
+
+  /**
+   * VMA ids are dense (their index). A thread that meets a newer one (a slot over memory the VMM
+   * mapped after this thread attached) takes it from its VMA port, to which the VMM posted it
+   * before any slot over it could be published (the pair: the VMM's postMessage, then its
+   * seq-cst publish of the slot; the worker's seq-cst read of the set, then receiveMessageOnPort(),
+   * which takes every message queued before).
+   */
   private vmaById(id: number): Vma | null {
-    return this.vmas.find((v) => v.id === id) ?? null;
+    while (id >= this.vmas.length && this.vmaPort !== null) {
+      const m = receiveMessageOnPort(this.vmaPort);
+      if (m === undefined) break;
+      const h = m.message as VmaHandle;
+      if (h.id === this.vmas.length) this.vmas.push(new Vma(h));
+    }
+    return this.vmas[id] ?? null;
+  }
+
+  /** This thread's end of a VMA port (watchVmas()) for the current phase, or null. */
+  vmaPort: MessagePort | null = null;
+
+  /** VMM side: the ports new VMAs are posted to (one per worker task of the running phase). */
+  private readonly vmaWatchers = new Set<MessagePort>();
+
+  /**
+   * A port that receives every VMA this VM maps from now on, for a worker that runs its vCPUs
+   * while the VMM maps memory for new slots: transfer `port` in the task, `unwatch()` after it.
+   */
+  watchVmas(): { port: MessagePort; unwatch: () => void } {
+    const ch = new MessageChannel();
+    ch.port1.unref();
+    this.vmaWatchers.add(ch.port1);
+    return {
+      port: ch.port2,
+      unwatch: () => {
+        this.vmaWatchers.delete(ch.port1);
+        ch.port1.close();
+      },
+    };
   }
 
   get root(): number {
@@ -201,21 +289,17 @@ export class Vm {
   handle(): VmHandle {
     return {
       id: this.id, maxVcpus: this.maxVcpus, words: this.w.buffer as SharedArrayBuffer, epoch: this.epoch.sab,
-      pool: this.pool.handle, slots: [...this.slots.values()].map((s) => s.handle), rings: this.rings.slice(),
+      pool: this.pool.handle, memslots: this.ms.handle, rings: this.rings.slice(),
       vmas: this.vmas.map((v) => v.handle), vcpus: this.vcpuWords.map((w) => w.buffer as SharedArrayBuffer),
-      generation: this.generation,
+      layoutGen: this.layoutGen,
     };
   }
 
-  private bumpGeneration(): void {
-    this.generation = Atomics.add(this.w, VmLayout.kVmMemslotGen, 1) + 1;
+  private bumpLayout(): void {
+    this.layoutGen = Atomics.add(this.w, VmLayout.kVmLayoutGen, 1) + 1;
   }
 
-  private sortMemslots(): void {
-    this.memslots = [...this.slots.values()].filter((s) => s.asId === 0).sort((a, b) => a.baseGfn - b.baseGfn);
-  }
-
-  /** Binary search of address space 0 (search_memslots). */
+  /** Binary search of address space 0 (search_memslots) in the VMM thread's array. */
   searchMemslots(gfn: number): Memslot | null {
     const a = this.memslots;
     let lo = 0;
@@ -244,7 +328,8 @@ export class Vm {
     const vma = Vma.create(this.vmas.length, this.owner, opts.backing, hva / 4096, opts.size / 4096, policy);
     this.nextHva = hva + opts.size;
     this.vmas.push(vma);
-    this.bumpGeneration();
+    for (const p of this.vmaWatchers) p.postMessage(vma.handle);
+    this.bumpLayout();
     return hva;
   }
 
@@ -286,7 +371,7 @@ export class Vm {
     }
     if (old === null) {
       this.checkOverlap(asId, baseGfn, npages, null);
-      this.installMemslot(Memslot.createHandle(id, asId, r.flags, baseGfn, npages, r.userspaceAddr, -1));
+      this.createMemslot(id, asId, r.flags, baseGfn, npages, r.userspaceAddr);
       return;
     }
     if (r.userspaceAddr !== old.userspaceAddr || npages !== old.npages || ((r.flags ^ old.flags) & 2) !== 0) {
@@ -300,37 +385,25 @@ export class Vm {
     if (r.flags !== old.flags) this.commitFlagsOnly(old, r.flags);
   }
 
+  /** O(log n): the VMM's gfn array of the address space (KVM walks its gfn tree the same way). */
   private checkOverlap(asId: number, baseGfn: number, npages: number, self: Memslot | null): void {
-    for (const s of this.slots.values()) {
-      if (s === self || s.asId !== asId) continue;
-      if (baseGfn < s.baseGfn + s.npages && s.baseGfn < baseGfn + npages) {
-        fail('EEXIST', `gfn range [0x${baseGfn.toString(16)}, 0x${(baseGfn + npages).toString(16)}) overlaps slot ${s.id}`);
-      }
-    }
+    const s = this.ms.overlap(asId, baseGfn, npages, self);
+    if (s !== null) fail('EEXIST', `gfn range [0x${baseGfn.toString(16)}, 0x${(baseGfn + npages).toString(16)}) overlaps slot ${s.id}`);
   }
 
   /**
-   * `keptBitmap`: the slot is a KVM_MR_MOVE of a slot that logged before and logs after, and
-   * its handle carries the old bitmap, which stays as it is.
+   * KVM_MR_CREATE (kvm_create_memslot() via kvm_set_memslot()): the pool is sized for the new
+   * slot first (ENOMEM leaves nothing changed), then the slot is built and published while vCPUs
+   * run. A slot created with logging on: nothing is mapped yet, so only the bitmap and PML matter.
    */
-  private installMemslot(h0: MemslotHandle, keptBitmap = false): void {
-    this.withVcpusStopped(`create memslot ${h0.asId << 16 | h0.id}`, () => this.installMemslotStopped(h0, keptBitmap));
-  }
-
-  private installMemslotStopped(h0: MemslotHandle, keptBitmap: boolean): void {
-    const vma = this.vmaCovering(h0.userspaceAddr, h0.npages * 4096);
-    const h: MemslotHandle = { ...h0, vmaId: vma ? vma.id : -1 };
-    const slot = new Memslot(h, vma);
-    this.slots.set((slot.asId << 16) | slot.id, slot);
-    this.sortMemslots();
-    this.ensurePoolCapacity();
-    this.bumpGeneration();
-    // A slot created with logging on: nothing is mapped yet, so only the bitmap and PML matter.
-    if (slot.dirtyLogging()) {
-      if (!keptBitmap) this.initDirtyBitmap(slot);
-      Atomics.add(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
-      kvmMakeAllCpusRequest(this, KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
-    }
+  private createMemslot(id: number, asId: number, flags: number, baseGfn: number, npages: number, userspaceAddr: number): void {
+    const vma = this.vmaCovering(userspaceAddr, npages * 4096);
+    this.ensurePoolCapacity(slotPoolPages(npages));
+    const slot = this.ms.create(id, asId, flags, baseGfn, npages, userspaceAddr, vma, null);
+    this.poolNeed += slotPoolPages(npages);
+    if (slot.dirtyLogging()) this.initDirtyBitmap(slot);
+    this.activateMemslot(slot, null);
+    if (slot.dirtyLogging()) this.dirtyLoggingSlots(1);
   }
 
   /**
@@ -340,40 +413,73 @@ export class Vm {
    * bitmap is the old one when the slot logs before and after (kvm_prepare_memory_region():
    * `new->dirty_bitmap = old->dirty_bitmap`), so what was dirtied before the move is still
    * reported, and INITIALLY_SET does not set it to all ones again. A move that turns logging on
-   * allocates a fresh bitmap, as a CREATE does.
+   * allocates a fresh bitmap, as a CREATE does. The new slot replaces the old one in one swap.
    */
   private moveMemslot(old: Memslot, baseGfn: number, flags: number): void {
     const keep = old.dirtyLogging() && (flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
-    const h = Memslot.createHandle(old.id, old.asId, flags, baseGfn, old.npages, old.userspaceAddr, -1, keep ? old.handle.dirtyBitmap : undefined);
-    // One refusal for the whole move: never a delete whose create is then refused.
-    this.withVcpusStopped(`move memslot ${old.asId << 16 | old.id}`, () => {
-      this.deleteMemslot(old);
-      this.installMemslot(h, keep);
-    });
+    const slot = this.ms.create(old.id, old.asId, flags, baseGfn, old.npages, old.userspaceAddr, old.vma, keep ? old : null);
+    if (slot.dirtyLogging() && !keep) this.initDirtyBitmap(slot);
+    this.invalidateMemslot(old);
+    if (old.dirtyLogging()) this.dirtyLoggingSlots(-1);
+    this.activateMemslot(slot, old);
+    this.ms.release(old, keep);
+    if (slot.dirtyLogging()) this.dirtyLoggingSlots(1);
   }
 
+  /** KVM_MR_DELETE (kvm_delete_memslot() via kvm_set_memslot()). */
   private deleteMemslot(slot: Memslot): void {
-    this.withVcpusStopped(`delete memslot ${slot.asId << 16 | slot.id}`, () => this.deleteMemslotStopped(slot));
+    this.invalidateMemslot(slot);
+    // kvm_mmu_slot_apply_flags() for a DELETE of a logging slot: CPU dirty logging is updated.
+    if (slot.dirtyLogging()) this.dirtyLoggingSlots(-1);
+    this.activateMemslot(null, slot);
+    this.poolNeed -= slotPoolPages(slot.npages);
+    // Dirty bits of a logging slot go with it, as in KVM (kvm_destroy_dirty_bitmap()).
+    this.ms.release(slot, false);
   }
 
-  private deleteMemslotStopped(slot: Memslot): void {
-    // kvm_arch_flush_shadow_memslot(): nothing may map the slot once it is gone. Only roots of
-    // the slot's address space; there is no SMM root (no vCPU enters SMM in this model).
+  /**
+   * kvm_invalidate_memslot(): the slot is marked KVM_MEMSLOT_INVALID (KVM swaps in an invalid copy;
+   * the flag set in place in the shared record is what that copy's readers see) and SRCU is
+   * synchronized, so every fault that saw it valid has finished (and installed what it installs);
+   * faults from now on retry (kvm_mmu_faultin_pfn()). Then kvm_arch_flush_shadow_memslot() zaps
+   * the slot's SPTEs and flushes, before the ioctl returns: nothing maps the old range afterwards.
+   * Only roots of the slot's address space; there is no SMM root (no vCPU enters SMM here).
+   */
+  private invalidateMemslot(slot: Memslot): void {
+    slot.setFlags(slot.flags | KVM_MEMSLOT_INVALID);
+    synchronizeSrcu(this);
     if (slot.asId === 0) {
       this.withMmuWriteLock(() => {
         if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
       });
     }
-    // kvm_mmu_slot_apply_flags() for a DELETE of a logging slot: CPU dirty logging is updated.
-    if (slot.dirtyLogging()) {
-      Atomics.sub(this.w, VmLayout.kVmNrSlotsDirtyLogging, 1);
-      kvmMakeAllCpusRequest(this, KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
-    }
-    // The LRU slot is per memslot set in KVM (slots->last_used_slot), gone with the old set.
-    for (const v of this.vcpus) if (v !== undefined) v.forgetMemslot(slot);
-    this.slots.delete((slot.asId << 16) | slot.id);
-    this.sortMemslots();
-    this.bumpGeneration();
+    if (this.memslotHook !== null) this.memslotHook(slot);
+  }
+
+  /**
+   * Test hook: called by a delete or move after the slot was invalidated, SRCU synchronized and
+   * its SPTEs zapped, before it leaves the sets (faults meanwhile must retry, not map it).
+   */
+  memslotHook: ((slot: Memslot) => void) | null = null;
+
+  /** kvm_swap_active_memslots() via kvm_activate_memslot() (memslots.ts): `add` replaces `remove`. */
+  private activateMemslot(add: Memslot | null, remove: Memslot | null): void {
+    if (remove !== null) this.ms.index(remove, false);
+    if (add !== null) this.ms.index(add, true);
+    // The fault path searches address space 0 only (no vCPU enters SMM in this model).
+    const shared = (add ?? remove)!.asId === 0;
+    this.generation = this.ms.publish(this.w, VmLayout.kVmMemslotGen, (set) => {
+      if (!shared) return;
+      if (remove !== null) this.ms.removeFrom(set, remove);
+      if (add !== null) this.ms.insertInto(set, add);
+    }, () => synchronizeSrcu(this));
+    this.activeSet = this.ms.sets[this.generation & 1]!;
+  }
+
+  /** kvm->nr_memslots_dirty_logging moved: vCPUs re-read CPU dirty logging (PML) at entry. */
+  private dirtyLoggingSlots(delta: number): void {
+    Atomics.add(this.w, VmLayout.kVmNrSlotsDirtyLogging, delta);
+    kvmMakeAllCpusRequest(this, KvmReq.KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, false);
   }
 
   /** KVM_MR_FLAGS_ONLY: toggling dirty logging goes through kvm_mmu_slot_apply_flags(). */
@@ -483,29 +589,32 @@ export class Vm {
     this.vmmPageCount = 0;
   }
 
-  /** Capacity for every slot mapped at 4K, plus slack for tables waiting out their epoch. */
-  private ensurePoolCapacity(): void {
-    this.withVcpusStopped('grow the page-table pool', () => this.ensurePoolCapacityStopped());
-  }
-
-  private ensurePoolCapacityStopped(): void {
-    let need = 1;
-    for (const s of this.slots.values()) {
-      for (let level = 1; level < PgLevel.PT64_ROOT_4LEVEL; level++) need += Math.ceil(s.npages / PtLayout.SPTE_ENT_PER_PAGE ** level) + 1;
-    }
-    need = Math.ceil(need * 1.03) + 16 + this.maxVcpusInUse() * 8;
-    if (need <= this.pool.capacity) return;
-    // Grow with headroom so adding vCPUs one by one does not copy the pool each time.
-    // (1/64 more each time: creating 64 vCPUs over a 64 GiB slot grows the pool a few times, not 64.)
-    const h = PtPool.grow(this.pool, Math.max(need, this.pool.capacity + Math.max(64, this.pool.capacity >> 6)));
-    this.pool = new PtPool(h, this.w, this.epoch);
-    this.iter = new TdpIter(this.pool.pt);
-    for (const v of this.vcpus) v.reattach();
+  /**
+   * Capacity for every slot mapped at 4K (plus `extra` pages for a slot about to be created), and
+   * slack for tables waiting out their epoch. O(1): the slots' need is kept as they change.
+   *
+   * Growth while vCPUs run (pt-pages.ts): the pool grows in place and the capacity is announced;
+   * synchronize SRCU, so every vCPU in KVM_RUN has re-entered the guest and refreshed its views
+   * of the pool (Vcpu.enterGuest); only then do the new pages join the free stack. Nothing is
+   * copied, so no A/D bit a vCPU sets meanwhile can be lost.
+   */
+  private ensurePoolCapacity(extra = 0): void {
+    const need = Math.ceil((this.poolNeed + extra) * 1.03) + 16 + this.maxVcpusInUse() * 8;
+    const cap = this.pool.capacity;
+    if (need <= cap) return;
+    if (need > kPtPoolMaxPages) fail('ENOMEM', `VM ${this.id}: mapping every memslot at 4K needs ${need} page-table pages, more than the pool reserves (${kPtPoolMaxPages}, 2 TiB of guest memory at 4K)`);
+    // Grow with headroom so adding slots or vCPUs one by one grows the pool a few times, not each
+    // time (1/64 more each time: creating 64 vCPUs over a 64 GiB slot grows it a few times).
+    const to = Math.min(kPtPoolMaxPages, Math.max(need, cap + Math.max(64, cap >> 6)));
+    this.pool.grow(to);
+    this.iter.pt = this.pool.pt;
+    synchronizeSrcu(this);
+    this.pool.pushFree(cap, to);
   }
 
   /**
-   * Run a VMM-side update that copies shared state with every vCPU out of KVM_RUN, else EBUSY
-   * (run-exclusion.ts; flags-only memslot changes do not come here: they run concurrently).
+   * Run a VMM-side update that still needs every vCPU out of KVM_RUN, else EBUSY
+   * (run-exclusion.ts): only KVM_CREATE_VCPU now.
    */
   private withVcpusStopped<T>(what: string, fn: () => T): T {
     return withVcpusStopped(this.w, this.vcpuWords, this.exclusion, what, fn);
@@ -539,7 +648,7 @@ export class Vm {
     const ring = Atomics.load(this.w, VmLayout.kVmDirtyRingSize);
     this.rings.push(ring !== 0 ? allocDirtyRing(ring) : null);
     this.ensurePoolCapacity();
-    this.bumpGeneration();
+    this.bumpLayout();
     return this.vcpu(this.vcpuWords.length - 1);
   }
 
@@ -699,4 +808,11 @@ export class Vm {
     this.reclaimPtPages();
     Atomics.store(this.w, VmLayout.kVmOnline, 0);
   }
+}
+
+/** Page-table pages one slot of `npages` needs mapped at 4K, each level rounded up plus one. */
+function slotPoolPages(npages: number): number {
+  let need = 0;
+  for (let level = 1; level < PgLevel.PT64_ROOT_4LEVEL; level++) need += Math.ceil(npages / PtLayout.SPTE_ENT_PER_PAGE ** level) + 1;
+  return need;
 }

@@ -1,7 +1,10 @@
 /**
  * The terminal view of a RunResult: phases in both clocks, KVM stats, one percentile row per
- * histogram, the audit, memory per guest page, and the machine's noise.
+ * histogram, the audit, memory per guest page, the top self-time functions per thread
+ * (--profile cpu), and the machine's noise.
  */
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { RunResult, SampleStats } from '../scenario/result.js';
 
 export function fmtNs(ns: number): string {
@@ -11,10 +14,11 @@ export function fmtNs(ns: number): string {
   return `${Math.round(ns)} ns`;
 }
 
-export function table(header: string[], rows: (string | number)[][]): string {
+/** Columns padded to their widest cell: the first left-aligned, the rest right, unless `left` says otherwise. */
+export function table(header: string[], rows: (string | number)[][], left: readonly number[] = [0]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (r: string[]) => r.map((c, i) => (left.includes(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
@@ -84,6 +88,7 @@ export function renderText(r: RunResult): string {
   } else {
     out.push(memLine('memory', r.memory));
   }
+  if (r.profiles) out.push(...profileTables(r.profiles));
   const h = r.host;
   out.push(`host: node ${h.node}, ${h.cpus} CPUs (${h.cpuModel}), load ${h.loadavg.before.map((x) => x.toFixed(2)).join('/')} -> ${h.loadavg.after.map((x) => x.toFixed(2)).join('/')}, CPU/wall ${h.cpuUsage.cpuPerWall}${h.stealPercent !== null ? `, steal ${h.stealPercent}%` : ''}${h.otherCores != null ? `, other processes ${h.otherCores} cores` : ''}, seed ${r.seed}`);
   // Notes about flags (e.g. a capped --workers) start with the flag; the rest are noise.
@@ -95,4 +100,27 @@ export function renderText(r: RunResult): string {
   if (r.harness) out.push(`harness: ${r.harness.name} ${r.harness.version}, commit ${r.harness.commit ?? 'unknown'}${r.harness.dirty ? ' (with uncommitted changes)' : ''}`);
   if (r.status === 'failed' && r.error) out.push(`status: failed: ${r.error.message}`);
   return out.join('\n');
+}
+
+/** A script URL as a short location: a path relative to the working directory where it is a file. */
+function location(url: string, line: number): string {
+  if (url === '') return '';
+  let path = url;
+  if (url.startsWith('file://')) {
+    path = fileURLToPath(url);
+    const rel = relative(process.cwd(), path);
+    if (!rel.startsWith('..')) path = rel;
+  }
+  return line > 0 ? `${path}:${line}` : path;
+}
+
+/** One self-time table per thread: what the thread's CPU went to (V8 states included). */
+function profileTables(profiles: NonNullable<RunResult['profiles']>): string[] {
+  const out: string[] = [];
+  for (const p of profiles) {
+    out.push(`profile ${p.thread}: ${p.file}`);
+    out.push(table(['self', '%', 'function', 'location'], p.top.map((t) => [fmtNs(t.selfMs * 1e6), t.pct.toFixed(1), t.fn, location(t.url, t.line)]), [2, 3]));
+    out.push('');
+  }
+  return out;
 }

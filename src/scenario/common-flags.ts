@@ -21,9 +21,19 @@ export function memstressFlags(defaults: { bytes: number; vcpus: number }): Flag
     { name: 'slice', type: 'int', default: 4096, min: 1, max: 1 << 24, help: 'guest accesses per vCPU time slice on a worker' },
     { name: 'json', type: 'string', default: null, help: 'write the result JSON to this file' },
     { name: 'repeat', type: 'int', default: 1, min: 1, max: 1000, help: 'run the configuration N times (fresh VMs each run, the same seed) and keep every run with their median, min, max and 95% CI' },
-    { name: 'quiet', short: 'q', type: 'bool', default: false, help: 'print only the selftest lines' },
+    { name: 'quiet', short: 'q', type: 'bool', default: false, help: 'print only the selftest lines (no view, no live progress)' },
+    ...kOutputFlags,
   ];
 }
+
+/** How a run shows itself and what it writes besides the result (the CLI acts on these). */
+const kOutputFlags: FlagSpec[] = [
+  { name: 'watch', type: 'bool', default: false, help: 'on a terminal, refresh a table of the main KVM stats with totals and rates per interval, as kvm_stat does' },
+  { name: 'watch-delay', type: 'float', default: 3, min: 0.1, max: 25.5, help: 'seconds between --watch refreshes (kvm_stat -s; the first after 0.25 s)' },
+  { name: 'profile', type: 'enum', choices: ['cpu'], default: null, help: 'write a CPU profile per thread (main and workers) and add a top self-time table per thread to the result' },
+  { name: 'profile-dir', type: 'string', default: null, help: 'directory for --profile files (default: profiles/ next to --json, else ./profiles)' },
+  { name: 'profile-top', type: 'int', default: 10, min: 1, max: 1000, help: 'functions per thread in the --profile table' },
+];
 
 export function memstressConfig(f: Record<string, unknown>, extra: { slots?: number; stamps?: boolean } = {}): MemstressConfig {
   const c: MemstressConfig = {

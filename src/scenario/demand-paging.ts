@@ -48,7 +48,7 @@ export async function runDemandPaging(c: MemstressConfig, random: boolean, flags
   io.print(`Testing guest mode: PA-bits:${kGuestPhysBits}, VA-bits:48,  4K pages`);
   io.print(`guest physical test memory: [0x${layout.gpa.toString(16)}, 0x${(layout.gpa + layout.guestPages * 4096).toString(16)})`);
   const start = snapshot();
-  const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: flags.slice as number, wallEvery: flags['wall-sample'] as number });
+  const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: flags.slice as number, wallEvery: flags['wall-sample'] as number, observer: io.observer });
   try {
     io.print('Finished creating vCPUs and starting uffd threads');
     io.print('Started all vCPUs');

@@ -70,7 +70,7 @@ export async function runPageSplitting(f: Record<string, unknown>, io: ScenarioI
     if (f['vmm-warmup'] === true) warm.push(warmVmmPaths(c, vmOpts, { collect: caps ? 'get-clear' : 'get', ...kVmmWarmupRounds }));
     const { host, vms, layout } = setup;
     const hostPages = layout.guestPages * c.vms;
-    const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: f.slice as number, wallEvery: f['wall-sample'] as number });
+    const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: f.slice as number, wallEvery: f['wall-sample'] as number, observer: io.observer });
     const total = (): VmStats => {
       const t = Object.fromEntries(kVmStatNames.map((n) => [n, 0])) as VmStats;
       for (const vm of vms) {

@@ -130,7 +130,7 @@ export async function runDirtyLogPerf(f: Record<string, unknown>, io: ScenarioIo
   io.print(`guest physical test memory: [0x${layout.gpa.toString(16)}, 0x${(layout.gpa + layout.guestPages * 4096).toString(16)})`);
   io.print(`Random seed: ${c.seed}`);
   const start = snapshot();
-  const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: f.slice as number, wallEvery: f['wall-sample'] as number });
+  const runner = new Runner(host, vms, { workers: c.workers, cost: setup.cost, sliceAccesses: f.slice as number, wallEvery: f['wall-sample'] as number, observer: io.observer });
   const stats: Record<string, StatsSnapshot> = {};
   const flushes: Record<string, number> = {};
   const tlbFlushes = () => vms.reduce((s, vm) => s + vm.getStats().remote_tlb_flush, 0);

@@ -63,12 +63,16 @@ export function givenFlags(f: Record<string, unknown>): ReadonlySet<string> {
   return (f as ParsedFlags)[kGiven] ?? new Set();
 }
 
-/**
- * Parse argv against specs. Positional arguments are refused, unless the caller passes an array
- * to collect them in (commands that take files: `mmuh report A.json B.json -o out.html`).
- */
-export function parseFlags(specs: FlagSpec[], argv: string[], positionals?: string[]): Record<string, unknown> {
+export function parseFlags(specs: FlagSpec[], argv: string[]): Record<string, unknown> {
+  const { flags, args } = parseFlagsAndArgs(specs, argv);
+  if (args.length > 0) throw new UsageError(`unexpected argument '${args[0]}'`);
+  return flags;
+}
+
+/** parseFlags() for a command that also takes operands (`mmuh stats FILE`): they come back in order. */
+export function parseFlagsAndArgs(specs: FlagSpec[], argv: string[]): { flags: Record<string, unknown>; args: string[] } {
   const out: Record<string, unknown> = {};
+  const args: string[] = [];
   for (const s of specs) out[s.name] = s.default;
   const byName = new Map(specs.map((s) => [s.name, s]));
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
@@ -79,8 +83,7 @@ export function parseFlags(specs: FlagSpec[], argv: string[], positionals?: stri
   const given = new Set<string>();
   for (const t of tokens) {
     if (t.kind === 'positional') {
-      if (positionals === undefined) throw new UsageError(`unexpected argument '${t.value}'`);
-      positionals.push(t.value);
+      args.push(t.value);
       continue;
     }
     if (t.kind === 'option-terminator') continue;
@@ -108,7 +111,7 @@ export function parseFlags(specs: FlagSpec[], argv: string[], positionals?: stri
     out[spec.name] = parseValue(spec, t.value);
   }
   Object.defineProperty(out, kGiven, { value: given, enumerable: false });
-  return out;
+  return { flags: out, args };
 }
 
 function parseValue(spec: FlagSpec, raw: string): unknown {

@@ -77,7 +77,10 @@ export interface RunResult {
   model?: ModelInfo;
   /** `--repeat N` (N > 1): every run, and their aggregate. The top-level fields are run 1's. */
   repeats?: Repeats;
-  /** Per-thread CPU profile, top-N functions by self time (`--profile cpu`). */
+  /**
+   * --profile cpu: per thread ('main', 'worker <threadId>'), its .cpuprofile and the functions
+   * with the most self time (selfMs; pct of the profile's duration; line 1-based).
+   */
   profiles?: { thread: string; file: string; top: { fn: string; url: string; line: number; selfMs: number; pct: number }[] }[];
 }
 

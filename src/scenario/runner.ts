@@ -19,6 +19,8 @@ import { HistogramMerger } from '../metrics/histogram.js';
 import type { StreamSpec } from '../workload/memstress.js';
 import { allocSab } from '../shm/arena.js';
 import { type PhaseTask, type PhaseTaskResult, type VcpuPhaseResult, type VcpuWork, PhaseSync } from './worker-runtime.js';
+import type { PhaseObserver, PhaseProbe } from './phase-observer.js';
+import { statsSnapshot } from './assemble.js';
 
 export interface VcpuRef {
   /** Index into runner.vms */
@@ -41,6 +43,8 @@ export interface RunnerOptions {
   sliceAccesses?: number;
   /** Time 1 in N faults in wall time (default 16, as the CLI); all are timed in modeled time. */
   wallEvery?: number;
+  /** Told of phases as they start and end (the CLI's live progress, --watch). */
+  observer?: PhaseObserver;
 }
 
 const kWorkerFile = fileURLToPath(new URL('../../workers/vcpu-worker.js', import.meta.url));
@@ -68,9 +72,28 @@ export class Runner {
     this.shards = [];
     const per = Math.ceil(all.length / n);
     for (let s = 0; s < n; s++) this.shards.push(all.slice(s * per, (s + 1) * per));
+    opts.observer?.runStart(() => statsSnapshot(this.vms).total as unknown as Record<string, number>);
   }
 
-  /** Run one phase: every vCPU executes the stream `streamFor` gives it; resolves at the barrier. */
+  /** What an observer reads of a running phase: accesses and pf_taken of its vCPUs since it started. */
+  private probe(name: string, work: VcpuWork[]): PhaseProbe {
+    const vcpus = work.map((w) => this.vms[w.vm]!.vcpu(w.vcpu));
+    const base = vcpus.map((v) => ({ accesses: v.accesses(), faults: v.pfTaken() }));
+    const totalAccesses = work.reduce((s, w) => s + (w.stream.accesses ?? w.stream.pages), 0);
+    return {
+      name, totalAccesses, vcpus: vcpus.length,
+      sample: () => {
+        let accesses = 0;
+        let faults = 0;
+        for (let i = 0; i < vcpus.length; i++) {
+          accesses += vcpus[i]!.accesses() - base[i]!.accesses;
+          faults += vcpus[i]!.pfTaken() - base[i]!.faults;
+        }
+        return { accesses, faults };
+      },
+    };
+  }
+
   /**
    * Run one phase: every vCPU executes the stream `streamFor` gives it; resolves at the barrier.
    * `vmmStep`, if given, is VMM-thread work done while the vCPUs run (the dirty ring reaper, -e's
@@ -85,15 +108,27 @@ export class Runner {
     const t0 = performance.now();
     const busy = this.shards.filter((refs) => refs.length > 0).length;
     const sync = vmmStep !== undefined && busy === 1 ? new Int32Array(allocSab(4)) : null;
+    // Each task gets a VMA port per VM it runs, so memory the VMM maps during the phase (for
+    // slots it creates meanwhile) reaches the worker (Vm.watchVmas()).
+    const unwatch: (() => void)[] = [];
+    const works = this.shards.map((refs) => refs.map((r): VcpuWork => ({ vm: r.vm, vcpu: r.vcpu, stream: streamFor(r) })));
+    // The observer's starting point is read before any task is posted (a worker may start at once).
+    const observer = this.opts.observer;
+    observer?.phaseStart(this.probe(name, works.flat()));
     const tasks = this.shards.map((refs, slot) => {
       if (refs.length === 0) return null;
-      const work: VcpuWork[] = refs.map((r) => ({ vm: r.vm, vcpu: r.vcpu, stream: streamFor(r) }));
+      const work = works[slot]!;
+      const vmaPorts = [...new Set(refs.map((r) => r.vm))].map((vm) => {
+        const w = this.vms[vm]!.watchVmas();
+        unwatch.push(w.unwatch);
+        return { vm, port: w.port };
+      });
       const task: PhaseTask = {
         runId: this.runId, slot, phase: name, host, vms: vmHandles, work, cost: this.opts.cost,
         sliceAccesses: this.opts.sliceAccesses ?? 4096, wallEvery: this.opts.wallEvery ?? 16, faultHistogram,
-        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer),
+        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts,
       };
-      return this.pool.run(task) as Promise<PhaseTaskResult>;
+      return this.pool.run(task, { transferList: vmaPorts.map((p) => p.port) }) as Promise<PhaseTaskResult>;
     });
     let results: PhaseTaskResult[];
     try {
@@ -110,6 +145,9 @@ export class Runner {
     } catch (e) {
       await this.close();
       throw e;
+    } finally {
+      for (const u of unwatch) u();
+      observer?.phaseEnd(name);
     }
     const wallNs = (performance.now() - t0) * 1e6;
     const counters = new Float64Array(kOpCount);
@@ -136,6 +174,7 @@ export class Runner {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.opts.observer?.runEnd();
     await this.pool.destroy();
   }
 }

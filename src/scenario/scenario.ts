@@ -4,10 +4,13 @@
  */
 import type { FlagSpec } from './flags.js';
 import type { RunResult } from './result.js';
+import type { PhaseObserver } from './phase-observer.js';
 
 export interface ScenarioIo {
   /** Print one line (and keep it for result.output). */
   print(line: string): void;
+  /** Watches the run's phases (the CLI's live progress); scenarios hand it to their Runner. */
+  observer?: PhaseObserver;
 }
 
 export interface ScenarioDef {

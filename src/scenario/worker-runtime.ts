@@ -3,10 +3,12 @@
  * round-robin slices (a fixed number of guest accesses each, so a single-worker run is
  * deterministic), and return counters, per-vCPU clocks and encoded histograms.
  *
- * Workers keep their attached views between phases of one run (keyed by run id) and re-attach a
- * VM when its memslot generation moved.
+ * Workers keep their attached views between phases of one run (keyed by run id). Memslots and
+ * the page-table pool need no re-attach (shared, changed while vCPUs run); VMAs and vCPUs added
+ * between phases come with the next task's handle, VMAs mapped during a phase through the task's
+ * VMA ports.
  */
-import { threadId } from 'node:worker_threads';
+import { threadId, type MessagePort } from 'node:worker_threads';
 import { Host, type HostHandle } from '../host/host.js';
 import { Vm, type ThreadCtx, type VmHandle } from '../kvm/vm.js';
 import { Metrics } from '../metrics/counters.js';
@@ -41,6 +43,8 @@ export interface PhaseTask {
    * progress. null: run freely.
    */
   sync: SharedArrayBuffer | null;
+  /** One port per VM (index into vms) this task runs: VMAs the VMM maps during the phase. */
+  vmaPorts: { vm: number; port: MessagePort }[];
 }
 
 export const enum PhaseSync {
@@ -90,6 +94,7 @@ function attach(task: PhaseTask): Attached {
     if (vm === undefined) a.vms.set(h.id, Vm.attach(a.host, h, a.ctx));
     else vm.reattach(h);
   }
+  for (const p of task.vmaPorts) a.vms.get(task.vms[p.vm]!.id)!.vmaPort = p.port;
   return a;
 }
 
@@ -164,6 +169,11 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       histograms: hists.encode(),
     };
   } finally {
+    for (const p of task.vmaPorts) {
+      const vm = a.vms.get(task.vms[p.vm]!.id);
+      if (vm !== undefined) vm.vmaPort = null;
+      p.port.close();
+    }
     if (task.sync !== null) {
       const sync = new Int32Array(task.sync);
       Atomics.store(sync, 0, PhaseSync.kSyncDone);

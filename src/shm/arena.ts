@@ -65,3 +65,20 @@ export class ChunkedInt32 {
     return this.length * 4;
   }
 }
+
+/**
+ * A growable SAB (ES2024 resizable buffers, in Node 20): address space reserved for `maxBytes`,
+ * `bytes` usable now; grown in place (no copy, nothing moves), never shrunk. V8 limits
+ * maxBytes to 4 GiB. Views over it should be fixed-length (a length-tracking view costs ~4x per
+ * element access in Node 20's V8), re-created by each thread once it knows the buffer grew.
+ */
+export function allocGrowableSab(bytes: number, maxBytes: number): SharedArrayBuffer {
+  const Ctor = SharedArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => SharedArrayBuffer;
+  return new Ctor(Math.max(8, Math.ceil(bytes / 8) * 8), { maxByteLength: Math.ceil(maxBytes / 8) * 8 });
+}
+
+/** Grow a growable SAB in place to at least `bytes` (rounded up to 8). */
+export function growSab(sab: SharedArrayBuffer, bytes: number): void {
+  const b = Math.ceil(bytes / 8) * 8;
+  if (b > sab.byteLength) (sab as unknown as { grow(n: number): void }).grow(b);
+}

@@ -28,17 +28,22 @@ export function lpageCount(baseGfn: number, npages: number, level: number): numb
 export function allocLpageInfo(baseGfn: number, npages: number, ugfn: number): SharedArrayBuffer[] {
   const out: SharedArrayBuffer[] = [];
   for (let level = PgLevel.PG_LEVEL_2M; level <= PgLevel.PG_LEVEL_1G; level++) {
-    const n = lpageCount(baseGfn, npages, level);
-    const sab = allocSab(n * 4);
-    const linfo = new Int32Array(sab);
-    const pages = pagesPerHpage(level);
-    if (baseGfn % pages !== 0) linfo[0] = 1;
-    if ((baseGfn + npages) % pages !== 0) linfo[n - 1] = 1;
-    // Misaligned guest and host addresses: no huge page can be mapped at this level.
-    if ((baseGfn - ugfn) % pages !== 0) linfo.fill(1);
+    const sab = allocSab(lpageCount(baseGfn, npages, level) * 4);
+    initLpageInfo(new Int32Array(sab, 0, lpageCount(baseGfn, npages, level)), level, baseGfn, npages, ugfn);
     out.push(sab);
   }
   return out;
+}
+
+/** Initialise one level's lpage_info (`linfo` holds lpageCount() entries, zero or not). */
+export function initLpageInfo(linfo: Int32Array, level: number, baseGfn: number, npages: number, ugfn: number): void {
+  const n = linfo.length;
+  const pages = pagesPerHpage(level);
+  linfo.fill(0);
+  if (baseGfn % pages !== 0) linfo[0] = 1;
+  if ((baseGfn + npages) % pages !== 0) linfo[n - 1] = 1;
+  // Misaligned guest and host addresses: no huge page can be mapped at this level.
+  if ((baseGfn - ugfn) % pages !== 0) linfo.fill(1);
 }
 
 /** lpage_info_slot(gfn, slot, level)->disallow_lpage */

@@ -85,6 +85,9 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
     const r = fastPageFault(vcpu, slot, gfn, write);
     if (r !== RetPf.RET_PF_INVALID) return r;
   }
+  // kvm_mmu_faultin_pfn(): a slot being deleted or moved (KVM_MEMSLOT_INVALID) is retried until
+  // the update is done, so nothing is mapped for it after kvm_arch_flush_shadow_memslot().
+  if (slot.invalid()) return retry(m);
   if (mmuInvalidateRetryGfnUnsafe(vm, gfn)) {
     count(m, Op.fault_retry);
     return RetPf.RET_PF_RETRY;
@@ -104,7 +107,8 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   fault.pfn = pfn;
   maybeParkAtHook(vm, gfn, HookPoint.kHookAfterFaultin);
 
-  vcpu.topupMmuCache();
+  // A top-up that left the epoch (SRCU) may have slept through a memslot update: start over.
+  if (vcpu.topupMmuCache()) return retry(m);
   const waited = readLock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
   count(m, Op.lock_read);
   if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
