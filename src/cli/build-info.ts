@@ -29,6 +29,9 @@ function git(args: string[]): string | null {
   }
 }
 
+/** What the run's code is built from (dist/ is compiled from src/). */
+const kCodePaths = ['src', 'workers', 'bin', 'benchmarks', 'package.json', 'package-lock.json', 'tsconfig.json'];
+
 let cached: HarnessInfo | null = null;
 
 /**
@@ -44,7 +47,8 @@ export function harnessInfo(): HarnessInfo {
     const head = git(['rev-parse', 'HEAD']);
     commit = head && /^[0-9a-f]{40}$/.test(head) ? head : null;
     if (commit !== null) {
-      const status = git(['status', '--porcelain', '--untracked-files=no']);
+      // Changes to the harness's own code, not to results or reports written into the checkout.
+      const status = git(['status', '--porcelain', '--untracked-files=no', '--', ...kCodePaths]);
       dirty = status === null ? null : status.length > 0;
     }
   }

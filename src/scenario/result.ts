@@ -89,7 +89,7 @@ export interface HarnessInfo {
   version: string;
   /** `git rev-parse HEAD` of the package's checkout, or $MMUH_GIT_COMMIT; null when unknown. */
   commit: string | null;
-  /** Uncommitted changes to tracked files at run time; null when unknown. */
+  /** Uncommitted changes to the harness's tracked code (src, workers, bin, package files) at run time; null when unknown. */
   dirty: boolean | null;
 }
 
