@@ -20,8 +20,6 @@ import { stdoutWriter } from './stdout.js';
 import { statsCommand } from './stats.js';
 import { checkProfileDir, kProfileResultEnv, profileDir, runUnderCpuProf } from './profile.js';
 import { harnessInfo, modelInfo, version } from './build-info.js';
-import { compareCommand, kCompareUsage } from './compare.js';
-import { kReportUsage, reportCommand } from './report.js';
 
 const kUsage = `usage: mmuh <command> [args]
 
@@ -67,12 +65,17 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd === 'report' || cmd === 'compare') {
+    // Loaded on demand: `mmuh run` need not carry the report's modules (startup, and the RSS the
+    // host-sizing estimate counts per process).
+    const c = cmd === 'report'
+      ? await import('./report.js').then((m) => ({ usage: m.kReportUsage, run: m.reportCommand }))
+      : await import('./compare.js').then((m) => ({ usage: m.kCompareUsage, run: m.compareCommand }));
     if (rest.includes('--help') || rest.includes('-h')) {
-      out.write((cmd === 'report' ? kReportUsage : kCompareUsage) + '\n');
+      out.write(c.usage + '\n');
       return 0;
     }
     try {
-      return cmd === 'report' ? reportCommand(rest, out) : compareCommand(rest, out);
+      return c.run(rest, out);
     } catch (e) {
       if (e instanceof UsageError) return die(2, e.message);
       throw e;
