@@ -32,8 +32,8 @@ th,td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
 tr.diff td{background:#fff6d5}td.sig{background:#e3f4e3;font-weight:bold}
 .warning{border:2px solid #c00;background:#fdecea;padding:8px 12px;margin:12px 0}
 .note{color:#555;font-size:12px;max-width:1100px}.model-note{color:#6a4c00;font-size:12px;max-width:1100px}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{max-width:100%;height:auto;border:1px solid #eee}
-figure{margin:0;max-width:560px}table[data-table=config] td{text-align:left;white-space:normal;max-width:360px}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.charts>svg,.charts>figure{flex:1 1 520px;min-width:0}
+.charts svg{width:100%;height:auto;border:1px solid #eee}figure{margin:0}table[data-table=config] td{text-align:left;white-space:normal;max-width:360px}
 .scroll{overflow-x:auto}
 `;
 
