@@ -30,7 +30,7 @@ export function labelsFlag(v: unknown): string[] | null {
 
 export function toolName(): string {
   const h = harnessInfo();
-  return `mmuh report (${h.name} ${h.version}, commit ${h.commit ?? 'unknown'})`;
+  return `mmuh report (${h.name} ${h.version}, commit ${h.commit ?? 'unknown'}${h.dirty ? ' with uncommitted changes' : ''})`;
 }
 
 /** Load, render and write; returns the paths written. */
