@@ -9,7 +9,7 @@
  * process (or the child it ran), in cores.
  */
 import { cpus, loadavg } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readProcStat, type ProcStat } from '../src/scenario/host-info.js';
 
 // ---------------------------------------------------------------------------------------------
 // Figures and results
@@ -108,26 +108,9 @@ export const kNoisySpreadPct = 10;
 // ---------------------------------------------------------------------------------------------
 // Measurement windows
 
-interface ProcStat {
-  /** Busy jiffies (user + nice + system + irq + softirq) summed over CPUs. */
-  busy: number;
-  steal: number;
-  total: number;
-}
-
 let clkTck = 100;
 export function setClockTicks(n: number): void {
   clkTck = n;
-}
-
-function readProcStat(): ProcStat | null {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
-    return { busy: user + nice + system + irq + softirq, steal, total: user + nice + system + idle + iowait + irq + softirq + steal };
-  } catch {
-    return null;
-  }
 }
 
 export interface WindowStart {

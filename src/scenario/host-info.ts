@@ -38,8 +38,8 @@ export interface ProcStat {
   total: number;
 }
 
-/** The first line of /proc/stat (all CPUs), or null where there is none. */
-function readProcStat(): ProcStat | null {
+/** The first line of /proc/stat (all CPUs), or null where there is none (also the benchmarks' windows). */
+export function readProcStat(): ProcStat | null {
   try {
     const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
     const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
