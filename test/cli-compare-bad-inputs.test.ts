@@ -32,18 +32,22 @@ const cases: [string, string[], RegExp][] = [
 
 describe('bad inputs: one line, exit 2', () => {
   for (const [what, files, re] of cases) {
-    it(`compare and report refuse ${what}`, () => {
+    it(`compare refuses ${what}`, () => {
       const c = mmuh(['compare', ...files]);
       expect(c.code, c.err).toBe(2);
       expect(oneLine(c)).toMatch(re);
       expect(c.out).toBe('');
+    });
+  }
+  it('report refuses the same inputs (through the same loader) and writes nothing', () => {
+    for (const [what, files, re] of [cases[0]!, cases[3]!, cases[7]!]) {
       const out = join(dir, `r-${what.replace(/\W/g, '_')}`, 'x.html');
       const r = mmuh(['report', ...files, '-o', out]);
       expect(r.code, r.err).toBe(2);
       expect(oneLine(r)).toMatch(re);
       expect(existsSync(out)).toBe(false);
-    });
-  }
+    }
+  });
   it('usage: one file, no -o, an -o that is not .html, an unknown flag, labels that do not fit', () => {
     const usage: [string[], RegExp][] = [
       [['compare', example], /needs two or more result files/],
