@@ -14,11 +14,12 @@ import { freemem } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { formatSize, parseSize, UsageError } from './flags.js';
 import type { MemstressConfig, MemstressLayout } from './memstress-vm.js';
+import { backingPageOrder, isHugetlbBacking } from '../host/mm.js';
 
 /** Host size and hugetlb pools that fit the scenario. */
 export function sizeHost(c: MemstressConfig, l: MemstressLayout): { memory: number; hugepages2m: number; hugepages1g: number } {
   const perVm = l.guestPages * 4096;
-  const huge = c.backing === 'anonymous_hugetlb_2mb' ? 2 ** 21 : c.backing === 'anonymous_hugetlb_1gb' ? 2 ** 30 : 0;
+  const huge = isHugetlbBacking(c.backing) ? 4096 * 2 ** backingPageOrder(c.backing) : 0;
   const hugePages = huge ? (perVm / huge) * c.vms : 0;
   const slack = 64 * 2 ** 20;
   // Host.create() reserves each node's share of the hugetlb pool from that node's own memory

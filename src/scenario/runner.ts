@@ -19,6 +19,8 @@ import { HistogramMerger } from '../metrics/histogram.js';
 import type { StreamSpec } from '../workload/memstress.js';
 import { allocSab } from '../shm/arena.js';
 import { type PhaseTask, type PhaseTaskResult, type VcpuPhaseResult, type VcpuWork, PhaseSync } from './worker-runtime.js';
+import { BoardLayout, boardRing, type UffdMode, type Userfaultfd } from '../host/userfaultfd.js';
+import type { UffdReaderResult, UffdReaderStats, UffdReaderTask, UffdReaderWork } from './uffd-reader-runtime.js';
 
 export interface VcpuRef {
   /** Index into runner.vms */
@@ -33,6 +35,22 @@ export interface PhaseOutcome {
   modeledNs: number;
   vcpus: VcpuPhaseResult[];
   counters: Float64Array;
+  /** The userfaultfd readers' work in this phase (null without readers). */
+  uffdReaders: UffdReaderStats[] | null;
+}
+
+/**
+ * The VMM's userfaultfd reader threads for the phases of a run: `readers` per uffd, the
+ * (uffd, reader) pairs spread round-robin over `threads` worker threads.
+ */
+export interface UffdReaderConfig {
+  uffds: { uffd: Userfaultfd; vm: number; mode: UffdMode; readers: number }[];
+  threads: number;
+  readerBoard: SharedArrayBuffer;
+  /** demand_paging_size in 4K pages. */
+  resolvePages: number;
+  delayNs: number;
+  realDelay: boolean;
 }
 
 export interface RunnerOptions {
@@ -41,9 +59,11 @@ export interface RunnerOptions {
   sliceAccesses?: number;
   /** Time 1 in N faults in wall time (default 16, as the CLI); all are timed in modeled time. */
   wallEvery?: number;
+  uffd?: UffdReaderConfig;
 }
 
 const kWorkerFile = fileURLToPath(new URL('../../workers/vcpu-worker.js', import.meta.url));
+const kReaderFile = fileURLToPath(new URL('../../workers/uffd-reader-worker.js', import.meta.url));
 
 export class Runner {
   readonly pool: Piscina;
@@ -53,6 +73,9 @@ export class Runner {
   readonly histograms = new HistogramMerger();
   readonly phases: PhaseOutcome[] = [];
   private closed = false;
+  /** Reader threads' pool and each thread's share of the (uffd, reader) pairs. */
+  readonly readerPool: Piscina | null = null;
+  private readonly readerWork: UffdReaderWork[][] = [];
 
   constructor(readonly host: Host, readonly vms: Vm[], readonly opts: RunnerOptions) {
     const n = opts.workers;
@@ -68,6 +91,54 @@ export class Runner {
     this.shards = [];
     const per = Math.ceil(all.length / n);
     for (let s = 0; s < n; s++) this.shards.push(all.slice(s * per, (s + 1) * per));
+    const u = opts.uffd;
+    if (u !== undefined) {
+      if (!(u.threads >= 1 && u.threads <= 31)) throw new RangeError(`uffd reader threads must be 1..31 (bits of the reader board), got ${u.threads}`);
+      this.readerPool = new Piscina({
+        filename: kReaderFile, minThreads: u.threads, maxThreads: u.threads, idleTimeout: Infinity, concurrentTasksPerWorker: 1,
+        resourceLimits: { maxOldGenerationSizeMb: 512 },
+      });
+      for (let t = 0; t < u.threads; t++) this.readerWork.push([]);
+      let pair = 0;
+      for (const e of u.uffds) {
+        let mask = 0;
+        for (let r = 0; r < e.readers; r++, pair++) {
+          const t = pair % u.threads;
+          mask |= 1 << t;
+          const list = this.readerWork[t]!;
+          const last = list[list.length - 1];
+          if (last !== undefined && last.uffd.id === e.uffd.id) last.readers++;
+          else list.push({ uffd: e.uffd.handle, mode: e.mode, readers: 1, firstReader: r, readerStride: u.threads, vmas: [] });
+        }
+        e.uffd.setReaders(mask);
+      }
+    }
+  }
+
+  /** Start the reader threads of a phase (uffd_setup_demand_paging()'s pthread_create()s). */
+  private startReaders(phase: string): Promise<UffdReaderResult[]> | null {
+    const u = this.opts.uffd;
+    if (u === undefined || this.readerPool === null) return null;
+    const rb = new Int32Array(u.readerBoard);
+    Atomics.store(rb, BoardLayout.kStop, 0);
+    const vmOf = new Map(u.uffds.map((e) => [e.uffd.id, e.vm]));
+    return Promise.all(this.readerWork.map((work, slot) => {
+      const task: UffdReaderTask = {
+        slot, host: this.host.handle, readerBoard: u.readerBoard, resolvePages: u.resolvePages, delayNs: u.delayNs, realDelay: u.realDelay,
+        cost: this.opts.cost, histogram: `${phase}.uffd_resolve`,
+        work: work.map((w) => ({ ...w, vmas: this.vms[vmOf.get(w.uffd.id)!]!.vmas.map((v) => v.handle) })),
+      };
+      return this.readerPool!.run(task) as Promise<UffdReaderResult>;
+    }));
+  }
+
+  /** uffd_stop_demand_paging(): the vCPUs joined; every reader stops once it finds nothing. */
+  private stopReaders(): void {
+    const u = this.opts.uffd;
+    if (u === undefined) return;
+    const rb = new Int32Array(u.readerBoard);
+    Atomics.store(rb, BoardLayout.kStop, 1);
+    for (let t = 0; t < u.threads; t++) boardRing(rb, t);
   }
 
   /** Run one phase: every vCPU executes the stream `streamFor` gives it; resolves at the barrier. */
@@ -99,13 +170,18 @@ export class Runner {
       const task: PhaseTask = {
         runId: this.runId, slot, phase: name, host, vms: vmHandles, work, cost: this.opts.cost,
         sliceAccesses: this.opts.sliceAccesses ?? 4096, wallEvery: this.opts.wallEvery ?? 16, faultHistogram,
-        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts,
+        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts, uffdLockstep: busy === 1 && this.opts.uffd !== undefined,
       };
       return this.pool.run(task, { transferList: vmaPorts.map((p) => p.port) }) as Promise<PhaseTaskResult>;
     });
     let results: PhaseTaskResult[];
+    let readerResults: UffdReaderResult[] | null = null;
+    const readers = this.startReaders(name);
+    // A failing reader fails the phase too (its vCPUs would sleep forever): race it against them.
+    readers?.catch(() => {});
     try {
-      const all = Promise.all(tasks.filter((t) => t !== null)) as Promise<PhaseTaskResult[]>;
+      const vcpuTasks = Promise.all(tasks.filter((t) => t !== null)) as Promise<PhaseTaskResult[]>;
+      const all = readers === null ? vcpuTasks : Promise.race([vcpuTasks, readers.then(() => new Promise<never>(() => {}))]);
       if (vmmStep !== undefined) {
         let settled = false;
         const watched = all.finally(() => (settled = true));
@@ -115,7 +191,10 @@ export class Runner {
         else await vmmAlongside(vmmStep, () => settled);
       }
       results = await all;
+      this.stopReaders();
+      if (readers !== null) readerResults = await readers;
     } catch (e) {
+      this.stopReaders();
       await this.close();
       throw e;
     } finally {
@@ -129,15 +208,25 @@ export class Runner {
       vcpus.push(...r.vcpus);
       this.histograms.add(r.histograms);
     }
+    let uffdReaders: UffdReaderStats[] | null = null;
+    if (readerResults !== null) {
+      uffdReaders = [];
+      for (const r of readerResults) {
+        addCounters(counters, r.counters);
+        uffdReaders.push(...r.readers);
+        this.histograms.add(r.histograms);
+      }
+      uffdReaders.sort((a, b) => a.uffd - b.uffd || a.reader - b.reader);
+    }
     addCounters(this.counters, counters);
-    const outcome: PhaseOutcome = { name, wallNs, modeledNs: Math.max(0, ...vcpus.map((v) => v.modeledNs)), vcpus, counters };
+    const outcome: PhaseOutcome = { name, wallNs, modeledNs: phaseModeledNs(vcpus, uffdReaders, this.opts.uffd), vcpus, counters, uffdReaders };
     this.phases.push(outcome);
     return outcome;
   }
 
   /** Record a VMM-side step (main thread) as its own phase. */
   vmmPhase(name: string, wallNs: number, counters: Float64Array): PhaseOutcome {
-    const outcome: PhaseOutcome = { name, wallNs, modeledNs: modeledNs(counters, this.opts.cost), vcpus: [], counters };
+    const outcome: PhaseOutcome = { name, wallNs, modeledNs: modeledNs(counters, this.opts.cost), vcpus: [], counters, uffdReaders: null };
     addCounters(this.counters, counters);
     this.phases.push(outcome);
     return outcome;
@@ -147,7 +236,24 @@ export class Runner {
     if (this.closed) return;
     this.closed = true;
     await this.pool.destroy();
+    await this.readerPool?.destroy();
   }
+}
+
+/**
+ * Modeled phase time: vCPUs run in parallel, so the slowest vCPU's clock (which holds the time it
+ * slept in userfaults, each the modeled ns of the resolution that woke it). Queueing behind other
+ * messages is not modelled (a message's wait does not depend on interleaving, so the figure is
+ * deterministic), but the phase cannot end before the readers of the busiest uffd did their
+ * work: Σ of their resolutions' modeled ns over the readers they have, as if perfectly shared.
+ */
+function phaseModeledNs(vcpus: VcpuPhaseResult[], readers: UffdReaderStats[] | null, u: UffdReaderConfig | undefined): number {
+  let t = Math.max(0, ...vcpus.map((v) => v.modeledNs));
+  if (readers === null || u === undefined) return t;
+  const work = new Map<number, number>();
+  for (const r of readers) work.set(r.uffd, (work.get(r.uffd) ?? 0) + r.modeledNs);
+  for (const e of u.uffds) t = Math.max(t, (work.get(e.uffd.id) ?? 0) / e.readers);
+  return t;
 }
 
 type WaitAsync = (a: Int32Array, i: number, v: number, timeoutMs: number) => { async: boolean; value: Promise<string> | string };

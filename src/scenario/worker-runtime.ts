@@ -17,6 +17,7 @@ import { MemstressStream, type StreamSpec } from '../workload/memstress.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { VmLayout } from '../kvm/vm-layout.js';
 import { KvmExit } from '../kvm/vcpu-layout.js';
+import { boardCancelSleep, boardPrepareSleep, boardSleep } from '../host/userfaultfd.js';
 
 export interface VcpuWork {
   vm: number;
@@ -45,6 +46,12 @@ export interface PhaseTask {
   sync: SharedArrayBuffer | null;
   /** One port per VM (index into vms) this task runs: VMAs the VMM maps during the phase. */
   vmaPorts: { vm: number; port: MessagePort }[];
+  /**
+   * The only worker, with userfaultfd readers: after every round wait until each vCPU that fell
+   * asleep in a userfault is woken, so how fast the readers are does not change which vCPU runs
+   * when (and so the counts, and modeled time, of a seed are the same every run).
+   */
+  uffdLockstep: boolean;
 }
 
 export const enum PhaseSync {
@@ -103,6 +110,8 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
   const a = attach(task);
   const m = a.ctx.metrics;
   m.reset();
+  // This worker is one host CPU: a userfaultfd wake of one of its vCPUs rings this line.
+  a.ctx.hostThread.uffdCpu = task.slot;
   const hists = new HistogramSet();
   try {
     const faultHist = hists.get(task.faultHistogram);
@@ -125,10 +134,18 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
     const mmioExits = new Float64Array(vcpus.length);
     while (live > 0) {
       let progressed = false;
+      let asleep = 0;
       for (let i = 0; i < vcpus.length; i++) {
         if (done[i]) continue;
         const v = vcpus[i]!;
         let n = v.run(streams[i]!, task.sliceAccesses, faultHist, task.wallEvery);
+        // Asleep in a userfault (possibly again, after it ran): not done, and not runnable
+        // until a reader wakes it.
+        if (v.uffdWait !== null) {
+          if (n > 0) progressed = true;
+          asleep++;
+          continue;
+        }
         // The VMM's KVM_RUN loop: complete each KVM_EXIT_MMIO (no device here: loads read 0,
         // stores are dropped) and run again for the rest of the slice; the next run() retires
         // the emulated access (complete_emulated_mmio). An exit at the end of the slice is
@@ -146,13 +163,17 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
           progressed = true;
         }
       }
+      if (task.uffdLockstep && asleep > 0) while (!waitForUffdWake(vcpus, done, task.slot, true));
       if (sync !== null) {
         // Deterministic VMM point: after every round (also one where every vCPU waits on a full
         // ring: the VMM's harvest and reset at this point is what lets them go on).
         if (live > 0) parkForVmm(sync);
       } else if (!progressed && live > 0) {
-        const w = vcpus.find((_, i) => !done[i])!.vm.w;
-        Atomics.wait(w, VmLayout.kVmRingResetGen, Atomics.load(w, VmLayout.kVmRingResetGen), 1);
+        if (asleep > 0) waitForUffdWake(vcpus, done, task.slot, false);
+        else {
+          const w = vcpus.find((_, i) => !done[i])!.vm.w;
+          Atomics.wait(w, VmLayout.kVmRingResetGen, Atomics.load(w, VmLayout.kVmRingResetGen), 1);
+        }
       }
     }
     a.ctx.hostThread.drain();
@@ -182,6 +203,33 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
     a.ctx.hostThread.drain();
     hists.destroy();
   }
+}
+
+/**
+ * vCPUs here are asleep in userfaults: sleep on this worker's wake-board line until a reader's
+ * wake rings it (boardRing()'s pair: raise the flag, read the seq, re-check the vCPUs, sleep on
+ * the seq). Returns whether the condition held at the re-check: some sleeper runnable, or with
+ * `all` every one. Bounded (50 ms) so a vCPU left waiting on a full dirty ring is re-polled too.
+ */
+function waitForUffdWake(vcpus: Vcpu[], done: Uint8Array, slot: number, all: boolean): boolean {
+  let board: Int32Array | null = null;
+  for (let i = 0; i < vcpus.length && board === null; i++) if (!done[i] && vcpus[i]!.uffdWait !== null) board = vcpus[i]!.uffdWait!.board;
+  if (board === null) return true;
+  const seq = boardPrepareSleep(board, slot);
+  let asleep = 0;
+  let runnable = 0;
+  for (let i = 0; i < vcpus.length; i++) {
+    const v = vcpus[i]!;
+    if (done[i] || v.uffdWait === null) continue;
+    asleep++;
+    if (v.uffdRunnable()) runnable++;
+  }
+  if (all ? runnable === asleep : runnable > 0) {
+    boardCancelSleep(board, slot);
+    return true;
+  }
+  boardSleep(board, slot, seq, 50);
+  return false;
 }
 
 /** Park until the VMM thread ran its step (see vmmAtRounds() in runner.ts for the pair). */
