@@ -181,6 +181,8 @@ export class HostThread {
   uffdWaiter = -1;
   uffdCpu = 0;
   faultWrite = false;
+  /** The fault is one the wall-clock histograms sample. */
+  faultTimed = false;
   uffdBlocked: import('./userfaultfd.js').Userfaultfd | null = null;
   /** >= 0 after a userfault found resolved before the thread slept (kHostFaultUffd still): its modeled ns. */
   uffdSleptNs = -1;

@@ -223,7 +223,7 @@ function userfaultFor(vma: Vma, r: UffdRange, g: number): boolean {
 function handleUserfault(t: HostThread, vma: Vma, idx: number, g: number, r: UffdRange): number {
   if (t.uffdWaiter < 0) fail('EFAULT', `the VMM thread touched page ${idx} of a userfaultfd-registered ${vma.backing} mapping with no reader to serve it`);
   const flags = (t.faultWrite ? UffdFlag.UFFD_PAGEFAULT_FLAG_WRITE : 0) | (r.mode === UffdMode.MINOR ? UffdFlag.UFFD_PAGEFAULT_FLAG_MINOR : 0);
-  r.uffd.queueFault(t.uffdWaiter, t.uffdCpu, vma.id, idx - (idx & ((1 << vma.granuleOrder) - 1)), flags);
+  r.uffd.queueFault(t.uffdWaiter, t.uffdCpu, vma.id, idx - (idx & ((1 << vma.granuleOrder) - 1)), flags, t.faultTimed);
   t.uffdBlocked = r.uffd;
   if (Atomics.load(vma.map, g) !== 0) t.uffdSleptNs = r.uffd.cancelFault(t.uffdWaiter);
   return kHostFaultUffd;

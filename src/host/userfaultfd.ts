@@ -92,6 +92,8 @@ export const enum WaiterLayout {
  */
 export const enum BoardLayout {
   kStop = 0,
+  /** vCPU workers still running vCPUs (a worker hosting readers serves until it is 0). */
+  kLiveWorkers = 1,
   kSeq = 0,
   kSleeping = 1,
 }
@@ -227,7 +229,7 @@ export class Userfaultfd {
   waiterFlags(waiter: number): number {
     return this.ww[waiter * WaiterLayout.kWaiterWords + WaiterLayout.kFlags]!;
   }
-  /** When the message was queued: wall ms on the performance.timeOrigin scale. */
+  /** When the message was queued: wall ms on the performance.timeOrigin scale (0: not sampled). */
   waiterQueuedAt(waiter: number): number {
     return this.wf[(waiter * WaiterLayout.kWaiterWords + WaiterLayout.kQueuedAt) >> 1]!;
   }
@@ -279,7 +281,7 @@ export class Userfaultfd {
    * message on fault_pending_wqh and wake a reader. The caller then re-checks the page table
    * (userfaultfd_must_wait()) and either sleeps or cancels.
    */
-  queueFault(waiter: number, cpu: number, vma: number, idx: number, flags: number): void {
+  queueFault(waiter: number, cpu: number, vma: number, idx: number, flags: number, stamp: boolean): void {
     const ww = this.ww;
     const base = waiter * WaiterLayout.kWaiterWords;
     spinLock(this.w, UffdLayout.kUffdLock);
@@ -291,7 +293,8 @@ export class Userfaultfd {
     ww[base + WaiterLayout.kIdx] = idx;
     ww[base + WaiterLayout.kFlags] = flags;
     ww[base + WaiterLayout.kCpu] = cpu;
-    this.wf[(base + WaiterLayout.kQueuedAt) >> 1] = performance.timeOrigin + performance.now();
+    // Wall-clock stamps only for the faults the wall histograms sample (a clock read costs).
+    this.wf[(base + WaiterLayout.kQueuedAt) >> 1] = stamp ? performance.timeOrigin + performance.now() : 0;
     const tail = this.w[UffdLayout.kUffdPendingTail]!;
     ww[base + WaiterLayout.kPrev] = tail;
     ww[base + WaiterLayout.kNext] = -1;

@@ -349,6 +349,7 @@ export class Vcpu {
     const tm = m.t;
     const tw = timeWall ? performance.now() : 0;
     this.faultSleptNs = 0;
+    this.vm.ctx.hostThread.faultTimed = timeWall;
     const r = kvmTdpPageFault(this, gfn, write, present);
     if (r === RetPf.RET_PF_UFFD_BLOCKED) this.sleepInUffd(tm, tw, timeWall);
     else this.finishFault(r, gfn, write, tm, tw, timeWall);

@@ -36,7 +36,7 @@ export const demandPaging: ScenarioDef = {
     { name: 'uffd-single', short: 'a', type: 'bool', default: false, help: 'one userfaultfd for all of guest memory instead of one per vCPU region (implied by -o; needs -u)' },
     { name: 'uffd-delay', short: 'd', type: 'int', default: 0, min: 0, max: 2 ** 31 - 1, help: 'delay in usec the uffd handler adds before each resolution (modeled; see --uffd-delay-wall)' },
     { name: 'uffd-readers', short: 'r', type: 'int', default: 1, min: 1, max: 1024, help: 'reader threads per userfaultfd' },
-    { name: 'uffd-threads', type: 'int', default: null, min: 1, max: 31, help: 'worker threads the uffd readers run on (default: min(readers, max(1, cores - workers)))' },
+    { name: 'uffd-threads', type: 'int', default: 0, min: 0, max: 31, help: 'dedicated threads the uffd readers run on; 0: on the vCPU workers, each uffd\'s readers beside its vCPUs, as reader and vCPU threads share the host CPUs' },
     { name: 'uffd-delay-wall', type: 'bool', default: false, help: 'also sleep the -d delay for real in the readers (by default it is modeled time only)' },
     { name: 'pin-vcpus', short: 'c', type: 'string', default: null, help: 'vCPU-to-pCPU list (kvm_parse_vcpu_pinning); validated and recorded, not applied: worker threads cannot be pinned' },
     { name: 'debug', type: 'bool', default: false, help: 'print the PER_VCPU_DEBUG lines (per-vCPU execution time, per-reader pages)' },
@@ -99,10 +99,9 @@ function setupDemandPaging(host: Host, vms: Vm[], c: MemstressConfig, l: Memstre
   const mode = f['uffd-mode'] === 'MINOR' ? UffdMode.MINOR : UffdMode.MISSING;
   const single = (f['uffd-single'] as boolean) || c.overlap;
   const readers = f['uffd-readers'] as number;
-  const totalReaders = readers * vms.length * (single ? 1 : c.vcpus);
-  const threads = (f['uffd-threads'] as number | null) ?? Math.min(totalReaders, 31, Math.max(1, availableParallelism() - Math.min(c.workers, vms.length * c.vcpus)));
+  const threads = f['uffd-threads'] as number;
   const board = createWakeBoard(Math.min(c.workers, vms.length * c.vcpus));
-  const readerBoard = createWakeBoard(threads);
+  const readerBoard = threads > 0 ? createWakeBoard(threads) : board;
   const ht = host.thread();
   const entries: UffdReaderConfig['uffds'] = [];
   const uffds: Userfaultfd[] = [];
@@ -123,14 +122,14 @@ function setupDemandPaging(host: Host, vms: Vm[], c: MemstressConfig, l: Memstre
         uffdioRegister(slot.vma, uffd, start, hi - lo, mode);
       }
       uffds.push(uffd);
-      entries.push({ uffd, vm: v, mode, readers });
+      entries.push({ uffd, vm: v, vcpus: single ? Array.from({ length: c.vcpus }, (_, k) => k) : [i], mode, readers });
     }
   }
   ht.drain();
   return {
     uffds,
     config: {
-      uffds: entries, threads, readerBoard, resolvePages: 2 ** backingPageOrder(c.backing),
+      uffds: entries, threads, board, readerBoard, resolvePages: 2 ** backingPageOrder(c.backing),
       delayNs: (f['uffd-delay'] as number) * 1000, realDelay: f['uffd-delay-wall'] as boolean,
     },
   };
@@ -172,12 +171,13 @@ export async function runDemandPaging(c: MemstressConfig, random: boolean, flags
     const stats: Record<string, StatsSnapshot> = { 'demand-paging': statsSnapshot(vms) };
     const t = stats['demand-paging']!.total;
     const info = hostInfo(start, Math.min(c.workers, nrVcpus) + (uffd?.config.threads ?? 0));
+    const readerThreads = uffd === null ? 0 : uffd.config.threads;
     const uffdMetrics: Record<string, number> = {};
     if (uffd !== null) {
       const rs = phase.uffdReaders ?? [];
       uffdMetrics.uffds = uffd.uffds.length;
       uffdMetrics.uffdReaders = rs.length;
-      uffdMetrics.uffdReaderThreads = uffd.config.threads;
+      uffdMetrics.uffdReaderThreads = readerThreads;
       uffdMetrics.uffdResolved = rs.reduce((s, r) => s + r.pages, 0);
       uffdMetrics.uffdEexist = rs.reduce((s, r) => s + r.eexist, 0);
       // Every fault was woken: nothing may be left on either wait queue once the vCPUs joined.

@@ -44,8 +44,15 @@ export interface PhaseOutcome {
  * (uffd, reader) pairs spread round-robin over `threads` worker threads.
  */
 export interface UffdReaderConfig {
-  uffds: { uffd: Userfaultfd; vm: number; mode: UffdMode; readers: number }[];
+  /** Each uffd, its VM (index into runner.vms), the vCPUs that fault on it, and its readers. */
+  uffds: { uffd: Userfaultfd; vm: number; vcpus: number[]; mode: UffdMode; readers: number }[];
+  /**
+   * Dedicated reader threads, or 0: the readers run on the vCPU workers, each uffd's on the
+   * workers of its vCPUs (reader and vCPU threads sharing the host CPUs). Then `readerBoard` must
+   * be `board`, the vCPU workers' wake board, which the uffds ring for messages.
+   */
   threads: number;
+  board: SharedArrayBuffer;
   readerBoard: SharedArrayBuffer;
   /** demand_paging_size in 4K pages. */
   resolvePages: number;
@@ -93,26 +100,40 @@ export class Runner {
     for (let s = 0; s < n; s++) this.shards.push(all.slice(s * per, (s + 1) * per));
     const u = opts.uffd;
     if (u !== undefined) {
-      if (!(u.threads >= 1 && u.threads <= 31)) throw new RangeError(`uffd reader threads must be 1..31 (bits of the reader board), got ${u.threads}`);
-      this.readerPool = new Piscina({
-        filename: kReaderFile, minThreads: u.threads, maxThreads: u.threads, idleTimeout: Infinity, concurrentTasksPerWorker: 1,
-        resourceLimits: { maxOldGenerationSizeMb: 512 },
-      });
-      for (let t = 0; t < u.threads; t++) this.readerWork.push([]);
+      if (!(u.threads >= 0 && u.threads <= 31 && n <= 31)) throw new RangeError(`uffd readers run on at most 31 threads (bits of the reader board), got ${u.threads} reader threads, ${n} workers`);
+      if (u.threads > 0) {
+        this.readerPool = new Piscina({
+          filename: kReaderFile, minThreads: u.threads, maxThreads: u.threads, idleTimeout: Infinity, concurrentTasksPerWorker: 1,
+          resourceLimits: { maxOldGenerationSizeMb: 512 },
+        });
+      }
+      const hosts = u.threads > 0 ? u.threads : n;
+      for (let t = 0; t < hosts; t++) this.readerWork.push([]);
+      const shardOf = new Map<string, number>();
+      this.shards.forEach((refs, s) => refs.forEach((r) => shardOf.set(`${r.vm}/${r.vcpu}`, s)));
       let pair = 0;
       for (const e of u.uffds) {
         let mask = 0;
+        // Inline: the workers that run this uffd's vCPUs, in order.
+        const own = u.threads > 0 ? null : [...new Set(e.vcpus.map((v) => shardOf.get(`${e.vm}/${v}`)!))].sort((a, b) => a - b);
         for (let r = 0; r < e.readers; r++, pair++) {
-          const t = pair % u.threads;
+          const t = own === null ? pair % u.threads : own[r % own.length]!;
           mask |= 1 << t;
           const list = this.readerWork[t]!;
           const last = list[list.length - 1];
           if (last !== undefined && last.uffd.id === e.uffd.id) last.readers++;
-          else list.push({ uffd: e.uffd.handle, mode: e.mode, readers: 1, firstReader: r, readerStride: u.threads, vmas: [] });
+          else list.push({ uffd: e.uffd.handle, mode: e.mode, readers: 1, firstReader: r, readerStride: own === null ? u.threads : own.length, vmas: [] });
         }
         e.uffd.setReaders(mask);
       }
     }
+  }
+
+  /** Start the reader threads of a phase (uffd_setup_demand_paging()'s pthread_create()s). */
+  /** A thread's share of the readers with the VMAs of each uffd's VMM process. */
+  private readerWorkFor(slot: number): UffdReaderWork[] {
+    const vmOf = new Map(this.opts.uffd!.uffds.map((e) => [e.uffd.id, e.vm]));
+    return this.readerWork[slot]!.map((w) => ({ ...w, vmas: this.vms[vmOf.get(w.uffd.id)!]!.vmas.map((v) => v.handle) }));
   }
 
   /** Start the reader threads of a phase (uffd_setup_demand_paging()'s pthread_create()s). */
@@ -121,12 +142,10 @@ export class Runner {
     if (u === undefined || this.readerPool === null) return null;
     const rb = new Int32Array(u.readerBoard);
     Atomics.store(rb, BoardLayout.kStop, 0);
-    const vmOf = new Map(u.uffds.map((e) => [e.uffd.id, e.vm]));
-    return Promise.all(this.readerWork.map((work, slot) => {
+    return Promise.all(this.readerWork.map((_, slot) => {
       const task: UffdReaderTask = {
         slot, host: this.host.handle, readerBoard: u.readerBoard, resolvePages: u.resolvePages, delayNs: u.delayNs, realDelay: u.realDelay,
-        cost: this.opts.cost, histogram: `${phase}.uffd_resolve`,
-        work: work.map((w) => ({ ...w, vmas: this.vms[vmOf.get(w.uffd.id)!]!.vmas.map((v) => v.handle) })),
+        cost: this.opts.cost, histogram: `${phase}.uffd_resolve`, work: this.readerWorkFor(slot),
       };
       return this.readerPool!.run(task) as Promise<UffdReaderResult>;
     }));
@@ -159,6 +178,9 @@ export class Runner {
     // Each task gets a VMA port per VM it runs, so memory the VMM maps during the phase (for
     // slots it creates meanwhile) reaches the worker (Vm.watchVmas()).
     const unwatch: (() => void)[] = [];
+    const u = this.opts.uffd;
+    const inline = u !== undefined && u.threads === 0;
+    if (inline) Atomics.store(new Int32Array(u.board), BoardLayout.kLiveWorkers, busy);
     const tasks = this.shards.map((refs, slot) => {
       if (refs.length === 0) return null;
       const work: VcpuWork[] = refs.map((r) => ({ vm: r.vm, vcpu: r.vcpu, stream: streamFor(r) }));
@@ -170,7 +192,11 @@ export class Runner {
       const task: PhaseTask = {
         runId: this.runId, slot, phase: name, host, vms: vmHandles, work, cost: this.opts.cost,
         sliceAccesses: this.opts.sliceAccesses ?? 4096, wallEvery: this.opts.wallEvery ?? 16, faultHistogram,
-        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts, uffdLockstep: busy === 1 && this.opts.uffd !== undefined,
+        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts, uffdLockstep: busy === 1 && u !== undefined && !inline,
+        uffdReaders: !inline ? null : {
+          work: this.readerWorkFor(slot), histogram: `${name}.uffd_resolve`, board: u.board, workers: this.shards.length,
+          resolvePages: u.resolvePages, delayNs: u.delayNs, realDelay: u.realDelay, cost: this.opts.cost,
+        },
       };
       return this.pool.run(task, { transferList: vmaPorts.map((p) => p.port) }) as Promise<PhaseTaskResult>;
     });
@@ -209,7 +235,11 @@ export class Runner {
       this.histograms.add(r.histograms);
     }
     let uffdReaders: UffdReaderStats[] | null = null;
-    if (readerResults !== null) {
+    if (inline) {
+      uffdReaders = [];
+      for (const r of results) uffdReaders.push(...r.uffdReaders!);
+      uffdReaders.sort((a, b) => a.uffd - b.uffd || a.reader - b.reader);
+    } else if (readerResults !== null) {
       uffdReaders = [];
       for (const r of readerResults) {
         addCounters(counters, r.counters);

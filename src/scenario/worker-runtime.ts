@@ -17,7 +17,8 @@ import { MemstressStream, type StreamSpec } from '../workload/memstress.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { VmLayout } from '../kvm/vm-layout.js';
 import { KvmExit } from '../kvm/vcpu-layout.js';
-import { boardCancelSleep, boardPrepareSleep, boardSleep } from '../host/userfaultfd.js';
+import { BoardLayout, boardCancelSleep, boardPrepareSleep, boardRing, boardSleep } from '../host/userfaultfd.js';
+import { UffdReaders, type UffdReaderOptions, type UffdReaderStats, type UffdReaderWork } from './uffd-reader-runtime.js';
 
 export interface VcpuWork {
   vm: number;
@@ -52,6 +53,12 @@ export interface PhaseTask {
    * when (and so the counts, and modeled time, of a seed are the same every run).
    */
   uffdLockstep: boolean;
+  /**
+   * userfaultfd readers that share this worker with its vCPUs (reader and vCPU threads on the
+   * same host CPU), or null. `board` is the vCPU workers' wake board, whose kLiveWorkers word
+   * counts the workers still running vCPUs: one hosting readers serves until it is 0.
+   */
+  uffdReaders: (UffdReaderOptions & { work: UffdReaderWork[]; histogram: string; board: SharedArrayBuffer; workers: number }) | null;
 }
 
 export const enum PhaseSync {
@@ -78,6 +85,8 @@ export interface PhaseTaskResult {
   counters: Float64Array;
   vcpus: VcpuPhaseResult[];
   histograms: EncodedHistograms;
+  /** Readers this worker ran (uffdReaders), or null. */
+  uffdReaders: UffdReaderStats[] | null;
 }
 
 interface Attached {
@@ -132,6 +141,9 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
     const done = new Uint8Array(vcpus.length);
     const sync = task.sync === null ? null : new Int32Array(task.sync);
     const mmioExits = new Float64Array(vcpus.length);
+    const ur = task.uffdReaders;
+    const readers = ur === null ? null : new UffdReaders(a.ctx.hostThread, m, hists.get(ur.histogram), ur.work, ur);
+    const board = ur === null ? null : new Int32Array(ur.board);
     while (live > 0) {
       let progressed = false;
       let asleep = 0;
@@ -163,19 +175,23 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
           progressed = true;
         }
       }
-      if (task.uffdLockstep && asleep > 0) while (!waitForUffdWake(vcpus, done, task.slot, true));
+      // The readers here serve what the round queued (and what other workers' vCPUs queued).
+      const served = readers === null ? 0 : readers.drain();
+      if (served > 0) progressed = true;
+      if (task.uffdLockstep && asleep > 0) while (!waitForUffdWake(vcpus, done, task.slot, true, readers));
       if (sync !== null) {
         // Deterministic VMM point: after every round (also one where every vCPU waits on a full
         // ring: the VMM's harvest and reset at this point is what lets them go on).
         if (live > 0) parkForVmm(sync);
       } else if (!progressed && live > 0) {
-        if (asleep > 0) waitForUffdWake(vcpus, done, task.slot, false);
+        if (asleep > 0) waitForUffdWake(vcpus, done, task.slot, false, readers);
         else {
           const w = vcpus.find((_, i) => !done[i])!.vm.w;
           Atomics.wait(w, VmLayout.kVmRingResetGen, Atomics.load(w, VmLayout.kVmRingResetGen), 1);
         }
       }
     }
+    if (board !== null) serveUntilAllJoined(board, readers!, task.slot, ur!.workers);
     a.ctx.hostThread.drain();
     for (const vm of a.vms.values()) vm.reclaimPtPages();
     return {
@@ -188,6 +204,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
         modeledNs: v.modeledNs() - before[i]!.modeled, wallNs: v.wallNs() - before[i]!.wall, mmioExits: mmioExits[i]!,
       })),
       histograms: hists.encode(),
+      uffdReaders: readers?.stats() ?? null,
     };
   } finally {
     for (const p of task.vmaPorts) {
@@ -211,11 +228,16 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
  * the seq). Returns whether the condition held at the re-check: some sleeper runnable, or with
  * `all` every one. Bounded (50 ms) so a vCPU left waiting on a full dirty ring is re-polled too.
  */
-function waitForUffdWake(vcpus: Vcpu[], done: Uint8Array, slot: number, all: boolean): boolean {
+function waitForUffdWake(vcpus: Vcpu[], done: Uint8Array, slot: number, all: boolean, readers: UffdReaders | null): boolean {
   let board: Int32Array | null = null;
   for (let i = 0; i < vcpus.length && board === null; i++) if (!done[i] && vcpus[i]!.uffdWait !== null) board = vcpus[i]!.uffdWait!.board;
   if (board === null) return true;
   const seq = boardPrepareSleep(board, slot);
+  // A message for the readers here is work too (a queued fault rings this line).
+  if (readers !== null && readers.readable()) {
+    boardCancelSleep(board, slot);
+    return !all;
+  }
   let asleep = 0;
   let runnable = 0;
   for (let i = 0; i < vcpus.length; i++) {
@@ -230,6 +252,25 @@ function waitForUffdWake(vcpus: Vcpu[], done: Uint8Array, slot: number, all: boo
   }
   boardSleep(board, slot, seq, 50);
   return false;
+}
+
+/**
+ * This worker's vCPUs are done; its readers may still be the ones other workers' vCPUs wait on.
+ * Leave the live count (the last one out rings every worker) and serve until it is 0.
+ */
+function serveUntilAllJoined(board: Int32Array, readers: UffdReaders, slot: number, workers: number): void {
+  if (Atomics.sub(board, BoardLayout.kLiveWorkers, 1) === 1) for (let s = 0; s < workers; s++) boardRing(board, s);
+  if (readers.empty) return;
+  while (Atomics.load(board, BoardLayout.kLiveWorkers) > 0) {
+    if (readers.drain() > 0) continue;
+    const seq = boardPrepareSleep(board, slot);
+    if (readers.readable() || Atomics.load(board, BoardLayout.kLiveWorkers) === 0) {
+      boardCancelSleep(board, slot);
+      continue;
+    }
+    boardSleep(board, slot, seq, 50);
+  }
+  readers.drain();
 }
 
 /** Park until the VMM thread ran its step (see vmmAtRounds() in runner.ts for the pair). */
