@@ -85,9 +85,27 @@ export function parsePinning(list: string, vcpus: number): number[] {
   return cpus;
 }
 
-interface UffdSetup {
+export interface UffdSetup {
   config: UffdReaderConfig;
   uffds: Userfaultfd[];
+}
+
+/** demand_paging_test's userfaultfd parameters (-u, -a, -r, -d) and where the readers run. */
+export interface UffdParams {
+  mode: 'MISSING' | 'MINOR';
+  single: boolean;
+  readers: number;
+  /** Dedicated reader threads; 0: on the vCPU workers. */
+  threads: number;
+  delayUs: number;
+  realDelay: boolean;
+}
+
+export function uffdParams(f: Record<string, unknown>): UffdParams {
+  return {
+    mode: f['uffd-mode'] as UffdParams['mode'], single: f['uffd-single'] as boolean, readers: f['uffd-readers'] as number,
+    threads: f['uffd-threads'] as number, delayUs: f['uffd-delay'] as number, realDelay: f['uffd-delay-wall'] as boolean,
+  };
 }
 
 /**
@@ -95,11 +113,11 @@ interface UffdSetup {
  * through the alias; then one uffd per vCPU region (or one for the whole region) registered on
  * its pages, with its readers.
  */
-function setupDemandPaging(host: Host, vms: Vm[], c: MemstressConfig, l: MemstressLayout, f: Record<string, unknown>): UffdSetup {
-  const mode = f['uffd-mode'] === 'MINOR' ? UffdMode.MINOR : UffdMode.MISSING;
-  const single = (f['uffd-single'] as boolean) || c.overlap;
-  const readers = f['uffd-readers'] as number;
-  const threads = f['uffd-threads'] as number;
+export function setupDemandPaging(host: Host, vms: Vm[], c: MemstressConfig, l: MemstressLayout, p: UffdParams): UffdSetup {
+  const mode = p.mode === 'MINOR' ? UffdMode.MINOR : UffdMode.MISSING;
+  const single = p.single || c.overlap;
+  const readers = p.readers;
+  const threads = p.threads;
   const board = createWakeBoard(Math.min(c.workers, vms.length * c.vcpus));
   const readerBoard = threads > 0 ? createWakeBoard(threads) : board;
   const ht = host.thread();
@@ -130,7 +148,7 @@ function setupDemandPaging(host: Host, vms: Vm[], c: MemstressConfig, l: Memstre
     uffds,
     config: {
       uffds: entries, threads, board, readerBoard, resolvePages: 2 ** backingPageOrder(c.backing),
-      delayNs: (f['uffd-delay'] as number) * 1000, realDelay: f['uffd-delay-wall'] as boolean,
+      delayNs: p.delayUs * 1000, realDelay: p.realDelay,
     },
   };
 }
@@ -140,7 +158,7 @@ export async function runDemandPaging(c: MemstressConfig, random: boolean, flags
   const { host, vms, layout } = setup;
   io.print(`Testing guest mode: PA-bits:${kGuestPhysBits}, VA-bits:48,  4K pages`);
   io.print(`guest physical test memory: [0x${layout.gpa.toString(16)}, 0x${(layout.gpa + layout.guestPages * 4096).toString(16)})`);
-  const uffd = flags['uffd-mode'] ? setupDemandPaging(host, vms, c, layout, flags) : null;
+  const uffd = flags['uffd-mode'] ? setupDemandPaging(host, vms, c, layout, uffdParams(flags)) : null;
   const start = snapshot();
   const runner = new Runner(host, vms, {
     workers: c.workers, cost: setup.cost, sliceAccesses: flags.slice as number, wallEvery: flags['wall-sample'] as number, uffd: uffd?.config,

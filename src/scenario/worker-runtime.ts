@@ -150,6 +150,11 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       for (let i = 0; i < vcpus.length; i++) {
         if (done[i]) continue;
         const v = vcpus[i]!;
+        // Still asleep in a userfault: nothing to run (run() would return 0 at once).
+        if (v.uffdWait !== null && !v.uffdRunnable()) {
+          asleep++;
+          continue;
+        }
         let n = v.run(streams[i]!, task.sliceAccesses, faultHist, task.wallEvery);
         // Asleep in a userfault (possibly again, after it ran): not done, and not runnable
         // until a reader wakes it.
