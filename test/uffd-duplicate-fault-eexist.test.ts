@@ -5,7 +5,7 @@
 // once: no second folio (the hugetlb pool is sized exactly for the guest, so a double copy runs
 // it dry), the frame accounting balances, the audit is clean.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Runner, audit, config, createMemstressVms, kOp, memstressStream, setupDemandPaging } from './fixtures/dist.js';
+import { Runner, audit, config, createMemstressVms, kOp, memstressStream, setupDemandPaging, waitFor } from './fixtures/dist.js';
 
 let runner: InstanceType<typeof Runner> | null = null;
 afterEach(async () => {
@@ -13,13 +13,6 @@ afterEach(async () => {
   runner = null;
 });
 
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
 
 describe('a page faulted by two vCPUs at once', () => {
   for (const backing of ['anonymous', 'anonymous_hugetlb_2mb'] as const) {

@@ -5,7 +5,7 @@
 // readers beside the vCPUs and on a dedicated thread. A missing wake fails here with a timeout
 // message, not a hang.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Runner, audit, config, createMemstressVms, memstressStream, setupDemandPaging } from './fixtures/dist.js';
+import { Runner, audit, config, createMemstressVms, memstressStream, setupDemandPaging, waitFor } from './fixtures/dist.js';
 
 const kVcpus = 8;
 let runner: InstanceType<typeof Runner> | null = null;
@@ -18,13 +18,6 @@ function timeout(ms: number, what: string): Promise<never> {
   return new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms).unref());
 }
 
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
 
 describe('many vCPUs fault on one userfaultfd', () => {
   for (const threads of [0, 1]) {
