@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fault4k1worker, fault4kScaling, fault4k1vm2vcpusScaling } from './fault.js';
-import { memoryPerPage, scale256, scale1024 } from './scenario-child.js';
+import { demandPaging416, memoryPerPage, scale256, scale1024 } from './scenario-child.js';
 import { microBenchmarks } from './micro.js';
 import { dirtyClear1g, dirtyGetLegacy1g, dirtyGetManualCopy, dirtyLogPerf64, wrprotFault1worker } from './dirty.js';
 import { childCpuMsTotal } from './child.js';
@@ -40,7 +40,7 @@ const kBaselinePath = join(kRoot, 'benchmarks', 'baselines', 'baseline.json');
 const kBenchmarks: Benchmark[] = [
   ...microBenchmarks, dirtyGetManualCopy, dirtyClear1g, dirtyGetLegacy1g,
   fault4k1worker, fault4kScaling, fault4k1vm2vcpusScaling, wrprotFault1worker,
-  memoryPerPage, scale256, scale1024, dirtyLogPerf64, memslots32764, report20,
+  memoryPerPage, scale256, scale1024, demandPaging416, dirtyLogPerf64, memslots32764, report20,
 ];
 
 interface Args {

@@ -153,3 +153,60 @@ function scaleVms(nVms: number, timeoutMs: number): Benchmark {
 export const scale256 = scaleVms(256, 600_000);
 /** Issue 8 §5: 1024 VMs x 1 GiB (1 TiB at 4K) on this 24 GiB machine. */
 export const scale1024 = scaleVms(1024, 1_800_000);
+
+/**
+ * Issue 8 §5 `demand-paging-416vcpu-4g`: the TDP MMU cover letter's demand_paging_test, one VM
+ * with 416 vCPUs x 4 GiB at 4K (1.6 TiB, 436207616 pages) with -u MISSING: every fault goes
+ * through a userfaultfd (one per vCPU region) and UFFDIO_COPY. Completes (exit 0, every page
+ * mapped and resolved by a reader, audit ok); wall, peak RSS, the wall and modeled rates.
+ */
+export const demandPaging416: Benchmark = {
+  name: 'demand-paging-416vcpu-4g',
+  description: '`mmuh run demand-paging -v 416 -b 4G -u MISSING --workers 2` in a child: completes (exit 0, 436207616 4K pages via UFFDIO_COPY, audit ok), wall, peak RSS, wall and modeled demand paging rates',
+  skipQuick: true,
+  async run(o: BenchOptions): Promise<BenchResult> {
+    const name = this.name;
+    const vcpus = 416;
+    const w0 = openWindow();
+    const r = await demandPaging(o, ['-v', String(vcpus), '-b', '4G', '-u', 'MISSING', '--workers', '2'], 1_750_000, 2);
+    const res = r.result;
+    const expected = vcpus * 2 ** 20;
+    const pages4k = res?.stats['demand-paging']?.total.pages_4k ?? null;
+    const resolved = (res?.metrics.uffdResolved as number | undefined) ?? null;
+    const auditOk = res?.audit.ok ?? null;
+    const completed = r.child.exitCode === 0 && pages4k === expected && resolved === expected && auditOk === true;
+    const why: string[] = [];
+    if (r.child.timedOut) why.push('timed out');
+    if (r.child.exitCode !== 0) why.push(`exit ${r.child.exitCode}${r.child.signal ? ` (${r.child.signal})` : ''}`);
+    if (pages4k !== expected) why.push(`pages_4k ${pages4k} != ${expected}`);
+    if (resolved !== expected) why.push(`uffd resolved ${resolved} != ${expected}`);
+    if (auditOk !== true) why.push(`audit ${auditOk}`);
+    const phaseNs = res?.phases[0]?.wallNs ?? null;
+    const m = res?.metrics ?? {};
+    o.log(`  ${completed ? 'completed' : `FAILED (${why.join(', ')})`} in ${r.child.wallS.toFixed(1)} s, peak RSS ${((r.child.peakRssBytes ?? 0) / GiB).toFixed(2)} GiB` +
+      (phaseNs ? `, demand-paging phase ${(phaseNs / 1e9).toFixed(1)} s, ${Math.round(m.overallRate as number)} pgs/s wall, ${Math.round(m.modeledOverallRate as number)} pgs/s modeled` : ''));
+    const notes = [...r.window.notes.map((n) => `window: ${n}`), ...why];
+    const figures: Figure[] = [{
+      name, value: round(r.child.wallS, 2), unit: 's', better: 'lower', target: { text: 'completes, no OOM', ok: completed }, noisy: r.window.noisy, notes,
+    }];
+    if (r.child.peakRssBytes !== null) {
+      figures.push({ name: `${name}.peak-rss`, value: round(r.child.peakRssBytes / GiB, 3), unit: 'GiB', better: 'lower', noisy: false, notes: [`source: ${r.child.peakRssSource}`] });
+    }
+    if (phaseNs) {
+      figures.push({ name: `${name}.overall-rate`, value: round(m.overallRate as number, 0), unit: 'pgs/s', better: 'higher', noisy: r.window.noisy, notes: ['wall: Overall demand paging rate'] });
+      figures.push({ name: `${name}.modeled-overall-rate`, value: round(m.modeledOverallRate as number, 0), unit: 'pgs/s', better: 'higher', noisy: false, notes: ['modeled (default cost model): deterministic'] });
+      figures.push({ name: `${name}.modeled-per-vcpu-rate`, value: round(m.modeledPerVcpuRate as number, 0), unit: 'pgs/s', better: 'higher', noisy: false, notes: [] });
+    }
+    return {
+      name, description: this.description, seed: o.seed,
+      config: { vms: 1, vcpus, bytesPerVcpu: 4 * GiB, backing: 'anonymous', uffd: 'MISSING', readersPerUffd: 1, workers: 2, repetitions: 1 },
+      figures, window: closeWindow(w0, 2, r.child.cpuMs ?? 0), samples: [{ rep: 1, child: childSummary(r) }],
+      details: {
+        completed, pages4k, expectedPages4k: expected, uffdResolved: resolved, auditOk, exitCode: r.child.exitCode, phaseWallNs: phaseNs,
+        metrics: res?.metrics ?? null, memory: res?.memory ?? null, setupAndTeardownS: phaseNs ? round(r.child.wallS - phaseNs / 1e9, 2) : null,
+        histograms: res ? Object.fromEntries(Object.entries(res.histograms).filter(([k]) => k.includes('uffd')).map(([k, h]) => [k, { count: h.count, p50: h.p50, p99: h.p99, max: h.max }])) : null,
+      },
+      noisy: r.window.noisy, notes,
+    };
+  },
+};

@@ -14,7 +14,9 @@
  */
 export { KvmHost as Host, type KvmHostOptions as HostOptions } from './kvm/kvm-host.js';
 export { KvmError, type Errno } from './host/errno.js';
-export { kBackingSources, type BackingSource } from './host/mm.js';
+export { kBackingSources, type BackingSource, prefaultAlias } from './host/mm.js';
+export { Userfaultfd, UffdMode, uffdioRegister, createWakeBoard } from './host/userfaultfd.js';
+export { uffdioCopy, uffdioContinue } from './host/mfill.js';
 export { Vm, type VmOptions, type UserspaceMemoryRegion2, type MmapOptions } from './kvm/vm.js';
 export { Vcpu, type AccessSource } from './kvm/vcpu.js';
 export { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS, kMaxGfn } from './kvm/memslot.js';
@@ -28,7 +30,7 @@ export {
 } from './kvm/caps.js';
 export { audit, type AuditResult, type AuditViolation } from './kvm/audit.js';
 export { MemstressStream, type StreamSpec, type AccessOrder } from './workload/memstress.js';
-export { Runner, type RunnerOptions, type PhaseOutcome } from './scenario/runner.js';
+export { Runner, type RunnerOptions, type PhaseOutcome, type UffdReaderConfig } from './scenario/runner.js';
 export type { PhaseObserver, PhaseProbe, PhaseSample } from './scenario/phase-observer.js';
 export { kScenarios, findScenario } from './scenario/index.js';
 export { kResultSchema, type RunResult } from './scenario/result.js';

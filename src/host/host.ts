@@ -172,6 +172,20 @@ export class HostThread {
   lastOrder = 0;
   /** Whether the last host fault populated (allocated and zeroed) a folio. */
   populated = false;
+  /**
+   * The faulting thread as a userfaultfd sees it: its wait-queue entry (the vCPU index; -1 for
+   * the VMM thread, which may not fault on registered memory), the wake-board line of the CPU it
+   * runs on, whether the access is a write (UFFD_PAGEFAULT_FLAG_WRITE), and, after hostFault()
+   * returned kHostFaultUffd, the uffd it sleeps on.
+   */
+  uffdWaiter = -1;
+  uffdCpu = 0;
+  faultWrite = false;
+  /** The fault is one the wall-clock histograms sample. */
+  faultTimed = false;
+  uffdBlocked: import('./userfaultfd.js').Userfaultfd | null = null;
+  /** >= 0 after a userfault found resolved before the thread slept (kHostFaultUffd still): its modeled ns. */
+  uffdSleptNs = -1;
   constructor(readonly host: Host) {
     this.pcps = host.zones.map((z) => new PcpCache(z));
   }

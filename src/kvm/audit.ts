@@ -11,6 +11,8 @@
  *    host-wide frame accounting balance.
  */
 import type { Host } from '../host/host.js';
+import type { FrameTable } from '../host/frame-table.js';
+import type { Vma } from '../host/mm.js';
 import {
   Spte, PgLevel, PtLayout, checkSpteWritableInvariants, isLastSpte, isShadowPresentPte, pagesPerHpage,
 } from './mmu/spte.js';
@@ -117,6 +119,10 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
     owned += 2 ** frames.order(head);
   };
   for (const vma of vm.vmas) {
+    if (vma.cache !== null) {
+      auditSharedVma(vma, frames, checkRun, report);
+      continue;
+    }
     let runHead = -1;
     let runRefs = 0;
     for (let g = 0; g < vma.map.length; g++) {
@@ -135,6 +141,21 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
   }
   if (owned !== vm.host.ownedPages(vm.owner)) report('owner-accounting', `VM ${vm.id} owns ${vm.host.ownedPages(vm.owner)} pages by accounting, ${owned} by recount`);
   return { pages: leaves, ptPages };
+}
+
+/**
+ * A shared backing (one folio per granule): each folio is referenced by the page cache and by
+ * the mapping if it maps it, and a mapped granule maps the cached folio, never another.
+ */
+function auditSharedVma(vma: Vma, frames: FrameTable, checkRun: (head: number, refs: number) => void, report: (kind: string, detail: string) => void): void {
+  const cache = vma.cache!;
+  for (let g = 0; g < vma.map.length; g++) {
+    const e = vma.map[g]!;
+    const c = cache[g]!;
+    if (e !== 0 && e !== c) report('shared-mapping-mismatch', `${vma.backing} mapping ${vma.id} maps pfn 0x${(e - 1).toString(16)} at granule ${g}, page cache holds ${c === 0 ? 'none' : `0x${(c - 1).toString(16)}`}`);
+    if (c !== 0) checkRun(c - 1, (e !== 0 ? 1 : 0) + 1);
+    else if (e !== 0) checkRun(e - 1, 1);
+  }
 }
 
 /** Host-wide balance: free + owned + hugetlb reserve = all frames. */

@@ -15,7 +15,8 @@ import type { OpHistograms } from '../metrics/histogram.js';
 import { TdpIter } from './mmu/tdp/iter.js';
 import { PgLevel, Spte } from './mmu/spte.js';
 import { eptWalk, WalkResult, walkOut } from './mmu/tdp/walk.js';
-import { KvmPageFault, RetPf, kvmTdpPageFault } from './mmu/tdp/fault.js';
+import { KvmPageFault, RetPf, kvmTdpPageFault, kvmTdpPageFaultResume } from './mmu/tdp/fault.js';
+import { WaiterState, type Userfaultfd } from '../host/userfaultfd.js';
 import { tlbFill, tlbFlushAll, tlbLookup } from './mmu/tlb.js';
 import { VcpuMode, KvmReq, KvmExit, VcpuLayout } from './vcpu-layout.js';
 import {
@@ -99,6 +100,21 @@ export class Vcpu {
   ring: Int32Array | null = null;
   /** Whether PML logs this vCPU's D-bit transitions (re-read at every entry after a request). */
   private pml = false;
+  /**
+   * The userfaultfd this vCPU's thread sleeps on inside GUP (kvm_faultin_pfn -> handle_userfault),
+   * or null. While set the vCPU is still inside KVM_RUN (running flag, SRCU read side: a memslot
+   * update waits for it, as synchronize_srcu() waits for a vCPU blocked in a userfault), out of
+   * guest mode, and run() returns 0 at once until a reader's wake_userfault() woke it.
+   */
+  uffdWait: Userfaultfd | null = null;
+  /** The suspended fault's modeled ns so far, and its wall start and sampling (for the fault histogram). */
+  private uffdFaultModeled = 0;
+  /** Modeled ns the current fault slept in userfaults (not on the worker's clock: nothing ran). */
+  private faultSleptNs = 0;
+  private uffdFaultWall0 = 0;
+  private uffdFaultTimeWall = false;
+  /** >= 0: the userfault was resolved before the thread slept (its modeled ns); it only yielded. */
+  private uffdWokenNs = -1;
 
   /**
    * `idx` is vcpu->vcpu_idx, the dense creation index (arrays, epoch participant, rings); the
@@ -165,6 +181,9 @@ export class Vcpu {
    * `hist` receives per-fault latency (wall sampled every `wallEvery` faults, modeled always).
    */
   run(src: AccessSource, budget: number, hist: OpHistograms | null = null, wallEvery = 1): number {
+    // Asleep in handle_userfault(): nothing runs until the reader's wake.
+    const uffd = this.uffdWait;
+    if (uffd !== null && !this.uffdRunnable()) return 0;
     const vm = this.vm;
     const m = vm.ctx.metrics;
     const w = this.w;
@@ -174,24 +193,28 @@ export class Vcpu {
     this.wallEvery = wallEvery;
     this.pendingExit = 0;
     let n = 0;
-    // kvm_arch_vcpu_ioctl_run(): complete_userspace_io() first, then vcpu_run().
-    if (this.mmioNeeded) n = this.completeEmulatedMmio();
-    // A vCPU whose ring is still soft-full exits again right away (kvm_dirty_ring_check_request).
-    if (this.ring !== null && ringSoftFull(this)) {
-      this.pendingExit = KvmExit.KVM_EXIT_DIRTY_RING_FULL;
-      this.f[VcpuLayout.kVcpuDirtyRingFullExits]!++;
-      count(m, Op.ring_full_exit);
-      this.f[VcpuLayout.kVcpuStatAccesses]! += n;
-      return n;
+    if (uffd === null) {
+      // kvm_arch_vcpu_ioctl_run(): complete_userspace_io() first, then vcpu_run().
+      if (this.mmioNeeded) n = this.completeEmulatedMmio();
+      // A vCPU whose ring is still soft-full exits again right away (kvm_dirty_ring_check_request).
+      if (this.ring !== null && ringSoftFull(this)) {
+        this.pendingExit = KvmExit.KVM_EXIT_DIRTY_RING_FULL;
+        this.f[VcpuLayout.kVcpuDirtyRingFullExits]!++;
+        count(m, Op.ring_full_exit);
+        this.f[VcpuLayout.kVcpuStatAccesses]! += n;
+        return n;
+      }
+      vcpuRunBegin(vm.w, w, this.id);
     }
     this.pml = pmlEnabled(vm);
-    vcpuRunBegin(vm.w, w, this.id);
     // Page-stat changes of this run go to this vCPU's shard (mmu/page-stats.ts).
     const statShard = vm.statShard;
     vm.statShard = w;
-    this.enterGuest();
+    // A woken vCPU goes on inside its fault (still in KVM_RUN and the epoch); others enter.
+    if (uffd === null) this.enterGuest();
     try {
-    for (; n < budget; n++) {
+    if (uffd !== null) this.resumeFromUffd(uffd);
+    for (; n < budget && this.uffdWait === null; n++) {
       let gfn: number;
       let write: boolean;
       if (this.inflightGfn >= 0) {
@@ -212,17 +235,23 @@ export class Vcpu {
         this.mmio.data = write ? src.iteration : 0;
         break;
       }
-      // An exit to userspace was raised (a dirty-ring push reached the soft limit) before this
-      // access retired: keep it for the next run(), as KVM re-executes the faulting store.
+      // An exit to userspace was raised (a dirty-ring push reached the soft limit), or the
+      // thread fell asleep in a userfault, before this access retired: keep it for the next
+      // run(), as KVM re-executes the faulting store.
       this.inflightGfn = gfn;
       this.inflightWrite = write;
       break;
     }
     } finally {
       // Even when a fault fails (EFAULT out of KVM_RUN): leave guest mode and the epoch, so
-      // flushes do not wait for us and retired tables can be freed, and keep the stats.
-      this.exitGuest();
-      vcpuRunEnd(w);
+      // flushes do not wait for us and retired tables can be freed, and keep the stats. A vCPU
+      // asleep in a userfault stays inside KVM_RUN and the epoch; it is out of guest mode.
+      if (this.uffdWait === null) {
+        this.exitGuest();
+        vcpuRunEnd(w);
+      } else {
+        Atomics.notify(w, VcpuLayout.kVcpuMode);
+      }
       vm.statShard = statShard;
       const f = this.f;
       f[VcpuLayout.kVcpuStatModeledNs]! += m.t - t0;
@@ -253,7 +282,7 @@ export class Vcpu {
         if (eptWalk(vm.pool.pt, vm.root, gfn, write, w) !== WalkResult.kWalkOk) {
           countN(m, Op.walk_step, walkOut.steps);
           this.exitForFault(gfn, write, walkOut.presentLeaf);
-          if (this.pendingExit !== 0) return false;
+          if (this.pendingExit !== 0 || this.uffdWait !== null) return false;
           continue;
         }
         countN(m, Op.walk_step, walkOut.steps);
@@ -319,7 +348,65 @@ export class Vcpu {
     f[StatWord.pf_taken]!++;
     const tm = m.t;
     const tw = timeWall ? performance.now() : 0;
+    this.faultSleptNs = 0;
+    this.vm.ctx.hostThread.faultTimed = timeWall;
     const r = kvmTdpPageFault(this, gfn, write, present);
+    if (r === RetPf.RET_PF_UFFD_BLOCKED) this.sleepInUffd(tm, tw, timeWall);
+    else this.finishFault(r, gfn, write, tm, tw, timeWall);
+  }
+
+  /** The fault sleeps in handle_userfault(): remember what its histogram entry needs. */
+  private sleepInUffd(tm: number, tw: number, timeWall: boolean): void {
+    const ht = this.vm.ctx.hostThread;
+    this.uffdWait = ht.uffdBlocked;
+    ht.uffdBlocked = null;
+    this.uffdWokenNs = ht.uffdSleptNs;
+    ht.uffdSleptNs = -1;
+    this.uffdFaultModeled = this.vm.ctx.metrics.t - tm;
+    this.uffdFaultWall0 = tw;
+    this.uffdFaultTimeWall = timeWall;
+  }
+
+  /**
+   * Woken: the time asleep goes into this vCPU's modeled clock as the modeled ns of the
+   * resolution that woke it (the reader's read, -d delay and ioctl; a fixed function of ops, not
+   * of how long the thread really waited), and the fault goes on from GUP.
+   */
+  private resumeFromUffd(uffd: Userfaultfd): void {
+    const m = this.vm.ctx.metrics;
+    this.uffdWait = null;
+    this.sleptInUffd(this.uffdWokenNs >= 0 ? this.uffdWokenNs : uffd.finishWait(this.idx));
+    this.uffdWokenNs = -1;
+    // The histogram's modeled latency: before the sleep, the sleep (faultSleptNs), what follows.
+    const tm = m.t - this.uffdFaultModeled;
+    count(m, Op.uffd_resume);
+    const r = kvmTdpPageFaultResume(this);
+    const fault = this.fault;
+    if (r === RetPf.RET_PF_UFFD_BLOCKED) this.sleepInUffd(tm, this.uffdFaultWall0, this.uffdFaultTimeWall);
+    else this.finishFault(r, fault.gfn, fault.write, tm, this.uffdFaultWall0, this.uffdFaultTimeWall);
+  }
+
+  /**
+   * Not asleep in a userfault, or woken (the Atomics.load pairs with the seq-cst store of kWoken
+   * in Userfaultfd.wake(), after its resolveNs write).
+   */
+  uffdRunnable(): boolean {
+    const u = this.uffdWait;
+    return u === null || this.uffdWokenNs >= 0 || u.waiterState(this.idx) === WaiterState.kWoken;
+  }
+
+  /** The current fault slept `ns` (modeled) in a userfault: the vCPU's clock moves by as much. */
+  sleptInUffd(ns: number): void {
+    this.f[VcpuLayout.kVcpuStatModeledNs]! += ns;
+    this.faultSleptNs += ns;
+  }
+
+  /** The fault returned: stats, the TLB fill for the retried access, the histogram, re-entry. */
+  private finishFault(r: number, gfn: number, write: boolean, tm: number, tw: number, timeWall: boolean): void {
+    const m = this.vm.ctx.metrics;
+    const hist = this.hist;
+    const w = this.w;
+    const f = this.f;
     if (r === RetPf.RET_PF_EMULATE) {
       this.emulateMmio(gfn, write);
       return;
@@ -339,7 +426,7 @@ export class Vcpu {
     }
     if (hist !== null) {
       if (timeWall) hist.wall.recordValue(Math.max(1, Math.round((performance.now() - tw) * 1e6)));
-      hist.recordModeled(m.t - tm);
+      hist.recordModeled(m.t - tm + this.faultSleptNs);
     }
     this.enterGuest();
   }

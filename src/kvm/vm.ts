@@ -15,7 +15,7 @@ import { EpochDomain } from '../shm/epoch.js';
 import { readLock, readUnlock, writeLock, writeUnlock, type RwReaders } from '../shm/rwlock.js';
 import { fail } from '../host/errno.js';
 import type { Host, HostThread, NumaPolicy } from '../host/host.js';
-import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExtent, isBackingSource, madviseDontneed } from '../host/mm.js';
+import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExtent, isBackingSource, madviseDontneed, truncatePageCache } from '../host/mm.js';
 import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
@@ -803,7 +803,11 @@ export class Vm {
     this.withMmuWriteLock(() => {
       if (tdpMmuZapRange(this, 0, kMaxGfn + 1)) kvmFlushRemoteTlbs(this);
     });
-    for (const v of this.vmas) madviseDontneed(this.ctx.hostThread, v, 0, v.npages);
+    for (const v of this.vmas) {
+      madviseDontneed(this.ctx.hostThread, v, 0, v.npages);
+      // The memfd behind a shared backing goes with the process: its page cache is freed.
+      truncatePageCache(this.ctx.hostThread, v);
+    }
     this.ctx.hostThread.drain();
     this.reclaimPtPages();
     Atomics.store(this.w, VmLayout.kVmOnline, 0);

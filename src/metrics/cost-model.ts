@@ -65,7 +65,8 @@ export function loadCostModel(nameOrPath: string = kDefaultCostModel): CostModel
  * The schema: { name?: string, description?: string, ns: { <op>: price } } with a price for
  * every counted operation (a missing one would silently cost 0), each a finite number ≥ 0, and
  * no unknown operation (a typo would be ignored). `lock_wait_ns` is wall time: never priced,
- * so it may be absent. Runs in the main thread before workers start, so a bad file is one
+ * so it may be absent, and so may `uffd_wake_scan` (reported, never priced); `uffd_delay_ns` counts ns of the requested -d delay, priced 1, so it may
+ * be absent too. Runs in the main thread before workers start, so a bad file is one
  * line and exit 2, never a worker crash.
  */
 export function validateCostModel(label: string, json: unknown): CostModel {
@@ -85,7 +86,8 @@ export function validateCostModel(label: string, json: unknown): CostModel {
   for (const [k, v] of Object.entries(prices)) {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) fail('EINVAL', `${what}: price of '${k}' must be a finite number >= 0, got ${typeof v === 'number' ? String(v) : JSON.stringify(v)}`);
   }
-  const missing = kOpNames.filter((k) => k !== 'lock_wait_ns' && !(k in prices));
+  if ('uffd_delay_ns' in prices && prices.uffd_delay_ns !== 1) fail('EINVAL', `${what}: 'uffd_delay_ns' counts ns of the -d delay, so its price is 1 (or leave it out), got ${String(prices.uffd_delay_ns)}`);
+  const missing = kOpNames.filter((k) => k !== 'lock_wait_ns' && k !== 'uffd_wake_scan' && k !== 'uffd_delay_ns' && !(k in prices));
   if (missing.length > 0) fail('EINVAL', `${what} has no price for ${missing.map((k) => `'${k}'`).join(', ')} (give 0 to make an operation free)`);
   return { name: typeof m.name === 'string' ? m.name : label, description: typeof m.description === 'string' ? m.description : '', ns: prices as Record<string, number> };
 }
@@ -95,5 +97,9 @@ export function costVector(m: CostModel): Float64Array {
   const v = new Float64Array(kOpCount);
   for (let i = 0; i < kOpCount; i++) v[i] = m.ns[kOpNames[i]!] ?? 0;
   v[kOp.lock_wait_ns] = 0;
+  // How many wait-queue entries a wake walks depends on how readers and vCPUs interleaved.
+  v[kOp.uffd_wake_scan] = 0;
+  // A duration the user asked for (-d), not a hardware cost: every model adds it as it is.
+  v[kOp.uffd_delay_ns] = 1;
   return v;
 }

@@ -39,6 +39,17 @@ export const kOpNames = [
   'recover_huge', // one huge SPTE rebuilt in place / collapsible zap
   'folio_mark_dirty',
   'mmio_exit', // an access emulated (x86_emulate_instruction) and completed by the VMM: KVM_EXIT_MMIO round trip
+  // userfaultfd (appended: earlier ids, and so every existing count and modeled time, stay as they were)
+  'uffd_fault', // handle_userfault(): queue the fault message, wake a reader, schedule out (faulting thread)
+  'uffd_resume', // the faulting thread woken by wake_userfault(), scheduled back in; GUP retries
+  'uffd_read', // a reader's epoll_wait() + read() of one uffd_msg
+  'uffd_copy', // UFFDIO_COPY ioctl: mfill_atomic() allocates, maps the range (the copy is page_copy_4k)
+  'page_copy_4k', // 4K copied from the VMM's source buffer by UFFDIO_COPY
+  'uffd_continue', // UFFDIO_CONTINUE ioctl: map the page-cache page(s) of the range
+  'uffd_eexist', // a UFFDIO_COPY / CONTINUE that found the range already mapped (-EEXIST, nothing woken)
+  'uffd_wake', // wake_userfault() after a resolution: the wait-queue walk and the wake of the thread(s) found
+  'uffd_wake_scan', // one wait-queue entry __wake_up_locked_key() examined (reported, never priced: it depends on the interleaving)
+  'uffd_delay_ns', // the reader's -d usleep(), one count per ns: a duration, always priced 1 ns
 ] as const;
 
 export type OpName = (typeof kOpNames)[number];
@@ -86,4 +97,14 @@ export const enum Op {
   recover_huge = 32,
   folio_mark_dirty = 33,
   mmio_exit = 34,
+  uffd_fault = 35,
+  uffd_resume = 36,
+  uffd_read = 37,
+  uffd_copy = 38,
+  page_copy_4k = 39,
+  uffd_continue = 40,
+  uffd_eexist = 41,
+  uffd_wake = 42,
+  uffd_wake_scan = 43,
+  uffd_delay_ns = 44,
 }

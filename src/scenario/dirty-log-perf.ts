@@ -90,9 +90,9 @@ export function checkDirtyLogPerfFlags(f: Record<string, unknown>): string[] {
   if (!initSet && (f.split === 'eager-clear' || f.split === 'eager-enable')) {
     throw new UsageError(`--split ${f.split as string} only differs from ${f.split === 'eager-clear' ? 'on-fault' : 'eager'} under KVM_DIRTY_LOG_INITIALLY_SET, which ${why} turns off: use --split ${f.split === 'eager-clear' ? 'on-fault' : 'eager'}`);
   }
-  if (f.backing === 'anonymous') {
+  if (f.backing === 'anonymous' || f.backing === 'shmem') {
     const inert = ['huge', 'split', 'recover'].filter((n) => given.has(n));
-    if (inert.length > 0) throw new UsageError(`--${inert[0]!} has no effect with -s anonymous (4K pages, no huge mappings): pick a huge backing (-s anonymous_thp, anonymous_hugetlb_2mb, anonymous_hugetlb_1gb) or drop it`);
+    if (inert.length > 0) throw new UsageError(`--${inert[0]!} has no effect with -s ${f.backing as string} (4K pages, no huge mappings): pick a huge backing (-s anonymous_thp, anonymous_hugetlb_2mb, anonymous_hugetlb_1gb, shared_hugetlb) or drop it`);
   }
   return checkMemstressFlags(f);
 }

@@ -14,11 +14,12 @@ import { freemem } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { formatSize, parseSize, UsageError } from './flags.js';
 import type { MemstressConfig, MemstressLayout } from './memstress-vm.js';
+import { backingPageOrder, isHugetlbBacking } from '../host/mm.js';
 
 /** Host size and hugetlb pools that fit the scenario. */
 export function sizeHost(c: MemstressConfig, l: MemstressLayout): { memory: number; hugepages2m: number; hugepages1g: number } {
   const perVm = l.guestPages * 4096;
-  const huge = c.backing === 'anonymous_hugetlb_2mb' ? 2 ** 21 : c.backing === 'anonymous_hugetlb_1gb' ? 2 ** 30 : 0;
+  const huge = isHugetlbBacking(c.backing) ? 4096 * 2 ** backingPageOrder(c.backing) : 0;
   const hugePages = huge ? (perVm / huge) * c.vms : 0;
   const slack = 64 * 2 ** 20;
   // Host.create() reserves each node's share of the hugetlb pool from that node's own memory
@@ -46,8 +47,12 @@ const enum SizingCost {
    * sets (table, two set arrays, metadata arena: ~24 KiB resident measured with one slot).
    */
   kPerVm = 160 * 1024,
-  /** Node main thread, V8 heap, WASM histograms: 85 MiB measured with one worker on Node 20. */
-  kBaseRss = 72 * 2 ** 20,
+  /**
+   * Node main thread, V8 heap, WASM histograms: 85 MiB measured with one worker on Node 20; 4 MiB
+   * more since the userfaultfd modules load in every run (64 VMs x 2 vCPUs on 2 workers measured
+   * 121-125 MiB, at or above the old estimate of 122.4).
+   */
+  kBaseRss = 76 * 2 ** 20,
   /** Node 22 and later start ~23-30 MiB larger (measured on 24.22: 111 vs 89 MiB for -b 512M). */
   kBaseRssNode22 = 104 * 2 ** 20,
   /** Each piscina worker thread: ~13 MiB measured. */

@@ -21,6 +21,8 @@ import { allocSab } from '../shm/arena.js';
 import { type PhaseTask, type PhaseTaskResult, type VcpuPhaseResult, type VcpuWork, PhaseSync } from './worker-runtime.js';
 import type { PhaseObserver, PhaseProbe } from './phase-observer.js';
 import { statsSnapshot } from './assemble.js';
+import { BoardLayout, boardRing, type UffdMode, type Userfaultfd } from '../host/userfaultfd.js';
+import type { UffdReaderResult, UffdReaderStats, UffdReaderTask, UffdReaderWork } from './uffd-reader-runtime.js';
 
 export interface VcpuRef {
   /** Index into runner.vms */
@@ -35,6 +37,29 @@ export interface PhaseOutcome {
   modeledNs: number;
   vcpus: VcpuPhaseResult[];
   counters: Float64Array;
+  /** The userfaultfd readers' work in this phase (null without readers). */
+  uffdReaders: UffdReaderStats[] | null;
+}
+
+/**
+ * The VMM's userfaultfd reader threads for the phases of a run: `readers` per uffd, the
+ * (uffd, reader) pairs spread round-robin over `threads` worker threads.
+ */
+export interface UffdReaderConfig {
+  /** Each uffd, its VM (index into runner.vms), the vCPUs that fault on it, and its readers. */
+  uffds: { uffd: Userfaultfd; vm: number; vcpus: number[]; mode: UffdMode; readers: number }[];
+  /**
+   * Dedicated reader threads, or 0: the readers run on the vCPU workers, each uffd's on the
+   * workers of its vCPUs (reader and vCPU threads sharing the host CPUs). Then `readerBoard` must
+   * be `board`, the vCPU workers' wake board, which the uffds ring for messages.
+   */
+  threads: number;
+  board: SharedArrayBuffer;
+  readerBoard: SharedArrayBuffer;
+  /** demand_paging_size in 4K pages. */
+  resolvePages: number;
+  delayNs: number;
+  realDelay: boolean;
 }
 
 export interface RunnerOptions {
@@ -45,9 +70,11 @@ export interface RunnerOptions {
   wallEvery?: number;
   /** Told of phases as they start and end (the CLI's live progress, --watch). */
   observer?: PhaseObserver;
+  uffd?: UffdReaderConfig;
 }
 
 const kWorkerFile = fileURLToPath(new URL('../../workers/vcpu-worker.js', import.meta.url));
+const kReaderFile = fileURLToPath(new URL('../../workers/uffd-reader-worker.js', import.meta.url));
 
 export class Runner {
   readonly pool: Piscina;
@@ -57,6 +84,9 @@ export class Runner {
   readonly histograms = new HistogramMerger();
   readonly phases: PhaseOutcome[] = [];
   private closed = false;
+  /** Reader threads' pool and each thread's share of the (uffd, reader) pairs. */
+  readonly readerPool: Piscina | null = null;
+  private readonly readerWork: UffdReaderWork[][] = [];
 
   constructor(readonly host: Host, readonly vms: Vm[], readonly opts: RunnerOptions) {
     const n = opts.workers;
@@ -73,6 +103,35 @@ export class Runner {
     const per = Math.ceil(all.length / n);
     for (let s = 0; s < n; s++) this.shards.push(all.slice(s * per, (s + 1) * per));
     opts.observer?.runStart(() => statsSnapshot(this.vms).total as unknown as Record<string, number>);
+    const u = opts.uffd;
+    if (u !== undefined) {
+      if (!(u.threads >= 0 && u.threads <= 31 && n <= 31)) throw new RangeError(`uffd readers run on at most 31 threads (bits of the reader board), got ${u.threads} reader threads, ${n} workers`);
+      if (u.threads > 0) {
+        this.readerPool = new Piscina({
+          filename: kReaderFile, minThreads: u.threads, maxThreads: u.threads, idleTimeout: Infinity, concurrentTasksPerWorker: 1,
+          resourceLimits: { maxOldGenerationSizeMb: 512 },
+        });
+      }
+      const hosts = u.threads > 0 ? u.threads : n;
+      for (let t = 0; t < hosts; t++) this.readerWork.push([]);
+      const shardOf = new Map<string, number>();
+      this.shards.forEach((refs, s) => refs.forEach((r) => shardOf.set(`${r.vm}/${r.vcpu}`, s)));
+      let pair = 0;
+      for (const e of u.uffds) {
+        let mask = 0;
+        // Inline: the workers that run this uffd's vCPUs, in order.
+        const own = u.threads > 0 ? null : [...new Set(e.vcpus.map((v) => shardOf.get(`${e.vm}/${v}`)!))].sort((a, b) => a - b);
+        for (let r = 0; r < e.readers; r++, pair++) {
+          const t = own === null ? pair % u.threads : own[r % own.length]!;
+          mask |= 1 << t;
+          const list = this.readerWork[t]!;
+          const last = list[list.length - 1];
+          if (last !== undefined && last.uffd.id === e.uffd.id) last.readers++;
+          else list.push({ uffd: e.uffd.handle, mode: e.mode, readers: 1, firstReader: r, readerStride: own === null ? u.threads : own.length, vmas: [] });
+        }
+        e.uffd.setReaders(mask);
+      }
+    }
   }
 
   /** What an observer reads of a running phase: accesses and pf_taken of its vCPUs since it started. */
@@ -92,6 +151,36 @@ export class Runner {
         return { accesses, faults };
       },
     };
+  }
+
+  /** A thread's share of the readers with the VMAs of each uffd's VMM process. */
+  private readerWorkFor(slot: number): UffdReaderWork[] {
+    const vmOf = new Map(this.opts.uffd!.uffds.map((e) => [e.uffd.id, e.vm]));
+    return this.readerWork[slot]!.map((w) => ({ ...w, vmas: this.vms[vmOf.get(w.uffd.id)!]!.vmas.map((v) => v.handle) }));
+  }
+
+  /** Start the reader threads of a phase (uffd_setup_demand_paging()'s pthread_create()s). */
+  private startReaders(phase: string): Promise<UffdReaderResult[]> | null {
+    const u = this.opts.uffd;
+    if (u === undefined || this.readerPool === null) return null;
+    const rb = new Int32Array(u.readerBoard);
+    Atomics.store(rb, BoardLayout.kStop, 0);
+    return Promise.all(this.readerWork.map((_, slot) => {
+      const task: UffdReaderTask = {
+        slot, host: this.host.handle, readerBoard: u.readerBoard, resolvePages: u.resolvePages, delayNs: u.delayNs, realDelay: u.realDelay,
+        cost: this.opts.cost, histogram: `${phase}.uffd_resolve`, work: this.readerWorkFor(slot),
+      };
+      return this.readerPool!.run(task) as Promise<UffdReaderResult>;
+    }));
+  }
+
+  /** uffd_stop_demand_paging(): the vCPUs joined; every reader stops once it finds nothing. */
+  private stopReaders(): void {
+    const u = this.opts.uffd;
+    if (u === undefined) return;
+    const rb = new Int32Array(u.readerBoard);
+    Atomics.store(rb, BoardLayout.kStop, 1);
+    for (let t = 0; t < u.threads; t++) boardRing(rb, t);
   }
 
   /**
@@ -115,6 +204,9 @@ export class Runner {
     // The observer's starting point is read before any task is posted (a worker may start at once).
     const observer = this.opts.observer;
     observer?.phaseStart(this.probe(name, works.flat()));
+    const u = this.opts.uffd;
+    const inline = u !== undefined && u.threads === 0;
+    if (inline) Atomics.store(new Int32Array(u.board), BoardLayout.kLiveWorkers, busy);
     const tasks = this.shards.map((refs, slot) => {
       if (refs.length === 0) return null;
       const work = works[slot]!;
@@ -126,13 +218,22 @@ export class Runner {
       const task: PhaseTask = {
         runId: this.runId, slot, phase: name, host, vms: vmHandles, work, cost: this.opts.cost,
         sliceAccesses: this.opts.sliceAccesses ?? 4096, wallEvery: this.opts.wallEvery ?? 16, faultHistogram,
-        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts,
+        sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts, uffdLockstep: busy === 1 && u !== undefined && !inline,
+        uffdReaders: !inline ? null : {
+          work: this.readerWorkFor(slot), histogram: `${name}.uffd_resolve`, board: u.board, workers: this.shards.length,
+          resolvePages: u.resolvePages, delayNs: u.delayNs, realDelay: u.realDelay, cost: this.opts.cost,
+        },
       };
       return this.pool.run(task, { transferList: vmaPorts.map((p) => p.port) }) as Promise<PhaseTaskResult>;
     });
     let results: PhaseTaskResult[];
+    let readerResults: UffdReaderResult[] | null = null;
+    const readers = this.startReaders(name);
+    // A failing reader fails the phase too (its vCPUs would sleep forever): race it against them.
+    readers?.catch(() => {});
     try {
-      const all = Promise.all(tasks.filter((t) => t !== null)) as Promise<PhaseTaskResult[]>;
+      const vcpuTasks = Promise.all(tasks.filter((t) => t !== null)) as Promise<PhaseTaskResult[]>;
+      const all = readers === null ? vcpuTasks : Promise.race([vcpuTasks, readers.then(() => new Promise<never>(() => {}))]);
       if (vmmStep !== undefined) {
         let settled = false;
         const watched = all.finally(() => (settled = true));
@@ -142,7 +243,10 @@ export class Runner {
         else await vmmAlongside(vmmStep, () => settled);
       }
       results = await all;
+      this.stopReaders();
+      if (readers !== null) readerResults = await readers;
     } catch (e) {
+      this.stopReaders();
       await this.close();
       throw e;
     } finally {
@@ -157,15 +261,29 @@ export class Runner {
       vcpus.push(...r.vcpus);
       this.histograms.add(r.histograms);
     }
+    let uffdReaders: UffdReaderStats[] | null = null;
+    if (inline) {
+      uffdReaders = [];
+      for (const r of results) uffdReaders.push(...r.uffdReaders!);
+      uffdReaders.sort((a, b) => a.uffd - b.uffd || a.reader - b.reader);
+    } else if (readerResults !== null) {
+      uffdReaders = [];
+      for (const r of readerResults) {
+        addCounters(counters, r.counters);
+        uffdReaders.push(...r.readers);
+        this.histograms.add(r.histograms);
+      }
+      uffdReaders.sort((a, b) => a.uffd - b.uffd || a.reader - b.reader);
+    }
     addCounters(this.counters, counters);
-    const outcome: PhaseOutcome = { name, wallNs, modeledNs: Math.max(0, ...vcpus.map((v) => v.modeledNs)), vcpus, counters };
+    const outcome: PhaseOutcome = { name, wallNs, modeledNs: phaseModeledNs(vcpus, uffdReaders, this.opts.uffd), vcpus, counters, uffdReaders };
     this.phases.push(outcome);
     return outcome;
   }
 
   /** Record a VMM-side step (main thread) as its own phase. */
   vmmPhase(name: string, wallNs: number, counters: Float64Array): PhaseOutcome {
-    const outcome: PhaseOutcome = { name, wallNs, modeledNs: modeledNs(counters, this.opts.cost), vcpus: [], counters };
+    const outcome: PhaseOutcome = { name, wallNs, modeledNs: modeledNs(counters, this.opts.cost), vcpus: [], counters, uffdReaders: null };
     addCounters(this.counters, counters);
     this.phases.push(outcome);
     return outcome;
@@ -176,7 +294,24 @@ export class Runner {
     this.closed = true;
     this.opts.observer?.runEnd();
     await this.pool.destroy();
+    await this.readerPool?.destroy();
   }
+}
+
+/**
+ * Modeled phase time: vCPUs run in parallel, so the slowest vCPU's clock (which holds the time it
+ * slept in userfaults, each the modeled ns of the resolution that woke it). Queueing behind other
+ * messages is not modelled (a message's wait does not depend on interleaving, so the figure is
+ * deterministic), but the phase cannot end before the readers of the busiest uffd did their
+ * work: Σ of their resolutions' modeled ns over the readers they have, as if perfectly shared.
+ */
+function phaseModeledNs(vcpus: VcpuPhaseResult[], readers: UffdReaderStats[] | null, u: UffdReaderConfig | undefined): number {
+  let t = Math.max(0, ...vcpus.map((v) => v.modeledNs));
+  if (readers === null || u === undefined) return t;
+  const work = new Map<number, number>();
+  for (const r of readers) work.set(r.uffd, (work.get(r.uffd) ?? 0) + r.modeledNs);
+  for (const e of u.uffds) t = Math.max(t, (work.get(e.uffd.id) ?? 0) / e.readers);
+  return t;
 }
 
 type WaitAsync = (a: Int32Array, i: number, v: number, timeoutMs: number) => { async: boolean; value: Promise<string> | string };

@@ -17,6 +17,8 @@ import { MemstressStream, type StreamSpec } from '../workload/memstress.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { VmLayout } from '../kvm/vm-layout.js';
 import { KvmExit } from '../kvm/vcpu-layout.js';
+import { BoardLayout, boardCancelSleep, boardPrepareSleep, boardRing, boardSleep } from '../host/userfaultfd.js';
+import { UffdReaders, type UffdReaderOptions, type UffdReaderStats, type UffdReaderWork } from './uffd-reader-runtime.js';
 
 export interface VcpuWork {
   vm: number;
@@ -45,6 +47,18 @@ export interface PhaseTask {
   sync: SharedArrayBuffer | null;
   /** One port per VM (index into vms) this task runs: VMAs the VMM maps during the phase. */
   vmaPorts: { vm: number; port: MessagePort }[];
+  /**
+   * The only worker, with userfaultfd readers: after every round wait until each vCPU that fell
+   * asleep in a userfault is woken, so how fast the readers are does not change which vCPU runs
+   * when (and so the counts, and modeled time, of a seed are the same every run).
+   */
+  uffdLockstep: boolean;
+  /**
+   * userfaultfd readers that share this worker with its vCPUs (reader and vCPU threads on the
+   * same host CPU), or null. `board` is the vCPU workers' wake board, whose kLiveWorkers word
+   * counts the workers still running vCPUs: one hosting readers serves until it is 0.
+   */
+  uffdReaders: (UffdReaderOptions & { work: UffdReaderWork[]; histogram: string; board: SharedArrayBuffer; workers: number }) | null;
 }
 
 export const enum PhaseSync {
@@ -71,6 +85,8 @@ export interface PhaseTaskResult {
   counters: Float64Array;
   vcpus: VcpuPhaseResult[];
   histograms: EncodedHistograms;
+  /** Readers this worker ran (uffdReaders), or null. */
+  uffdReaders: UffdReaderStats[] | null;
 }
 
 interface Attached {
@@ -103,6 +119,8 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
   const a = attach(task);
   const m = a.ctx.metrics;
   m.reset();
+  // This worker is one host CPU: a userfaultfd wake of one of its vCPUs rings this line.
+  a.ctx.hostThread.uffdCpu = task.slot;
   const hists = new HistogramSet();
   try {
     const faultHist = hists.get(task.faultHistogram);
@@ -123,12 +141,28 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
     const done = new Uint8Array(vcpus.length);
     const sync = task.sync === null ? null : new Int32Array(task.sync);
     const mmioExits = new Float64Array(vcpus.length);
+    const ur = task.uffdReaders;
+    const readers = ur === null ? null : new UffdReaders(a.ctx.hostThread, m, hists.get(ur.histogram), ur.work, ur);
+    const board = ur === null ? null : new Int32Array(ur.board);
     while (live > 0) {
       let progressed = false;
+      let asleep = 0;
       for (let i = 0; i < vcpus.length; i++) {
         if (done[i]) continue;
         const v = vcpus[i]!;
+        // Still asleep in a userfault: nothing to run (run() would return 0 at once).
+        if (v.uffdWait !== null && !v.uffdRunnable()) {
+          asleep++;
+          continue;
+        }
         let n = v.run(streams[i]!, task.sliceAccesses, faultHist, task.wallEvery);
+        // Asleep in a userfault (possibly again, after it ran): not done, and not runnable
+        // until a reader wakes it.
+        if (v.uffdWait !== null) {
+          if (n > 0) progressed = true;
+          asleep++;
+          continue;
+        }
         // The VMM's KVM_RUN loop: complete each KVM_EXIT_MMIO (no device here: loads read 0,
         // stores are dropped) and run again for the rest of the slice; the next run() retires
         // the emulated access (complete_emulated_mmio). An exit at the end of the slice is
@@ -146,15 +180,23 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
           progressed = true;
         }
       }
+      // The readers here serve what the round queued (and what other workers' vCPUs queued).
+      const served = readers === null ? 0 : readers.drain();
+      if (served > 0) progressed = true;
+      if (task.uffdLockstep && asleep > 0) while (!waitForUffdWake(vcpus, done, task.slot, true, readers));
       if (sync !== null) {
         // Deterministic VMM point: after every round (also one where every vCPU waits on a full
         // ring: the VMM's harvest and reset at this point is what lets them go on).
         if (live > 0) parkForVmm(sync);
       } else if (!progressed && live > 0) {
-        const w = vcpus.find((_, i) => !done[i])!.vm.w;
-        Atomics.wait(w, VmLayout.kVmRingResetGen, Atomics.load(w, VmLayout.kVmRingResetGen), 1);
+        if (asleep > 0) waitForUffdWake(vcpus, done, task.slot, false, readers);
+        else {
+          const w = vcpus.find((_, i) => !done[i])!.vm.w;
+          Atomics.wait(w, VmLayout.kVmRingResetGen, Atomics.load(w, VmLayout.kVmRingResetGen), 1);
+        }
       }
     }
+    if (board !== null) serveUntilAllJoined(board, readers!, task.slot, ur!.workers);
     a.ctx.hostThread.drain();
     for (const vm of a.vms.values()) vm.reclaimPtPages();
     return {
@@ -167,6 +209,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
         modeledNs: v.modeledNs() - before[i]!.modeled, wallNs: v.wallNs() - before[i]!.wall, mmioExits: mmioExits[i]!,
       })),
       histograms: hists.encode(),
+      uffdReaders: readers?.stats() ?? null,
     };
   } finally {
     for (const p of task.vmaPorts) {
@@ -182,6 +225,57 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
     a.ctx.hostThread.drain();
     hists.destroy();
   }
+}
+
+/**
+ * vCPUs here are asleep in userfaults: sleep on this worker's wake-board line until a reader's
+ * wake rings it (boardRing()'s pair: raise the flag, read the seq, re-check the vCPUs, sleep on
+ * the seq). Returns whether the condition held at the re-check: some sleeper runnable, or with
+ * `all` every one. Bounded (50 ms) so a vCPU left waiting on a full dirty ring is re-polled too.
+ */
+function waitForUffdWake(vcpus: Vcpu[], done: Uint8Array, slot: number, all: boolean, readers: UffdReaders | null): boolean {
+  let board: Int32Array | null = null;
+  for (let i = 0; i < vcpus.length && board === null; i++) if (!done[i] && vcpus[i]!.uffdWait !== null) board = vcpus[i]!.uffdWait!.board;
+  if (board === null) return true;
+  const seq = boardPrepareSleep(board, slot);
+  // A message for the readers here is work too (a queued fault rings this line).
+  if (readers !== null && readers.readable()) {
+    boardCancelSleep(board, slot);
+    return !all;
+  }
+  let asleep = 0;
+  let runnable = 0;
+  for (let i = 0; i < vcpus.length; i++) {
+    const v = vcpus[i]!;
+    if (done[i] || v.uffdWait === null) continue;
+    asleep++;
+    if (v.uffdRunnable()) runnable++;
+  }
+  if (all ? runnable === asleep : runnable > 0) {
+    boardCancelSleep(board, slot);
+    return true;
+  }
+  boardSleep(board, slot, seq, 50);
+  return false;
+}
+
+/**
+ * This worker's vCPUs are done; its readers may still be the ones other workers' vCPUs wait on.
+ * Leave the live count (the last one out rings every worker) and serve until it is 0.
+ */
+function serveUntilAllJoined(board: Int32Array, readers: UffdReaders, slot: number, workers: number): void {
+  if (Atomics.sub(board, BoardLayout.kLiveWorkers, 1) === 1) for (let s = 0; s < workers; s++) boardRing(board, s);
+  if (readers.empty) return;
+  while (Atomics.load(board, BoardLayout.kLiveWorkers) > 0) {
+    if (readers.drain() > 0) continue;
+    const seq = boardPrepareSleep(board, slot);
+    if (readers.readable() || Atomics.load(board, BoardLayout.kLiveWorkers) === 0) {
+      boardCancelSleep(board, slot);
+      continue;
+    }
+    boardSleep(board, slot, seq, 50);
+  }
+  readers.drain();
 }
 
 /** Park until the VMM thread ran its step (see vmmAtRounds() in runner.ts for the pair). */

@@ -10,7 +10,7 @@ import { lpageMaxLevel } from '../lpage.js';
 import { readLock, readUnlock } from '../../../shm/rwlock.js';
 import { count, countN, countWaitNs, type Metrics } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
-import { hostFault } from '../../../host/mm.js';
+import { hostFault, kHostFaultUffd, type Vma } from '../../../host/mm.js';
 import { fail } from '../../../host/errno.js';
 import { KVM_MEM_READONLY } from '../../memslot.js';
 import { VmLayout } from '../../vm-layout.js';
@@ -34,6 +34,13 @@ export const enum RetPf {
   RET_PF_INVALID = 4,
   RET_PF_FIXED = 5,
   RET_PF_SPURIOUS = 6,
+  /**
+   * Not a KVM return code: the vCPU thread sleeps in handle_userfault() inside
+   * __kvm_faultin_pfn()'s GUP. The fault is suspended where it is (fault.* keeps its state, the
+   * vCPU stays inside KVM_RUN and its SRCU read side) and goes on in kvmTdpPageFaultResume()
+   * once the VMM's reader resolved the page; nothing exits to userspace.
+   */
+  RET_PF_UFFD_BLOCKED = 7,
 }
 
 /** struct kvm_page_fault, one per vCPU, reused. */
@@ -56,6 +63,8 @@ export class KvmPageFault {
   leafFlags = 0;
   leafPfn = 0;
   leafLevel = 0;
+  /** The VMA page GUP resolves (kept across a userfaultfd sleep). */
+  hostIdx = 0;
 }
 
 /** kvm_tdp_page_fault(): returns a RET_PF_* code. */
@@ -94,11 +103,30 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   }
   const vma = slot.vma;
   if (vma === null) return faultFailed(gfn, slot);
+  fault.hostIdx = slot.vmaOffset + (gfn - slot.baseGfn);
+  return kvmTdpFaultinPfn(vcpu, fault, slot, vma);
+}
+
+/**
+ * The GUP of __kvm_mmu_faultin_pfn() and the rest of the fault. GUP populates the host page if
+ * the VMM never touched it, or, on a userfaultfd-registered range, sleeps until the VMM's reader
+ * resolved it (RET_PF_UFFD_BLOCKED; kvmTdpPageFaultResume() goes on from here).
+ */
+function kvmTdpFaultinPfn(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot, vma: Vma): number {
+  const vm = vcpu.vm;
+  const m = vm.ctx.metrics;
+  const gfn = fault.gfn;
   const ht = vm.ctx.hostThread;
-  const idx = slot.vmaOffset + (gfn - slot.baseGfn);
-  // __kvm_mmu_faultin_pfn(): GUP, populating the host page if the VMM never touched it.
-  const pfn = hostFault(ht, vma, idx);
-  if (pfn < 0) return faultFailed(gfn, slot);
+  ht.uffdWaiter = vcpu.idx;
+  ht.faultWrite = fault.write;
+  const pfn = hostFault(ht, vma, fault.hostIdx);
+  if (pfn < 0) {
+    if (pfn === kHostFaultUffd) {
+      count(m, Op.uffd_fault);
+      return RetPf.RET_PF_UFFD_BLOCKED;
+    }
+    return faultFailed(gfn, slot);
+  }
   if (ht.populated) {
     count(m, Op.host_fault);
     vcpu.countZeroing(ht.lastOrder);
@@ -123,6 +151,18 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   }
   readUnlock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
   return r;
+}
+
+/**
+ * The vCPU thread was woken in handle_userfault(): GUP retries the fault (VM_FAULT_RETRY, then
+ * FAULT_FLAG_TRIED), which now finds the page the reader mapped, and the fault goes on with the
+ * state it had: the slot (the vCPU held SRCU, so it still exists) and the mmu_invalidate_seq
+ * snapshot from before GUP, so an invalidation that ran while it slept makes it retry.
+ */
+export function kvmTdpPageFaultResume(vcpu: Vcpu): number {
+  const fault = vcpu.fault;
+  const slot = fault.slot!;
+  return kvmTdpFaultinPfn(vcpu, fault, slot, slot.vma!);
 }
 
 /**
