@@ -39,6 +39,8 @@ export const kOpNames = [
   'recover_huge', // one huge SPTE rebuilt in place / collapsible zap
   'folio_mark_dirty',
   'mmio_exit', // an access emulated (x86_emulate_instruction) and completed by the VMM: KVM_EXIT_MMIO round trip
+  'srcu_sync', // synchronize_srcu_expedited(&kvm->srcu): a memslot set swap's grace period
+  'memslot_update', // one KVM_SET_USER_MEMORY_REGION2 that changes a slot (kvm_set_memslot's bookkeeping)
 ] as const;
 
 export type OpName = (typeof kOpNames)[number];
@@ -86,4 +88,6 @@ export const enum Op {
   recover_huge = 32,
   folio_mark_dirty = 33,
   mmio_exit = 34,
+  srcu_sync = 35,
+  memslot_update = 36,
 }
