@@ -748,8 +748,8 @@ export class Vm {
         const vma = this.vmas[host[i]!]!;
         const first = host[i + 1]!;
         const last = host[i + 2]!;
-        for (const s of this.memslots) {
-          if (s.vma !== vma) continue;
+        for (const s of this.ms.onVmaPages(vma, first, last)) {
+          if (s.asId !== 0) continue;
           const lo = Math.max(first, s.vmaOffset);
           const hi = Math.min(last, s.vmaOffset + s.npages);
           if (lo >= hi) continue;
@@ -780,7 +780,7 @@ export class Vm {
   private hostUnmapRanges(start: number, end: number): number[] {
     const out: number[] = [];
     const ext = [0, 0];
-    for (const s of this.memslots) {
+    for (const s of this.ms.inGfnRange(0, start, end)) {
       const lo = Math.max(start, s.baseGfn);
       const hi = Math.min(end, s.endGfn);
       if (lo >= hi || s.vma === null) continue;
