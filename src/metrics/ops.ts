@@ -40,7 +40,8 @@ export const kOpNames = [
   'folio_mark_dirty',
   'mmio_exit', // an access emulated (x86_emulate_instruction) and completed by the VMM: KVM_EXIT_MMIO round trip
   'srcu_sync', // synchronize_srcu_expedited(&kvm->srcu): a memslot set swap's grace period
-  'memslot_update', // one KVM_SET_USER_MEMORY_REGION2 that changes a slot (kvm_set_memslot's bookkeeping)
+  'memslot_update', // one KVM_SET_USER_MEMORY_REGION2 (kvm_set_memslot()'s bookkeeping)
+  'vmm_access', // one VMM load/store to guest memory through its own mapping (a selftest's host-side checks)
 ] as const;
 
 export type OpName = (typeof kOpNames)[number];
@@ -90,4 +91,5 @@ export const enum Op {
   mmio_exit = 34,
   srcu_sync = 35,
   memslot_update = 36,
+  vmm_access = 37,
 }
