@@ -626,7 +626,7 @@ async function testExecute(x: ExecInput): Promise<{ outcome: RunOutcome; c: RunC
     tstart = performance.now();
     Atomics.store(c.sync, SyncArea.kStartFlag, 1);
     for (;;) {
-      outcome.guestWallNs = (performance.now() - tstart) * 1e6;
+      outcome.guestWallNs = Math.round((performance.now() - tstart) * 1e6);
       outcome.guestModeledNs = c.timeline.now();
       if ((x.modeledLength !== null ? outcome.guestModeledNs : outcome.guestWallNs) >= budget) break;
       yield* test.loop(c);
