@@ -6,18 +6,7 @@
 // iterations run), --concurrent-vmm or several workers (the VMM thread races the vCPUs).
 import { describe, expect, it } from 'vitest';
 import { findScenario, parseFlags, quietIo } from './fixtures/dist.js';
-
-const kWallDerived = new Set(['host', 'output', 'json', 'rssBytes', 'rssPerGuestPage', 'lock_wait_ns']);
-
-function stripWall(x: unknown): unknown {
-  if (Array.isArray(x)) return x.map(stripWall);
-  if (x !== null && typeof x === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(x)) if (!/wall/i.test(k) && !kWallDerived.has(k)) out[k] = stripWall(v);
-    return out;
-  }
-  return x;
-}
+import { stripWall } from './fixtures/strip-wall.js';
 
 async function run(scenario: string, args: string[]) {
   const s = findScenario(scenario)!;

@@ -355,37 +355,32 @@ export class Memslots {
   }
 }
 
-/** The first slot that ends after `gfn` (ranges in one address space are disjoint, so ends are sorted too). */
-function firstEndingAfter(a: Memslot[], gfn: number): number {
+/** The first index whose key is at least `x`, in an array sorted by that key (binary search). */
+function firstAtOrAbove(a: Memslot[], key: (s: Memslot) => number, x: number): number {
   let lo = 0;
   let hi = a.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (a[mid]!.endGfn <= gfn) lo = mid + 1;
+    if (key(a[mid]!) < x) lo = mid + 1;
     else hi = mid;
   }
   return lo;
+}
+
+const baseGfnOf = (s: Memslot): number => s.baseGfn;
+const endGfnOf = (s: Memslot): number => s.endGfn;
+const vmaOffsetOf = (s: Memslot): number => s.vmaOffset;
+
+/** The first slot that ends after `gfn` (ranges in one address space are disjoint, so ends are sorted too). */
+function firstEndingAfter(a: Memslot[], gfn: number): number {
+  return firstAtOrAbove(a, endGfnOf, gfn + 1);
 }
 
 /** The first slot whose first VMA page is at or after `page`. */
 function lowerBoundOffset(a: Memslot[], page: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid]!.vmaOffset < page) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  return firstAtOrAbove(a, vmaOffsetOf, page);
 }
 
 function lowerBound(a: Memslot[], gfn: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid]!.baseGfn < gfn) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  return firstAtOrAbove(a, baseGfnOf, gfn);
 }
