@@ -26,7 +26,7 @@ export {
 } from './kvm/stats.js';
 export { decodeBinaryStats, parseBinaryStats, type ParsedStats, type ParsedStat } from './kvm/stats-parse.js';
 export {
-  kCapNames, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, type Cap, type CapName, type KvmEnableCap,
+  kCapNames, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, KVM_X86_QUIRK_SLOT_ZAP_ALL, type Cap, type CapName, type KvmEnableCap,
 } from './kvm/caps.js';
 export { audit, type AuditResult, type AuditViolation } from './kvm/audit.js';
 export { MemstressStream, type StreamSpec, type AccessOrder } from './workload/memstress.js';

@@ -3,7 +3,7 @@
 // only address space 0. KVM_SET_USER_MEMORY_REGION2, KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG
 // refuse an as_id (slot >> 16) at or past that number with EINVAL.
 import { describe, expect, it } from 'vitest';
-import { Host, KVM_MEM_LOG_DIRTY_PAGES } from '../src/index.js';
+import { Host, KVM_MEM_LOG_DIRTY_PAGES, KVM_X86_QUIRK_SLOT_ZAP_ALL } from '../src/index.js';
 import { errnoOf } from './fixtures/errno.js';
 
 
@@ -45,11 +45,14 @@ describe('memslot address spaces follow SMM', () => {
 // The TDP MMU walks only the roots of a slot's address space (kvm_mmu_page_as_id(root) ==
 // slot->as_id). No vCPU enters SMM here, so an SMM slot has no SPTEs: enabling logging on it,
 // clearing its log or deleting it must leave address space 0's mappings of the same gfns alone.
+// (Deleting it does so only with KVM_X86_QUIRK_SLOT_ZAP_ALL disabled: with the quirk, KVM's
+// default, a delete zaps every SPTE of every address space — memslot-delete-zap-all-quirk.test.ts.)
 describe('an SMM (as_id 1) slot never touches address space 0 mappings', () => {
   it('enable logging, CLEAR under INITIALLY_SET, and delete on the SMM slot keep the as 0 leaves writable and mapped', () => {
     const host = Host.create({ memory: 32 * 2 ** 20 });
     const vm = host.createVm({ strategy: { tracking: 'wrprot' } });
     vm.enableCap('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', 3);
+    vm.enableCap('KVM_CAP_DISABLE_QUIRKS2', KVM_X86_QUIRK_SLOT_ZAP_ALL);
     const a = vm.mmap({ size: 2 ** 20, backing: 'anonymous' });
     const b = vm.mmap({ size: 2 ** 20, backing: 'anonymous' });
     vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 2 ** 20, userspaceAddr: a });

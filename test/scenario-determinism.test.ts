@@ -4,23 +4,14 @@
 // Runner.phase). Only wall-clock figures may differ.
 import { describe, expect, it } from 'vitest';
 import { findScenario, parseFlags, quietIo } from './fixtures/dist.js';
+import { kWallDerived, stripWall } from './fixtures/strip-wall.js';
 
 /** Result fields derived from the wall clock (or the machine), which may differ run to run. */
-const kWallDerived = new Set([
-  'host', 'output', 'json', 'rssBytes', 'rssPerGuestPage', 'lock_wait_ns',
+const kDrop = new Set([
+  ...kWallDerived,
   // demand-paging's rates over wall time (their modeled twins stay in).
   'totalGuestExecutionNs', 'perVcpuRate', 'overallRate', 'faultsPerSecond', 'faultsPerSecondPerWorker',
 ]);
-
-function stripWall(x: unknown): unknown {
-  if (Array.isArray(x)) return x.map(stripWall);
-  if (x !== null && typeof x === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(x)) if (!/wall/i.test(k) && !kWallDerived.has(k)) out[k] = stripWall(v);
-    return out;
-  }
-  return x;
-}
 
 async function run(scenario: string, args: string[]) {
   const s = findScenario(scenario)!;
@@ -48,7 +39,7 @@ describe('one worker, same seed: identical modeled results', () => {
       const b = await run(scenario, args);
       expect(a.audit.ok).toBe(true);
       expect(a.counters.guest_access).toBeGreaterThan(0);
-      expect(stripWall(b)).toEqual(stripWall(a));
+      expect(stripWall(b, kDrop)).toEqual(stripWall(a, kDrop));
     }, 20_000);
   }
 });

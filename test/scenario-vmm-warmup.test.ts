@@ -4,19 +4,11 @@
 // one `--vmm-warmup` note that the text output prints), and --no-vmm-warmup turns it off.
 import { describe, expect, it } from 'vitest';
 import { findScenario, parseFlags, quietIo } from './fixtures/dist.js';
+import { kWallDerived, stripWall } from './fixtures/strip-wall.js';
 
 /** Wall-clock fields, the machine, and the warm-up's own flag/config/note. */
-const kDrop = new Set(['host', 'output', 'json', 'rssBytes', 'rssPerGuestPage', 'lock_wait_ns', 'vmm-warmup', 'vmmWarmup']);
-
-function strip(x: unknown): unknown {
-  if (Array.isArray(x)) return x.map(strip);
-  if (x !== null && typeof x === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(x)) if (!/wall/i.test(k) && !kDrop.has(k)) out[k] = strip(v);
-    return out;
-  }
-  return x;
-}
+const kDrop = new Set([...kWallDerived, 'vmm-warmup', 'vmmWarmup']);
+const strip = (x: unknown) => stripWall(x, kDrop);
 
 async function run(scenario: string, args: string[]) {
   const s = findScenario(scenario)!;

@@ -33,6 +33,7 @@ export const KVM_CAP_MAX_VCPU_ID = 128;
 export const KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 = 168;
 export const KVM_CAP_DIRTY_LOG_RING = 192;
 export const KVM_CAP_BINARY_STATS_FD = 203;
+export const KVM_CAP_DISABLE_QUIRKS2 = 213;
 export const KVM_CAP_DIRTY_LOG_RING_ACQ_REL = 223;
 export const KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP = 225;
 export const KVM_CAP_USER_MEMORY2 = 231;
@@ -43,6 +44,12 @@ export const KVM_MAX_VCPUS = 1024;
 export const KVM_MAX_VCPU_IDS = 4096;
 /** KVM_MAX_NR_ADDRESS_SPACES with CONFIG_KVM_SMM=y (one address space without SMM). */
 export const KVM_MAX_NR_ADDRESS_SPACES = 2;
+/**
+ * arch/x86/include/uapi/asm/kvm.h: deleting or moving a memslot zaps every SPTE (the default),
+ * not just the slot's. The only quirk this model has, so kvm_caps.supported_quirks here.
+ */
+export const KVM_X86_QUIRK_SLOT_ZAP_ALL = 1 << 7;
+const kSupportedQuirks = KVM_X86_QUIRK_SLOT_ZAP_ALL;
 /** KVM_DIRTY_LOG_MANUAL_CAPS: what KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 reports and accepts. */
 export const KVM_DIRTY_LOG_MANUAL_CAPS = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
 
@@ -51,8 +58,8 @@ export const kCapNames = {
   KVM_CAP_USER_MEMORY, KVM_CAP_NR_VCPUS, KVM_CAP_NR_MEMSLOTS, KVM_CAP_SYNC_MMU, KVM_CAP_DESTROY_MEMORY_REGION_WORKS,
   KVM_CAP_JOIN_MEMORY_REGIONS_WORKS, KVM_CAP_MAX_VCPUS, KVM_CAP_READONLY_MEM, KVM_CAP_ENABLE_CAP_VM,
   KVM_CAP_CHECK_EXTENSION_VM, KVM_CAP_X86_SMM, KVM_CAP_MULTI_ADDRESS_SPACE, KVM_CAP_MAX_VCPU_ID,
-  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_BINARY_STATS_FD, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
-  KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, KVM_CAP_USER_MEMORY2,
+  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_BINARY_STATS_FD, KVM_CAP_DISABLE_QUIRKS2,
+  KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, KVM_CAP_USER_MEMORY2,
 } as const;
 export type CapName = keyof typeof kCapNames;
 export type Cap = CapName | number;
@@ -121,6 +128,8 @@ export function kvmCheckExtension(host: Host, vm: Vm | null, cap: Cap): number {
       return vm !== null ? vm.maxVcpus : KVM_MAX_VCPUS;
     case KVM_CAP_MAX_VCPU_ID:
       return KVM_MAX_VCPU_IDS;
+    case KVM_CAP_DISABLE_QUIRKS2:
+      return kSupportedQuirks;
     default:
       return 0;
   }
@@ -168,8 +177,18 @@ export function kvmVmIoctlEnableCap(vm: Vm, cap: KvmEnableCap): void {
       vm.maxVcpuIds = a;
       return;
     }
+    case KVM_CAP_DISABLE_QUIRKS2: {
+      // A quirk KVM does not support is EINVAL; the bits accumulate (disabled_quirks |=).
+      if (flags !== 0) failFlags('KVM_CAP_DISABLE_QUIRKS2', flags);
+      const a = u64Arg(arg0, 'KVM_CAP_DISABLE_QUIRKS2 args[0]');
+      if (a > 0xffffffff || (a & ~kSupportedQuirks) !== 0) {
+        fail('EINVAL', `KVM_CAP_DISABLE_QUIRKS2: quirks 0x${a.toString(16)} not supported (this model has KVM_X86_QUIRK_SLOT_ZAP_ALL = 0x${KVM_X86_QUIRK_SLOT_ZAP_ALL.toString(16)} only)`);
+      }
+      vm.disabledQuirks |= a;
+      return;
+    }
     default:
-      fail('EINVAL', `KVM_ENABLE_CAP: capability ${String(cap.cap)} cannot be enabled on this VM (modelled: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_MAX_VCPU_ID)`);
+      fail('EINVAL', `KVM_ENABLE_CAP: capability ${String(cap.cap)} cannot be enabled on this VM (modelled: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_MAX_VCPU_ID, KVM_CAP_DISABLE_QUIRKS2)`);
   }
 }
 

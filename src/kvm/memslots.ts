@@ -246,16 +246,52 @@ export class Memslots {
   /** The slot of address space `asId` whose range overlaps [baseGfn, baseGfn + npages), if any. */
   overlap(asId: number, baseGfn: number, npages: number, self: Memslot | null): Memslot | null {
     const a = this.sorted[asId]!;
-    // The first slot that ends after baseGfn; ranges are disjoint, so ends are sorted too.
-    let lo = 0;
-    let hi = a.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (a[mid]!.endGfn <= baseGfn) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let i = lo; i < a.length && a[i]!.baseGfn < baseGfn + npages; i++) if (a[i] !== self) return a[i]!;
+    for (let i = firstEndingAfter(a, baseGfn); i < a.length && a[i]!.baseGfn < baseGfn + npages; i++) if (a[i] !== self) return a[i]!;
     return null;
+  }
+
+  /** The slots of address space `asId` over gfns [start, end), in gfn order: O(log n + k). */
+  inGfnRange(asId: number, start: number, end: number): Memslot[] {
+    const a = this.sorted[asId]!;
+    const out: Memslot[] = [];
+    for (let i = firstEndingAfter(a, start); i < a.length && a[i]!.baseGfn < end; i++) out.push(a[i]!);
+    return out;
+  }
+
+  /**
+   * The hva side (kvm_for_each_memslot_in_hva_range(), an interval tree in KVM): per VMA, its
+   * slots sorted by first VMA page, and the longest slot it ever had, so the slots over pages
+   * [first, last) are found by binary search among those starting after first - longest, however
+   * many slots the VMA backs. Slots may alias (two over the same pages).
+   */
+  private readonly byVma = new Map<Vma, { slots: Memslot[]; longest: number }>();
+
+  /** Slots (both address spaces) whose memory overlaps pages [first, last) of `vma`. */
+  onVmaPages(vma: Vma, first: number, last: number): Memslot[] {
+    const e = this.byVma.get(vma);
+    const out: Memslot[] = [];
+    if (e === undefined) return out;
+    const a = e.slots;
+    for (let i = lowerBoundOffset(a, first - e.longest + 1); i < a.length && a[i]!.vmaOffset < last; i++) {
+      if (a[i]!.vmaOffset + a[i]!.npages > first) out.push(a[i]!);
+    }
+    return out;
+  }
+
+  private indexVma(slot: Memslot, add: boolean): void {
+    if (slot.vma === null) return;
+    let e = this.byVma.get(slot.vma);
+    if (e === undefined) this.byVma.set(slot.vma, (e = { slots: [], longest: 0 }));
+    const a = e.slots;
+    let i = lowerBoundOffset(a, slot.vmaOffset);
+    if (add) {
+      a.splice(i, 0, slot);
+      e.longest = Math.max(e.longest, slot.npages);
+      return;
+    }
+    while (i < a.length && a[i] !== slot) i++;
+    if (i === a.length) throw new Error(`BUG: memslot ${slot.slotId} missing from its hva index`);
+    a.splice(i, 1);
   }
 
   /** The VMM's id hash and gfn array gain (`add`) or lose a slot. */
@@ -270,6 +306,7 @@ export class Memslots {
       a.splice(i, 1);
       this.byKey.delete(slot.slotId);
     }
+    this.indexVma(slot, add);
   }
 
   /**
@@ -318,13 +355,32 @@ export class Memslots {
   }
 }
 
-function lowerBound(a: Memslot[], gfn: number): number {
+/** The first index whose key is at least `x`, in an array sorted by that key (binary search). */
+function firstAtOrAbove(a: Memslot[], key: (s: Memslot) => number, x: number): number {
   let lo = 0;
   let hi = a.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (a[mid]!.baseGfn < gfn) lo = mid + 1;
+    if (key(a[mid]!) < x) lo = mid + 1;
     else hi = mid;
   }
   return lo;
+}
+
+const baseGfnOf = (s: Memslot): number => s.baseGfn;
+const endGfnOf = (s: Memslot): number => s.endGfn;
+const vmaOffsetOf = (s: Memslot): number => s.vmaOffset;
+
+/** The first slot that ends after `gfn` (ranges in one address space are disjoint, so ends are sorted too). */
+function firstEndingAfter(a: Memslot[], gfn: number): number {
+  return firstAtOrAbove(a, endGfnOf, gfn + 1);
+}
+
+/** The first slot whose first VMA page is at or after `page`. */
+function lowerBoundOffset(a: Memslot[], page: number): number {
+  return firstAtOrAbove(a, vmaOffsetOf, page);
+}
+
+function lowerBound(a: Memslot[], gfn: number): number {
+  return firstAtOrAbove(a, baseGfnOf, gfn);
 }

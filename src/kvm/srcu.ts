@@ -17,9 +17,18 @@
  * both, so its next fault reads the new flags.
  */
 import { kvmMakeAllCpusRequest } from './requests.js';
+import { count } from '../metrics/counters.js';
+import { Op } from '../metrics/ops.js';
 import type { Vm } from './vm.js';
 
-export function synchronizeSrcu(vm: Vm): void {
+/**
+ * `priced`: KVM's own grace periods (kvm_swap_active_memslots() waits with
+ * synchronize_srcu_expedited()) are priced as one srcu_sync each, whether or not a reader had to
+ * be waited for (the wait itself is wall time, as every lock wait here); the harness's own use
+ * (the page-table pool growing in place, which KVM does not need) passes false.
+ */
+export function synchronizeSrcu(vm: Vm, priced = true): void {
+  if (priced) count(vm.ctx.metrics, Op.srcu_sync);
   const before = vm.epoch.advance();
   if (vm.epoch.oldestActive() > before) return;
   // kvm_vcpu_kick() of every vCPU: a request with no bits only moves IN_GUEST_MODE to EXITING.

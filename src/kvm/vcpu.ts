@@ -38,7 +38,11 @@ export interface AccessSource {
   next(): number;
   /** Whether the access next() just returned is a store. */
   write: boolean;
-  /** Value written into a frame's stamp on stores (the memstress/dirty_log_test iteration). */
+  /**
+   * Value written into a frame's stamp on stores (the memstress/dirty_log_test iteration). A
+   * negative value: a store elsewhere in the page than the word the stamp stands for — checked
+   * by the store oracle like every store, but it leaves the stamp as it is.
+   */
   readonly iteration: number;
 }
 
@@ -317,7 +321,7 @@ export class Vcpu {
       if (Atomics.add(vm.w, VmLayout.kVmStaleWrites, 1) === 0) Atomics.store(vm.w, VmLayout.kVmStaleWriteGfn, gfn);
       return;
     }
-    vm.host.frames.writeStamp(pfn, this.stampId, iteration);
+    if (iteration >= 0) vm.host.frames.writeStamp(pfn, this.stampId, iteration);
   }
 
   /** Fault-latency histogram of the current run() and its wall-clock sampling. */

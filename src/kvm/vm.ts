@@ -43,7 +43,8 @@ import { Vcpu } from './vcpu.js';
 import { synchronizeSrcu } from './srcu.js';
 import { type VmStats, type VcpuStats, readVmStats, vmStatsFd } from './stats.js';
 import {
-  type Cap, type KvmEnableCap, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, kvmArchNrMemslotAsIds, kvmCheckExtension, kvmVmIoctlEnableCap,
+  type Cap, type KvmEnableCap, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvmArchNrMemslotAsIds, kvmCheckExtension,
+  kvmVmIoctlEnableCap,
 } from './caps.js';
 
 /** What a thread brings to every VM it touches: its counters and its frame caches. */
@@ -364,6 +365,7 @@ export class Vm {
     if (baseGfn + npages > kMaxGfn + 1) fail('EINVAL', `guest range ends at 0x${(r.guestPhysAddr + r.memorySize).toString(16)}, past this model's 42-bit (4 TiB) guest physical address space`);
     const key = (asId << 16) | id;
     const old = this.slots.get(key) ?? null;
+    count(this.ctx.metrics, Op.memslot_update);
     if (npages === 0) {
       if (old === null) fail('EINVAL', `slot ${r.slot} does not exist, cannot delete it`);
       this.deleteMemslot(old);
@@ -448,9 +450,14 @@ export class Vm {
   private invalidateMemslot(slot: Memslot): void {
     slot.setFlags(slot.flags | KVM_MEMSLOT_INVALID);
     synchronizeSrcu(this);
-    if (slot.asId === 0) {
+    // kvm_arch_flush_shadow_memslot(): with KVM_X86_QUIRK_SLOT_ZAP_ALL (on unless disabled with
+    // KVM_CAP_DISABLE_QUIRKS2) every SPTE of every address space goes (kvm_mmu_zap_all_fast(),
+    // here a zap of all leaves: the vCPUs fault everything in again), else only the slot's.
+    const zapAll = (this.disabledQuirks & KVM_X86_QUIRK_SLOT_ZAP_ALL) === 0;
+    if (zapAll || slot.asId === 0) {
+      const [start, end] = zapAll ? [0, kMaxGfn + 1] : [slot.baseGfn, slot.endGfn];
       this.withMmuWriteLock(() => {
-        if (tdpMmuZapLeafs(this, slot.baseGfn, slot.endGfn)) kvmFlushRemoteTlbs(this);
+        if (tdpMmuZapLeafs(this, start, end)) kvmFlushRemoteTlbs(this);
       });
     }
     if (this.memslotHook !== null) this.memslotHook(slot);
@@ -531,6 +538,9 @@ export class Vm {
   /** kvm->arch.max_vcpu_ids (KVM_ENABLE_CAP(KVM_CAP_MAX_VCPU_ID)); 0 = unset. VMM thread only. */
   maxVcpuIds = 0;
 
+  /** kvm->arch.disabled_quirks (KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2)). VMM thread only. */
+  disabledQuirks = 0;
+
   /** KVM_GET_DIRTY_LOG */
   getDirtyLog(slot: number): Uint32Array {
     return getDirtyLog(this, slot);
@@ -608,7 +618,8 @@ export class Vm {
     const to = Math.min(kPtPoolMaxPages, Math.max(need, cap + Math.max(64, cap >> 6)));
     this.pool.grow(to);
     this.iter.pt = this.pool.pt;
-    synchronizeSrcu(this);
+    // The harness's own grace period (KVM's pages need none): not priced.
+    synchronizeSrcu(this, false);
     this.pool.pushFree(cap, to);
   }
 
@@ -737,8 +748,8 @@ export class Vm {
         const vma = this.vmas[host[i]!]!;
         const first = host[i + 1]!;
         const last = host[i + 2]!;
-        for (const s of this.memslots) {
-          if (s.vma !== vma) continue;
+        for (const s of this.ms.onVmaPages(vma, first, last)) {
+          if (s.asId !== 0) continue;
           const lo = Math.max(first, s.vmaOffset);
           const hi = Math.min(last, s.vmaOffset + s.npages);
           if (lo >= hi) continue;
@@ -769,7 +780,7 @@ export class Vm {
   private hostUnmapRanges(start: number, end: number): number[] {
     const out: number[] = [];
     const ext = [0, 0];
-    for (const s of this.memslots) {
+    for (const s of this.ms.inGfnRange(0, start, end)) {
       const lo = Math.max(start, s.baseGfn);
       const hi = Math.min(end, s.endGfn);
       if (lo >= hi || s.vma === null) continue;

@@ -50,6 +50,10 @@ export const kOpNames = [
   'uffd_wake', // wake_userfault() after a resolution: the wait-queue walk and the wake of the thread(s) found
   'uffd_wake_scan', // one wait-queue entry __wake_up_locked_key() examined (reported, never priced: it depends on the interleaving)
   'uffd_delay_ns', // the reader's -d usleep(), one count per ns: a duration, always priced 1 ns
+  // memslot updates (appended after the userfaultfd ops)
+  'srcu_sync', // synchronize_srcu_expedited(&kvm->srcu): a memslot set swap's grace period
+  'memslot_update', // one KVM_SET_USER_MEMORY_REGION2 (kvm_set_memslot()'s bookkeeping)
+  'vmm_access', // one VMM load/store to guest memory through its own mapping (a selftest's host-side checks)
 ] as const;
 
 export type OpName = (typeof kOpNames)[number];
@@ -107,4 +111,7 @@ export const enum Op {
   uffd_wake = 42,
   uffd_wake_scan = 43,
   uffd_delay_ns = 44,
+  srcu_sync = 45,
+  memslot_update = 46,
+  vmm_access = 47,
 }

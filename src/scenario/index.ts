@@ -2,9 +2,11 @@
 import { demandPaging } from './demand-paging.js';
 import { dirtyLogPerf } from './dirty-log-perf.js';
 import { dirtyLogPageSplitting } from './dirty-log-page-splitting.js';
+import { memslotPerf } from './memslot-perf.js';
+import { memslotModificationStress } from './memslot-modification-stress.js';
 import type { ScenarioDef } from './scenario.js';
 
-export const kScenarios: ScenarioDef[] = [demandPaging, dirtyLogPerf, dirtyLogPageSplitting];
+export const kScenarios: ScenarioDef[] = [demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress];
 
 export function findScenario(name: string): ScenarioDef | undefined {
   return kScenarios.find((s) => s.name === name);

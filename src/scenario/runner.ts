@@ -16,7 +16,7 @@ import type { Vm } from '../kvm/vm.js';
 import { addCounters, modeledNs } from '../metrics/counters.js';
 import { kOpCount } from '../metrics/ops.js';
 import { HistogramMerger } from '../metrics/histogram.js';
-import type { StreamSpec } from '../workload/memstress.js';
+import type { GuestSpec } from '../workload/guest.js';
 import { allocSab } from '../shm/arena.js';
 import { type PhaseTask, type PhaseTaskResult, type VcpuPhaseResult, type VcpuWork, PhaseSync } from './worker-runtime.js';
 import type { PhaseObserver, PhaseProbe } from './phase-observer.js';
@@ -79,7 +79,7 @@ const kReaderFile = fileURLToPath(new URL('../../workers/uffd-reader-worker.js',
 export class Runner {
   readonly pool: Piscina;
   readonly runId = randomUUID();
-  readonly shards: VcpuRef[][];
+  shards: VcpuRef[][] = [];
   readonly counters = new Float64Array(kOpCount);
   readonly histograms = new HistogramMerger();
   readonly phases: PhaseOutcome[] = [];
@@ -88,20 +88,14 @@ export class Runner {
   readonly readerPool: Piscina | null = null;
   private readonly readerWork: UffdReaderWork[][] = [];
 
-  constructor(readonly host: Host, readonly vms: Vm[], readonly opts: RunnerOptions) {
+  constructor(readonly host: Host, public vms: Vm[], readonly opts: RunnerOptions) {
     const n = opts.workers;
     this.pool = new Piscina({
       filename: kWorkerFile, minThreads: n, maxThreads: n, idleTimeout: Infinity, concurrentTasksPerWorker: 1,
       // Worker heaps stay small: guest state lives in SABs, outside the V8 heap.
       resourceLimits: { maxOldGenerationSizeMb: 512 },
     });
-    const all: VcpuRef[] = [];
-    vms.forEach((vm, i) => {
-      for (let v = 0; v < vm.nrVcpus; v++) all.push({ vm: i, vcpu: v });
-    });
-    this.shards = [];
-    const per = Math.ceil(all.length / n);
-    for (let s = 0; s < n; s++) this.shards.push(all.slice(s * per, (s + 1) * per));
+    this.shard();
     opts.observer?.runStart(() => statsSnapshot(this.vms).total as unknown as Record<string, number>);
     const u = opts.uffd;
     if (u !== undefined) {
@@ -134,11 +128,23 @@ export class Runner {
     }
   }
 
+  private shard(): void {
+    const n = this.opts.workers;
+    const all: VcpuRef[] = [];
+    this.vms.forEach((vm, i) => {
+      for (let v = 0; v < vm.nrVcpus; v++) all.push({ vm: i, vcpu: v });
+    });
+    this.shards = [];
+    const per = Math.ceil(all.length / n);
+    for (let s = 0; s < n; s++) this.shards.push(all.slice(s * per, (s + 1) * per));
+  }
+
   /** What an observer reads of a running phase: accesses and pf_taken of its vCPUs since it started. */
   private probe(name: string, work: VcpuWork[]): PhaseProbe {
     const vcpus = work.map((w) => this.vms[w.vm]!.vcpu(w.vcpu));
     const base = vcpus.map((v) => ({ accesses: v.accesses(), faults: v.pfTaken() }));
-    const totalAccesses = work.reduce((s, w) => s + (w.stream.accesses ?? w.stream.pages), 0);
+    // A selftest's guest program (memslot_perf_test's) runs until stopped: no total, no ETA.
+    const totalAccesses = work.reduce((s, w) => s + (w.stream.kind === 'memslot-perf' ? 0 : (w.stream.accesses ?? w.stream.pages)), 0);
     return {
       name, totalAccesses, vcpus: vcpus.length,
       sample: () => {
@@ -184,19 +190,31 @@ export class Runner {
   }
 
   /**
-   * Run one phase: every vCPU executes the stream `streamFor` gives it; resolves at the barrier.
+   * Run the next phases on other VMs, keeping the warm workers: a scenario that builds a VM per
+   * test run (memslot_perf_test) uses one pool for all of them. VM ids must be new: workers
+   * key their attached views by id (and drop those of VMs no longer run).
+   */
+  replaceVms(vms: Vm[]): void {
+    this.vms = vms;
+    this.shard();
+  }
+
+  /**
+   * Run one phase: every vCPU executes the guest program `streamFor` gives it (a memstress stream
+   * or a selftest's guest code, workload/guest.ts); resolves at the barrier.
    * `vmmStep`, if given, is VMM-thread work done while the vCPUs run (the dirty ring reaper, -e's
    * disable). On one worker it runs at fixed points of vCPU progress — after every round of
    * slices, with the worker parked (worker-runtime.ts) — so a seed gives the same interleaving,
    * counters and modeled times every run; on several workers it runs freely alongside them, as a
-   * VMM thread does, and only the outcome's invariants are reproducible.
+   * VMM thread does, and only the outcome's invariants are reproducible. `opts.vmmAlongside`
+   * runs it freely on one worker too (wall time as a selftest's, which overlaps host and guest).
    */
-  async phase(name: string, streamFor: (ref: VcpuRef) => StreamSpec, faultHistogram = `${name}.page_fault`, vmmStep?: () => void): Promise<PhaseOutcome> {
+  async phase(name: string, streamFor: (ref: VcpuRef) => GuestSpec, faultHistogram = `${name}.page_fault`, vmmStep?: () => void, opts: { vmmAlongside?: boolean } = {}): Promise<PhaseOutcome> {
     const host = this.host.handle;
     const vmHandles = this.vms.map((vm) => vm.handle());
     const t0 = performance.now();
     const busy = this.shards.filter((refs) => refs.length > 0).length;
-    const sync = vmmStep !== undefined && busy === 1 ? new Int32Array(allocSab(4)) : null;
+    const sync = vmmStep !== undefined && busy === 1 && opts.vmmAlongside !== true ? new Int32Array(allocSab(4)) : null;
     // Each task gets a VMA port per VM it runs, so memory the VMM maps during the phase (for
     // slots it creates meanwhile) reaches the worker (Vm.watchVmas()).
     const unwatch: (() => void)[] = [];

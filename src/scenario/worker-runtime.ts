@@ -13,7 +13,7 @@ import { Host, type HostHandle } from '../host/host.js';
 import { Vm, type ThreadCtx, type VmHandle } from '../kvm/vm.js';
 import { Metrics } from '../metrics/counters.js';
 import { HistogramSet, type EncodedHistograms } from '../metrics/histogram.js';
-import { MemstressStream, type StreamSpec } from '../workload/memstress.js';
+import { guestProgram, type GuestProgram, type GuestSpec } from '../workload/guest.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { VmLayout } from '../kvm/vm-layout.js';
 import { KvmExit } from '../kvm/vcpu-layout.js';
@@ -23,7 +23,7 @@ import { UffdReaders, type UffdReaderOptions, type UffdReaderStats, type UffdRea
 export interface VcpuWork {
   vm: number;
   vcpu: number;
-  stream: StreamSpec;
+  stream: GuestSpec;
 }
 
 export interface PhaseTask {
@@ -104,6 +104,12 @@ function attach(task: PhaseTask): Attached {
     attached = { runId: task.runId, host, ctx: { metrics: new Metrics(task.cost), hostThread: host.thread() }, vms: new Map() };
   }
   const a = attached;
+  // VMs the runner no longer runs (memslot-perf builds one per test run, Runner.replaceVms) are
+  // dropped, so the worker does not keep their views alive. A task names every VM of the runner.
+  if (a.vms.size > task.vms.length) {
+    const live = new Set(task.vms.map((h) => h.id));
+    for (const id of a.vms.keys()) if (!live.has(id)) a.vms.delete(id);
+  }
   for (const w of task.work) {
     const h = task.vms[w.vm]!;
     const vm = a.vms.get(h.id);
@@ -125,13 +131,13 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
   try {
     const faultHist = hists.get(task.faultHistogram);
     const vcpus: Vcpu[] = [];
-    const streams: MemstressStream[] = [];
+    const streams: GuestProgram[] = [];
     const before: { modeled: number; wall: number; accesses: number }[] = [];
     for (const w of task.work) {
       const vm = a.vms.get(task.vms[w.vm]!.id)!;
       const v = vm.vcpu(w.vcpu);
       vcpus.push(v);
-      streams.push(new MemstressStream(w.stream));
+      streams.push(guestProgram(w.stream, m));
       before.push({ modeled: v.modeledNs(), wall: v.wallNs(), accesses: v.accesses() });
     }
     // Round-robin slices until every stream ends. A vCPU that exited with a full dirty ring
@@ -169,6 +175,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
         // completed by the vCPU's next slice.
         while (v.pendingExit === KvmExit.KVM_EXIT_MMIO) {
           mmioExits[i]!++;
+          streams[i]!.onMmioExit?.(v.mmio);
           if (!v.mmio.isWrite) v.mmio.data = 0;
           if (n >= task.sliceAccesses) break;
           n += v.run(streams[i]!, task.sliceAccesses - n, faultHist, task.wallEvery);

@@ -12,6 +12,11 @@
  * a gfn range no memslot covers, in turn, a store or a load by the same write-percent rule. A
  * stream of `accesses` memory accesses makes floor(accesses / N) MMIO accesses, each a
  * KVM_EXIT_MMIO the VMM completes; the memory accesses are those of the stream without MMIO.
+ *
+ * Until stopped (memstress_args.stop_vcpus): with `stop`, the stream repeats its pass over the
+ * pages (`accesses` may be Infinity) and ends at the first pass boundary — memstress's
+ * GUEST_SYNC(1), where the vCPU thread re-checks stop_vcpus before entering again — after the
+ * VMM stored a non-zero word 0 in `stop` (the pair: the VMM's seq-cst store, this Atomics.load).
  */
 import type { AccessSource } from '../kvm/vcpu.js';
 import { Permutation, mix32, streamSeed, xorshift32 } from './random.js';
@@ -36,6 +41,8 @@ export interface StreamSpec {
   /** First gfn of the device pages (outside every memslot) and how many there are. */
   mmioGfn?: number;
   mmioPages?: number;
+  /** Word 0 non-zero: end at the next pass boundary (memstress_args.stop_vcpus). */
+  stop?: SharedArrayBuffer;
 }
 
 export class MemstressStream implements AccessSource {
@@ -57,6 +64,7 @@ export class MemstressStream implements AccessSource {
   private sinceMmio = 0;
   private mmioCount = 0;
   private mmioDue = false;
+  private readonly stop: Int32Array | null;
 
   constructor(spec: StreamSpec) {
     this.baseGfn = spec.baseGfn;
@@ -73,6 +81,7 @@ export class MemstressStream implements AccessSource {
     this.mmioEvery = spec.mmioEvery ?? 0;
     this.mmioGfn = spec.mmioGfn ?? 0;
     this.mmioPages = spec.mmioPages ?? 1;
+    this.stop = spec.stop !== undefined ? new Int32Array(spec.stop) : null;
     if (!Number.isInteger(this.mmioEvery) || this.mmioEvery < 0) throw new RangeError(`mmioEvery must be a non-negative integer, got ${this.mmioEvery}`);
     if (this.mmioEvery > 0 && (!Number.isInteger(this.mmioPages) || this.mmioPages < 1)) throw new RangeError(`mmioPages must be a positive integer, got ${this.mmioPages}`);
   }
@@ -81,9 +90,10 @@ export class MemstressStream implements AccessSource {
     if (this.mmioDue) return this.nextMmio();
     const i = this.pos;
     if (i >= this.accesses) return -1;
+    const wrapped = i < this.pages ? i : i % this.pages;
+    if (wrapped === 0 && i > 0 && this.stop !== null && Atomics.load(this.stop, 0) !== 0) return -1;
     this.pos = i + 1;
     let page: number;
-    const wrapped = i < this.pages ? i : i % this.pages;
     if (this.order === 0) page = wrapped;
     else if (this.order === 1) page = this.perm!.at(wrapped);
     else {
