@@ -270,7 +270,7 @@ export class Userfaultfd {
     const s = this.ww[base + WaiterLayout.kState]!;
     if (s === WaiterState.kPending) {
       this.unlink(base, UffdLayout.kUffdPendingHead, UffdLayout.kUffdPendingTail);
-      this.w[UffdLayout.kUffdPending]!--;
+      Atomics.sub(this.w, UffdLayout.kUffdPending, 1);
     } else if (s === WaiterState.kRead) {
       this.unlink(base, UffdLayout.kUffdReadHead, -1);
     }
@@ -301,7 +301,8 @@ export class Userfaultfd {
     if (tail >= 0) ww[tail * WaiterLayout.kWaiterWords + WaiterLayout.kNext] = waiter;
     else this.w[UffdLayout.kUffdPendingHead] = waiter;
     this.w[UffdLayout.kUffdPendingTail] = waiter;
-    this.w[UffdLayout.kUffdPending]!++;
+    // The count is read without the lock (readable(), read()'s early out): Atomics on both sides.
+    Atomics.add(this.w, UffdLayout.kUffdPending, 1);
     Atomics.store(ww, base + WaiterLayout.kState, WaiterState.kPending);
     spinUnlock(this.w, UffdLayout.kUffdLock);
     this.ringReaders(false);
@@ -360,7 +361,7 @@ export class Userfaultfd {
     }
     const base = head * WaiterLayout.kWaiterWords;
     this.unlink(base, UffdLayout.kUffdPendingHead, UffdLayout.kUffdPendingTail);
-    this.w[UffdLayout.kUffdPending]!--;
+    Atomics.sub(this.w, UffdLayout.kUffdPending, 1);
     const rh = this.w[UffdLayout.kUffdReadHead]!;
     ww[base + WaiterLayout.kNext] = rh;
     if (rh >= 0) ww[rh * WaiterLayout.kWaiterWords + WaiterLayout.kPrev] = head;

@@ -117,9 +117,12 @@ function kvmTdpFaultinPfn(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot, vma: V
   const m = vm.ctx.metrics;
   const gfn = fault.gfn;
   const ht = vm.ctx.hostThread;
+  // The faulting thread as a userfaultfd sees it, for this GUP only: back to -1 after, so a VMM
+  // access on this thread afterwards is the VMM's (handleUserfault() refuses it), not this vCPU's.
   ht.uffdWaiter = vcpu.idx;
   ht.faultWrite = fault.write;
   const pfn = hostFault(ht, vma, fault.hostIdx);
+  ht.uffdWaiter = -1;
   if (pfn < 0) {
     if (pfn === kHostFaultUffd) {
       count(m, Op.uffd_fault);
