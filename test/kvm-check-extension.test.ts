@@ -9,8 +9,10 @@ const cap = {
   USER_MEMORY: 3, NR_VCPUS: 9, NR_MEMSLOTS: 10, SYNC_MMU: 16, MAX_VCPUS: 66, READONLY_MEM: 81, ENABLE_CAP_VM: 98,
   CHECK_EXTENSION_VM: 105, X86_SMM: 117, MULTI_ADDRESS_SPACE: 118, MAX_VCPU_ID: 128, MANUAL_DIRTY_LOG_PROTECT2: 168,
   DIRTY_LOG_RING: 192, BINARY_STATS_FD: 203, DIRTY_LOG_RING_ACQ_REL: 223, DIRTY_LOG_RING_WITH_BITMAP: 225, USER_MEMORY2: 231,
-  // Not modelled: guest_memfd, memory attributes, MEMORY_FAULT_INFO, HALT_POLL, COALESCED_MMIO.
-  GUEST_MEMFD: 234, MEMORY_ATTRIBUTES: 233, MEMORY_FAULT_INFO: 232, HALT_POLL: 182, COALESCED_MMIO: 15,
+  GUEST_MEMFD: 234, MEMORY_ATTRIBUTES: 233, MEMORY_FAULT_INFO: 232, VM_TYPES: 235, GUEST_MEMFD_FLAGS: 244,
+  EXIT_HYPERCALL: 201, GUEST_MEMFD_MEMORY_ATTRIBUTES: 245,
+  // Not modelled: HALT_POLL, COALESCED_MMIO.
+  HALT_POLL: 182, COALESCED_MMIO: 15,
 } as const;
 
 const newHost = (smm?: boolean) => Host.create({ memory: 16 * 2 ** 20, ...(smm === undefined ? {} : { smm }) });
@@ -55,9 +57,21 @@ describe('KVM_CHECK_EXTENSION', () => {
   it('unknown and unmodelled capabilities answer 0', () => {
     const host = newHost();
     const vm = host.createVm();
-    for (const c of [cap.GUEST_MEMFD, cap.MEMORY_ATTRIBUTES, cap.MEMORY_FAULT_INFO, cap.HALT_POLL, cap.COALESCED_MMIO, 100000, -1]) {
+    for (const c of [cap.HALT_POLL, cap.COALESCED_MMIO, 100000, -1]) {
       expect([c, host.checkExtension(c), vm.checkExtension(c)]).toEqual([c, 0, 0]);
     }
+  });
+
+  it('guest_memfd and attributes: per VM type and attribute path, as kvm_supported_mem_attributes() and kvm_gmem_get_supported_flags()', () => {
+    const host = newHost();
+    const plain = host.createVm();
+    const swVm = host.createVm({ type: 1 });
+    const swGmem = host.createVm({ type: 1, attributes: 'gmem' });
+    // System fd: PRIVATE and every flag; VM types default and SW-protected.
+    expect([cap.VM_TYPES, cap.GUEST_MEMFD, cap.MEMORY_FAULT_INFO, cap.MEMORY_ATTRIBUTES, cap.GUEST_MEMFD_FLAGS, cap.EXIT_HYPERCALL].map((c) => host.checkExtension(c))).toEqual([3, 1, 1, 8, 3, 1 << 12]);
+    expect([plain, swVm, swGmem].map((v) => v.checkExtension(cap.MEMORY_ATTRIBUTES))).toEqual([0, 8, 0]);
+    expect([plain, swVm, swGmem].map((v) => v.checkExtension(cap.GUEST_MEMFD_MEMORY_ATTRIBUTES))).toEqual([0, 0, 8]);
+    expect([plain, swVm, swGmem].map((v) => v.checkExtension(cap.GUEST_MEMFD_FLAGS))).toEqual([3, 0, 3]);
   });
 
   it('KVM_CAP_MAX_VCPUS on the VM is kvm->max_vcpus (6.16+), on /dev/kvm KVM_MAX_VCPUS', () => {

@@ -3,11 +3,11 @@
  * Defined at the host layer (the lowest one that can fail on bad input) so every layer
  * above throws the same type; the KVM layer re-exports it as its ioctl error.
  */
-export type Errno = 'EINVAL' | 'EEXIST' | 'ENOENT' | 'ENOMEM' | 'EFAULT' | 'EBUSY' | 'ENXIO' | 'E2BIG' | 'EPERM' | 'ENOSPC' | 'EAGAIN';
+export type Errno = 'EINVAL' | 'EEXIST' | 'ENOENT' | 'ENOMEM' | 'EFAULT' | 'EBUSY' | 'ENXIO' | 'E2BIG' | 'EPERM' | 'ENOSPC' | 'EAGAIN' | 'ENODEV' | 'ENOTTY' | 'EOPNOTSUPP';
 
 const kErrnoNumbers: Record<Errno, number> = {
   EPERM: 1, ENOENT: 2, ENXIO: 6, E2BIG: 7, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16, EEXIST: 17,
-  EINVAL: 22, ENOSPC: 28,
+  EINVAL: 22, ENOSPC: 28, ENODEV: 19, ENOTTY: 25, EOPNOTSUPP: 95,
 };
 
 export class KvmError extends Error {

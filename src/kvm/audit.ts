@@ -19,6 +19,9 @@ import {
 import { disallowLpage, Lpage } from './mmu/lpage.js';
 import type { Vm } from './vm.js';
 import { VmLayout } from './vm-layout.js';
+import type { Memslot } from './memslot.js';
+import { kvmMemIsPrivate } from './attributes.js';
+import { GmemWord, type GmemFile } from '../gmem/gmem-file.js';
 
 export interface AuditViolation {
   vm: number | null;
@@ -75,6 +78,10 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
       }
       if (frames.owner(pfn) !== vm.owner) report('foreign-frame', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} owned by ${frames.owner(pfn)}, not VM ${vm.id}`);
       if (frames.refcount(frames.head(pfn)) <= 0) report('freed-frame', `gfn 0x${gfn.toString(16)} maps pfn 0x${pfn.toString(16)} with no host reference`);
+      if (slot.gmem !== null || vm.privateMem) {
+        auditPrivateLeaf(vm, slot, gfn, level, flags, pfn, report);
+        continue;
+      }
       // Every 4K page under the leaf must be the page the host maps for that gfn now.
       for (let k = 0; k < step; k++) {
         const host = slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn + k - slot.baseGfn));
@@ -139,8 +146,92 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
     }
     if (runHead >= 0) checkRun(runHead, runRefs);
   }
+  for (const fd of vm.gmems) owned += auditGmemFile(fd.file, frames, vm.owner, report);
   if (owned !== vm.host.ownedPages(vm.owner)) report('owner-accounting', `VM ${vm.id} owns ${vm.host.ownedPages(vm.owner)} pages by accounting, ${owned} by recount`);
   return { pages: leaves, ptPages };
+}
+
+/**
+ * A leaf of a guest_memfd slot or of a VM with private memory: each 4K page under it is the page
+ * its current attribute resolves to (private: the file's; shared: the file's when the slot is
+ * gmem-only and the page is shared there, else the host mapping's), and the leaf was made for
+ * that attribute (kSptePrivate): a private gfn is never mapped through the shared path nor a
+ * shared one through the private path. A huge leaf needs a folio at least as large.
+ */
+function auditPrivateLeaf(vm: Vm, slot: Memslot, gfn: number, level: number, flags: number, pfn: number, report: (kind: string, detail: string) => void): void {
+  const step = pagesPerHpage(level);
+  const f = slot.gmem;
+  for (let k = 0; k < step; k++) {
+    const g = gfn + k;
+    const priv = kvmMemIsPrivate(vm, slot, g);
+    if (((flags & Spte.kSptePrivate) !== 0) !== priv) {
+      report(priv ? 'private-via-shared' : 'shared-via-private', `gfn 0x${g.toString(16)} is ${priv ? 'private' : 'shared'} but its level ${level} leaf was made for a ${priv ? 'shared' : 'private'} access`);
+      return;
+    }
+    const off = slot.gmemPgoff + (g - slot.baseGfn);
+    let want: number;
+    if (priv) want = f === null ? -1 : f.lookup(off);
+    else if (slot.gmemOnly) want = f!.isPrivate(off) ? -1 : f!.lookup(off);
+    else want = slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (g - slot.baseGfn));
+    if (want !== pfn + k) {
+      report('stale-spte', `gfn 0x${g.toString(16)} (level ${level} ${priv ? 'private' : 'shared'} leaf) maps pfn 0x${(pfn + k).toString(16)} but it resolves to ${want < 0 ? 'nothing' : '0x' + want.toString(16)}`);
+      return;
+    }
+  }
+  if (level > PgLevel.PG_LEVEL_4K && f !== null && (priv0(vm, slot, gfn) || slot.gmemOnly)) {
+    const order = f.folioOrder(slot.gmemPgoff + (gfn - slot.baseGfn));
+    if (order < (level - 1) * 9) report('huge-beyond-folio', `gfn 0x${gfn.toString(16)} mapped at level ${level} over a guest_memfd folio of order ${order}`);
+  }
+}
+
+function priv0(vm: Vm, slot: Memslot, gfn: number): boolean {
+  return kvmMemIsPrivate(vm, slot, gfn);
+}
+
+/**
+ * A guest_memfd's folios: the file holds one reference on each (a hugetlb page: one, however it
+ * is split), a page the host maps is shared, and the file's counters match a recount. Returns
+ * the pages the file owns (in the file, plus stranded pieces).
+ */
+function auditGmemFile(f: GmemFile, frames: FrameTable, owner: number, report: (kind: string, detail: string) => void): number {
+  let owned = 0;
+  let present = 0;
+  let hostMapped = 0;
+  let priv = 0;
+  if (f.hugetlb) {
+    for (let hi = 0; hi < f.hugeHead!.length; hi++) {
+      const e = f.hugeHead![hi]!;
+      if (e === 0) continue;
+      owned += 2 ** f.order;
+      const rc = frames.refcount(e - 1);
+      if (rc !== 1) report('frame-refcount', `guest_memfd ${f.ino} hugetlb page 0x${(e - 1).toString(16)} refcount ${rc}, held once by the file`);
+    }
+  }
+  let lastHead = -1;
+  for (let p = 0; p < f.npages; p++) {
+    if (f.isPrivate(p)) priv++;
+    if (f.hostMapped[p] !== 0) {
+      hostMapped++;
+      if (f.isPrivate(p)) report('host-mapped-private', `guest_memfd ${f.ino} page ${p} is private and mapped by the host`);
+    }
+    const e = f.map[p]!;
+    if (e === 0) continue;
+    present++;
+    if (frames.owner(e - 1) !== owner) report('foreign-frame', `guest_memfd ${f.ino} page ${p} holds pfn 0x${(e - 1).toString(16)} owned by ${frames.owner(e - 1)}`);
+    if (f.hugetlb) continue;
+    const head = frames.head(e - 1);
+    if (head === lastHead) continue;
+    lastHead = head;
+    owned += 2 ** frames.order(head);
+    const rc = frames.refcount(head);
+    if (rc !== 1) report('frame-refcount', `guest_memfd ${f.ino} folio 0x${head.toString(16)} refcount ${rc}, held once by the file`);
+  }
+  const c = (w: GmemWord) => f.counter(w);
+  if (present !== c(GmemWord.kAllocated)) report('gmem-accounting', `guest_memfd ${f.ino} says ${c(GmemWord.kAllocated)} pages allocated, the file holds ${present}`);
+  if (hostMapped !== c(GmemWord.kHostMapped)) report('gmem-accounting', `guest_memfd ${f.ino} says ${c(GmemWord.kHostMapped)} pages host-mapped, recount ${hostMapped}`);
+  if (priv !== c(GmemWord.kPrivatePages)) report('gmem-accounting', `guest_memfd ${f.ino} says ${c(GmemWord.kPrivatePages)} pages private, recount ${priv}`);
+  if (f.hugetlb && owned !== present + c(GmemWord.kStranded)) report('gmem-accounting', `guest_memfd ${f.ino}: ${owned} pages in huge pages, ${present} in the file + ${c(GmemWord.kStranded)} stranded`);
+  return owned;
 }
 
 /**

@@ -15,6 +15,8 @@ import { VmLayout } from './vm-layout.js';
 import { DirtyRing, enableDirtyRing } from './dirty/ring.js';
 import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from './dirty/strategy.js';
 import type { Vm } from './vm.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from './attributes.js';
+import { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, kvmGmemSupportedFlags } from './guest_memfd.js';
 
 // include/uapi/linux/kvm.h
 export const KVM_CAP_USER_MEMORY = 3;
@@ -36,7 +38,17 @@ export const KVM_CAP_BINARY_STATS_FD = 203;
 export const KVM_CAP_DISABLE_QUIRKS2 = 213;
 export const KVM_CAP_DIRTY_LOG_RING_ACQ_REL = 223;
 export const KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP = 225;
+export const KVM_CAP_EXIT_HYPERCALL = 201;
 export const KVM_CAP_USER_MEMORY2 = 231;
+export const KVM_CAP_MEMORY_FAULT_INFO = 232;
+export const KVM_CAP_MEMORY_ATTRIBUTES = 233;
+export const KVM_CAP_GUEST_MEMFD = 234;
+export const KVM_CAP_VM_TYPES = 235;
+export const KVM_CAP_GUEST_MEMFD_FLAGS = 244;
+/** The in-place conversion series' capability (2026; its number is the series', not a release's). */
+export const KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES = 245;
+/** KVM_EXIT_HYPERCALL_VALID_MASK: only KVM_HC_MAP_GPA_RANGE (12) may exit to userspace. */
+export const KVM_EXIT_HYPERCALL_VALID_MASK = 1 << 12;
 
 /** x86 (arch/x86/include/asm/kvm_host.h): CONFIG_KVM_MAX_NR_VCPUS defaults to 1024. */
 export const KVM_MAX_VCPUS = 1024;
@@ -60,6 +72,8 @@ export const kCapNames = {
   KVM_CAP_CHECK_EXTENSION_VM, KVM_CAP_X86_SMM, KVM_CAP_MULTI_ADDRESS_SPACE, KVM_CAP_MAX_VCPU_ID,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_BINARY_STATS_FD, KVM_CAP_DISABLE_QUIRKS2,
   KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, KVM_CAP_USER_MEMORY2,
+  KVM_CAP_EXIT_HYPERCALL, KVM_CAP_MEMORY_FAULT_INFO, KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_GUEST_MEMFD, KVM_CAP_VM_TYPES,
+  KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES,
 } as const;
 export type CapName = keyof typeof kCapNames;
 export type Cap = CapName | number;
@@ -130,6 +144,21 @@ export function kvmCheckExtension(host: Host, vm: Vm | null, cap: Cap): number {
       return KVM_MAX_VCPU_IDS;
     case KVM_CAP_DISABLE_QUIRKS2:
       return kSupportedQuirks;
+    case KVM_CAP_EXIT_HYPERCALL:
+      return KVM_EXIT_HYPERCALL_VALID_MASK;
+    case KVM_CAP_MEMORY_FAULT_INFO:
+    case KVM_CAP_GUEST_MEMFD:
+      return 1;
+    case KVM_CAP_VM_TYPES:
+      return (1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM);
+    case KVM_CAP_MEMORY_ATTRIBUTES:
+      // kvm_supported_mem_attributes(): PRIVATE on the system fd and on VMs with private memory
+      // that set attributes through the VM ioctl.
+      return vm === null || (vm.privateMem && vm.attrPath === 'vm') ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+    case KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
+      return vm === null || (vm.privateMem && vm.attrPath === 'gmem') ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+    case KVM_CAP_GUEST_MEMFD_FLAGS:
+      return kvmGmemSupportedFlags(vm);
     default:
       return 0;
   }
@@ -187,8 +216,16 @@ export function kvmVmIoctlEnableCap(vm: Vm, cap: KvmEnableCap): void {
       vm.disabledQuirks |= a;
       return;
     }
+    case KVM_CAP_EXIT_HYPERCALL: {
+      // kvm->arch.hypercall_exit_enabled: which hypercalls exit to userspace.
+      if (flags !== 0) failFlags('KVM_CAP_EXIT_HYPERCALL', flags);
+      const a = u64Arg(arg0, 'KVM_CAP_EXIT_HYPERCALL args[0]');
+      if (a > 0xffffffff || (a & ~KVM_EXIT_HYPERCALL_VALID_MASK) !== 0) fail('EINVAL', `KVM_CAP_EXIT_HYPERCALL: 0x${a.toString(16)} has bits outside KVM_EXIT_HYPERCALL_VALID_MASK (0x${KVM_EXIT_HYPERCALL_VALID_MASK.toString(16)})`);
+      Atomics.store(vm.w, VmLayout.kVmHypercallExit, a);
+      return;
+    }
     default:
-      fail('EINVAL', `KVM_ENABLE_CAP: capability ${String(cap.cap)} cannot be enabled on this VM (modelled: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_MAX_VCPU_ID, KVM_CAP_DISABLE_QUIRKS2)`);
+      fail('EINVAL', `KVM_ENABLE_CAP: capability ${String(cap.cap)} cannot be enabled on this VM (modelled: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_MAX_VCPU_ID, KVM_CAP_DISABLE_QUIRKS2, KVM_CAP_EXIT_HYPERCALL)`);
   }
 }
 

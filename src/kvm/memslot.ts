@@ -4,11 +4,12 @@
  * logging) the dirty bitmap hang off it.
  */
 import type { Vma } from '../host/mm.js';
+import { GUEST_MEMFD_FLAG_MMAP, type GmemFile } from '../gmem/gmem-file.js';
 
 export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
 export const KVM_MEM_READONLY = 1 << 1;
 export const KVM_MEM_GUEST_MEMFD = 1 << 2;
-export const kValidMemslotFlags = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
+export const kValidMemslotFlags = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD;
 
 /** x86: KVM_USER_MEM_SLOTS (KVM_MEM_SLOTS_NUM 32767 minus the private slots). */
 export const KVM_USER_MEM_SLOTS = 32764;
@@ -61,9 +62,18 @@ export class Memslot {
      */
     readonly dirtyBitmap: Int32Array,
     readonly vma: Vma | null,
+    /** The guest_memfd bound with KVM_MEM_GUEST_MEMFD, or null. */
+    readonly gmem: GmemFile | null = null,
+    /** guest_memfd_offset in pages: the file page of base_gfn. */
+    readonly gmemPgoff = 0,
   ) {
     this.vmaOffset = vma ? userspaceAddr / 4096 - vma.startPage : -1;
+    // kvm_memslot_is_gmem_only(): a file the host can mmap serves shared faults too.
+    this.gmemOnly = gmem !== null && (gmem.flags & GUEST_MEMFD_FLAG_MMAP) !== 0;
   }
+
+  /** Shared faults resolve through the guest_memfd (GUEST_MEMFD_FLAG_MMAP), not userspace_addr. */
+  readonly gmemOnly: boolean;
 
   get flags(): number {
     return this.words[0]!;

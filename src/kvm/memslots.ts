@@ -27,6 +27,7 @@
 import { allocGrowableSab, allocSab, growSab } from '../shm/arena.js';
 import { fail } from '../host/errno.js';
 import type { Vma } from '../host/mm.js';
+import type { GmemFile } from '../gmem/gmem-file.js';
 import { KVM_USER_MEM_SLOTS, KVM_ADDRESS_SPACE_NUM, Memslot, dirtyBitmapWords } from './memslot.js';
 import { initLpageInfo, lpageCount } from './mmu/lpage.js';
 import { PgLevel } from './mmu/spte.js';
@@ -50,6 +51,9 @@ export const enum MsRec {
   kLpage1gLen = 11,
   kBitmap = 12,
   kBitmapWords = 13,
+  /** The bound guest_memfd's index in the VM + 1 (0: none), and guest_memfd_offset in pages. */
+  kGmem = 14,
+  kGmemPgoff = 15,
   kWords = 16,
   kF64Words = 8,
   kBytes = 64,
@@ -77,7 +81,7 @@ export class Memslots {
   /** This thread's Memslot per record, valid while its serial matches the record's. */
   private readonly cache: (Memslot | undefined)[] = [];
 
-  constructor(readonly handle: MemslotsHandle, private readonly vmaById: (id: number) => Vma | null) {
+  constructor(readonly handle: MemslotsHandle, private readonly vmaById: (id: number) => Vma | null, private readonly gmemByIndex: (i: number) => GmemFile | null = () => null) {
     this.sets = handle.sets.map((s) => new Int32Array(s));
     this.refresh();
   }
@@ -138,9 +142,40 @@ export class Memslots {
       this.tf[rec * MsRec.kF64Words + MsRec.kUaddrF64]!,
       [view(t[r + MsRec.kLpage2m]!, t[r + MsRec.kLpage2mLen]!), view(t[r + MsRec.kLpage1g]!, t[r + MsRec.kLpage1gLen]!)],
       view(t[r + MsRec.kBitmap]!, t[r + MsRec.kBitmapWords]!), vma,
+      t[r + MsRec.kGmem]! === 0 ? null : this.gmemOrFail(t[r + MsRec.kGmem]! - 1, t[r + MsRec.kSlot]!), t[r + MsRec.kGmemPgoff]!,
     );
     this.cache[rec] = slot;
     return slot;
+  }
+
+  private gmemOrFail(i: number, slot: number): GmemFile {
+    const g = this.gmemByIndex(i);
+    if (g === null) fail('ENXIO', `memslot ${slot} is bound to guest_memfd ${i}, which this thread has not attached: create guest_memfds before the phase's workers attach`);
+    return g;
+  }
+
+  /** The slots of `set` (address space 0) over gfns [start, end), in gfn order: O(log n + k), any thread. */
+  inSetRange(set: Int32Array, start: number, end: number): Memslot[] {
+    const out: Memslot[] = [];
+    let i = this.setLowerBound(set, start);
+    if (i > 1) {
+      const r = set[i - 1]! * MsRec.kWords;
+      if (this.t[r + MsRec.kBaseGfn]! + this.t[r + MsRec.kNpages]! > start) i--;
+    }
+    for (; i <= set[0]!; i++) {
+      const rec = set[i]!;
+      if (rec >= this.recCap) this.refresh();
+      if (this.t[rec * MsRec.kWords + MsRec.kBaseGfn]! >= end) break;
+      out.push(this.slot(rec));
+    }
+    return out;
+  }
+
+  /** Every slot of `set` (address space 0). */
+  all(set: Int32Array): Memslot[] {
+    const out: Memslot[] = [];
+    for (let i = 1; i <= set[0]!; i++) out.push(this.slot(set[i]!));
+    return out;
   }
 
   // ---- The VMM thread's side (kvm->slots_lock held: one updater at a time). ----
@@ -161,7 +196,7 @@ export class Memslots {
    */
   create(
     id: number, asId: number, flags: number, baseGfn: number, npages: number, userspaceAddr: number, vma: Vma | null,
-    keptBitmap: Memslot | null,
+    keptBitmap: Memslot | null, gmem: { index: number; pgoff: number } | null = null,
   ): Memslot {
     let rec = this.freeRecs.pop();
     if (rec === undefined) {
@@ -179,8 +214,8 @@ export class Memslots {
     const l2m = this.arenaAlloc(n2m);
     const l1g = this.arenaAlloc(n1g);
     const arena = this.handle.arena;
-    initLpageInfo(new Int32Array(arena, l2m * 4, n2m), PgLevel.PG_LEVEL_2M, baseGfn, npages, ugfn);
-    initLpageInfo(new Int32Array(arena, l1g * 4, n1g), PgLevel.PG_LEVEL_1G, baseGfn, npages, ugfn);
+    initLpageInfo(new Int32Array(arena, l2m * 4, n2m), PgLevel.PG_LEVEL_2M, baseGfn, npages, ugfn, gmem?.pgoff ?? null);
+    initLpageInfo(new Int32Array(arena, l1g * 4, n1g), PgLevel.PG_LEVEL_1G, baseGfn, npages, ugfn, gmem?.pgoff ?? null);
     const bmWords = dirtyBitmapWords(npages);
     let bm: number;
     if (keptBitmap !== null) {
@@ -202,6 +237,8 @@ export class Memslots {
     t[r + MsRec.kLpage1gLen] = n1g;
     t[r + MsRec.kBitmap] = bm;
     t[r + MsRec.kBitmapWords] = bmWords;
+    t[r + MsRec.kGmem] = gmem === null ? 0 : gmem.index + 1;
+    t[r + MsRec.kGmemPgoff] = gmem === null ? 0 : gmem.pgoff;
     return this.slot(rec);
   }
 

@@ -216,7 +216,7 @@ export const enum VcpuStat {
 }
 
 /** Per-vCPU counters of the harness itself, not KVM stats (VcpuLayout harness block order). */
-export const kHarnessVcpuStatNames = ['dirty_ring_full_exits', 'pml_full_exits'] as const;
+export const kHarnessVcpuStatNames = ['dirty_ring_full_exits', 'pml_full_exits', 'memory_fault_exits'] as const;
 export type HarnessVcpuStats = Record<(typeof kHarnessVcpuStatNames)[number], number>;
 
 /**

@@ -80,6 +80,8 @@ export const enum VcpuLayout {
   kVcpuDirtyRingFullExits = VcpuLayout.kVcpuHarness + 3,
   /** PML-full exits (EXIT_REASON_PML_FULL; harness counter). */
   kVcpuPmlFullExits = VcpuLayout.kVcpuHarness + 4,
+  /** KVM_EXIT_MEMORY_FAULT exits (harness counter). */
+  kVcpuMemoryFaultExits = VcpuLayout.kVcpuHarness + 5,
 }
 
 export const enum VcpuMode {
@@ -98,8 +100,10 @@ export const enum KvmReq {
 }
 export const enum KvmExit {
   /** vcpu->run->exit_reason values this model produces. */
+  KVM_EXIT_HYPERCALL = 3,
   KVM_EXIT_MMIO = 6,
   KVM_EXIT_DIRTY_RING_FULL = 31,
+  KVM_EXIT_MEMORY_FAULT = 39,
 }
 
 

@@ -17,7 +17,8 @@ import { PgLevel, Spte } from './mmu/spte.js';
 import { eptWalk, WalkResult, walkOut } from './mmu/tdp/walk.js';
 import { KvmPageFault, RetPf, kvmTdpPageFault, kvmTdpPageFaultResume } from './mmu/tdp/fault.js';
 import { WaiterState, type Userfaultfd } from '../host/userfaultfd.js';
-import { tlbFill, tlbFlushAll, tlbLookup } from './mmu/tlb.js';
+import { tlbFill, tlbFlagsOf, tlbFlushAll, tlbLookup } from './mmu/tlb.js';
+import { kvmMemIsPrivate } from './attributes.js';
 import { VcpuMode, KvmReq, KvmExit, VcpuLayout } from './vcpu-layout.js';
 import {
   VcpuStat, kVcpuStatDescs, kVcpuStatNames, kHarnessVcpuStatNames, encodeBinaryStats, type HarnessVcpuStats, type VcpuStats,
@@ -35,9 +36,12 @@ import type { Vm } from './vm.js';
  * done. Plain small integers only: no allocation per access.
  */
 export interface AccessSource {
+  /** The next access's gfn, -1 when done, or kAccessHypercall (the guest executes VMCALL: `hypercall`). */
   next(): number;
   /** Whether the access next() just returned is a store. */
   write: boolean;
+  /** The hypercall when next() returned kAccessHypercall. */
+  readonly hypercall?: GuestHypercall;
   /**
    * Value written into a frame's stamp on stores (the memstress/dirty_log_test iteration). A
    * negative value: a store elsewhere in the page than the word the stamp stands for — checked
@@ -45,6 +49,40 @@ export interface AccessSource {
    */
   readonly iteration: number;
 }
+
+/** AccessSource.next()'s answer for a hypercall (the source's `hypercall` says which). */
+export const kAccessHypercall = -2;
+
+/** KVM_HC_MAP_GPA_RANGE (include/uapi/linux/kvm_para.h) and its attribute bits. */
+export const KVM_HC_MAP_GPA_RANGE = 12;
+export const KVM_MAP_GPA_RANGE_ENCRYPTED = 1 << 4;
+/** -KVM_ENOSYS: a hypercall the host does not handle. */
+export const KVM_ENOSYS = 1000;
+
+/** A guest hypercall (VMCALL): nr and args[0..2] (gpa, npages, attrs for KVM_HC_MAP_GPA_RANGE). */
+export interface GuestHypercall {
+  nr: number;
+  args: number[];
+  /** The value the guest reads back in RAX (the host's ret, or -KVM_ENOSYS). */
+  ret: number;
+}
+
+/** run->hypercall of KVM_EXIT_HYPERCALL; `ret` is what userspace writes back. */
+export class KvmRunHypercall {
+  nr = 0;
+  args = [0, 0, 0];
+  ret = 0;
+  flags = 0;
+}
+
+/** run->memory_fault of KVM_EXIT_MEMORY_FAULT. */
+export class KvmRunMemoryFault {
+  flags = 0;
+  gpa = 0;
+  size = 0;
+}
+/** KVM_MEMORY_EXIT_FLAG_PRIVATE */
+export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3;
 
 /** Float64 word of each vCPU stat this file bumps. */
 const enum StatWord {
@@ -88,6 +126,11 @@ export class Vcpu {
   pendingExit = 0;
   /** run->mmio of the last KVM_EXIT_MMIO. */
   readonly mmio = new KvmRunMmio();
+  /** run->hypercall of the last KVM_EXIT_HYPERCALL; run->memory_fault of the last KVM_EXIT_MEMORY_FAULT. */
+  readonly hypercall = new KvmRunHypercall();
+  readonly memoryFault = new KvmRunMemoryFault();
+  /** complete_hypercall_exit pending: run->hypercall.ret goes to the guest at the next run(). */
+  private hypercallNeeded: GuestHypercall | null = null;
   /**
    * vcpu->mmio_needed with complete_userspace_io = complete_emulated_mmio: the emulated access
    * retires at the next run(), before the vCPU enters the guest again.
@@ -200,6 +243,7 @@ export class Vcpu {
     if (uffd === null) {
       // kvm_arch_vcpu_ioctl_run(): complete_userspace_io() first, then vcpu_run().
       if (this.mmioNeeded) n = this.completeEmulatedMmio();
+      if (this.hypercallNeeded !== null) n = this.completeHypercallExit();
       // A vCPU whose ring is still soft-full exits again right away (kvm_dirty_ring_check_request).
       if (this.ring !== null && ringSoftFull(this)) {
         this.pendingExit = KvmExit.KVM_EXIT_DIRTY_RING_FULL;
@@ -227,13 +271,17 @@ export class Vcpu {
         this.inflightGfn = -1;
       } else {
         gfn = src.next();
-        if (gfn < 0) break;
+        if (gfn < 0) {
+          if (gfn === kAccessHypercall && this.vmcall(src.hypercall!)) continue;
+          break;
+        }
         write = src.write;
       }
       // A kick is noticed before each access; right after a fault's re-entry (which checked
       // requests) the first access goes ahead, as if the IPI landed one instruction later.
       if (Atomics.load(w, VcpuLayout.kVcpuMode) !== VcpuMode.IN_GUEST_MODE) this.handleKick();
       if (this.pendingExit === 0 && this.access(gfn, write, src.iteration)) continue;
+      if (this.hypercallNeeded !== null) break;
       // An MMIO access is emulated: it retires when the VMM completes it (next run()).
       if (this.mmioNeeded) {
         this.mmio.data = write ? src.iteration : 0;
@@ -316,12 +364,30 @@ export class Vcpu {
   private storeChecked(gfn: number, pfn: number, iteration: number): void {
     const vm = this.vm;
     const slot = vm.lookupMemslotNewest(gfn);
-    const host = slot === null || slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn - slot.baseGfn));
+    let host: number;
+    if (slot !== null && (slot.gmem !== null || vm.privateMem)) host = this.expectedGmemPfn(slot, gfn);
+    else host = slot === null || slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn - slot.baseGfn));
     if (host !== pfn) {
       if (Atomics.add(vm.w, VmLayout.kVmStaleWrites, 1) === 0) Atomics.store(vm.w, VmLayout.kVmStaleWriteGfn, gfn);
       return;
     }
     if (iteration >= 0) vm.host.frames.writeStamp(pfn, this.stampId, iteration);
+  }
+
+  /**
+   * The frame a store to `gfn` may land on now: private gfns through the slot's guest_memfd,
+   * shared ones through the file (gmem-only) or the host mapping — and the translation used
+   * must have been made for the gfn's current attribute (kSptePrivate in the TLB entry), else
+   * it is a write through a translation a conversion replaced, even when the pfn is the same
+   * (in-place conversion keeps the folio). -1: nothing may be written.
+   */
+  private expectedGmemPfn(slot: Memslot, gfn: number): number {
+    const priv = kvmMemIsPrivate(this.vm, slot, gfn);
+    if (((tlbFlagsOf(this.w, gfn) & Spte.kSptePrivate) !== 0) !== priv) return -1;
+    const off = slot.gmemPgoff + (gfn - slot.baseGfn);
+    if (priv) return slot.gmem === null ? -1 : slot.gmem.lookup(off);
+    if (slot.gmemOnly) return slot.gmem!.isPrivate(off) ? -1 : slot.gmem!.lookup(off);
+    return slot.vma === null ? -1 : slot.vma.lookup(slot.vmaOffset + (gfn - slot.baseGfn));
   }
 
   /** Fault-latency histogram of the current run() and its wall-clock sampling. */
@@ -415,6 +481,10 @@ export class Vcpu {
       this.emulateMmio(gfn, write);
       return;
     }
+    if (r === RetPf.RET_PF_MEMORY_FAULT) {
+      this.memoryFaultExit(gfn);
+      return;
+    }
     if (r === RetPf.RET_PF_FIXED) f[StatWord.pf_fixed]!++;
     else if (r === RetPf.RET_PF_SPURIOUS) f[StatWord.pf_spurious]!++;
     // The retried access would re-walk and find this leaf. Fill the TLB from the fault instead
@@ -456,6 +526,56 @@ export class Vcpu {
     mmio.data = 0;
     this.mmioNeeded = true;
     this.pendingExit = KvmExit.KVM_EXIT_MMIO;
+  }
+
+  /**
+   * The guest's VMCALL (a VM exit): KVM_HC_MAP_GPA_RANGE goes to userspace as KVM_EXIT_HYPERCALL
+   * when the VMM enabled it in KVM_CAP_EXIT_HYPERCALL (else the guest reads -KVM_ENOSYS). Returns
+   * true when the guest goes on at once (no exit to userspace).
+   */
+  private vmcall(hc: GuestHypercall): boolean {
+    const m = this.vm.ctx.metrics;
+    count(m, Op.vm_exit);
+    this.f[StatWord.exits]!++;
+    this.f[VcpuLayout.kVcpuStats + VcpuStat.hypercalls]!++;
+    if (hc.nr !== KVM_HC_MAP_GPA_RANGE || (this.vm.hypercallExitMask & (1 << KVM_HC_MAP_GPA_RANGE)) === 0) {
+      hc.ret = -KVM_ENOSYS;
+      return true;
+    }
+    count(m, Op.userspace_exit);
+    const run = this.hypercall;
+    run.nr = hc.nr;
+    run.args[0] = hc.args[0]!;
+    run.args[1] = hc.args[1]!;
+    run.args[2] = hc.args[2]!;
+    run.ret = 0;
+    run.flags = 0;
+    this.hypercallNeeded = hc;
+    this.pendingExit = KvmExit.KVM_EXIT_HYPERCALL;
+    return false;
+  }
+
+  /** complete_hypercall_exit(): run->hypercall.ret is the guest's RAX; the VMCALL retires. */
+  private completeHypercallExit(): number {
+    this.hypercallNeeded!.ret = this.hypercall.ret;
+    this.hypercallNeeded = null;
+    count(this.vm.ctx.metrics, Op.guest_access);
+    return 1;
+  }
+
+  /**
+   * kvm_mmu_prepare_memory_fault_exit(): KVM_RUN returns -EFAULT with KVM_EXIT_MEMORY_FAULT
+   * (gpa, size, flags: private if the access was); the access retries at the next run(), after
+   * the VMM converted the page (or gave up).
+   */
+  private memoryFaultExit(gfn: number): void {
+    const mf = this.memoryFault;
+    mf.gpa = gfn * 4096;
+    mf.size = 4096;
+    mf.flags = this.fault.isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
+    count(this.vm.ctx.metrics, Op.userspace_exit);
+    this.f[VcpuLayout.kVcpuMemoryFaultExits]!++;
+    this.pendingExit = KvmExit.KVM_EXIT_MEMORY_FAULT;
   }
 
   /** complete_emulated_mmio(): the VMM handled run->mmio; the emulated access retires. */

@@ -59,6 +59,10 @@ export const enum VmLayout {
   kVmVmmExclusive = VmLayout.kVmRoot + 10,
   /** Bumped when VMAs or vCPUs are added: a worker re-reads them from a newer handle. */
   kVmLayoutGen = VmLayout.kVmRoot + 11,
+  /** kvm->slots_lock (a spinlock: memslot updates and attribute changes, from any thread). */
+  kVmSlotsLock = VmLayout.kVmRoot + 12,
+  /** kvm->arch.hypercall_exit_enabled (KVM_CAP_EXIT_HYPERCALL). */
+  kVmHypercallExit = VmLayout.kVmRoot + 13,
   /** The VMM thread's read holds of mmu_lock (rwlock.ts reader indicator). */
   kVmMmuLockVmmReader = Arena.kPadWords * 9,
   kVmWords = Arena.kPadWords * 10,

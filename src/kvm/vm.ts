@@ -19,7 +19,7 @@ import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExte
 import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
-  KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMSLOT_INVALID, KVM_USER_MEM_SLOTS, Memslot, kMaxGfn, kValidMemslotFlags, TASK_SIZE_MAX,
+  KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MEMSLOT_INVALID, KVM_USER_MEM_SLOTS, Memslot, kMaxGfn, kValidMemslotFlags, TASK_SIZE_MAX,
 } from './memslot.js';
 import { Memslots, type MemslotsHandle } from './memslots.js';
 import { PtPool, type PtPoolHandle, kPtPoolMaxPages } from './mmu/tdp/pt-pages.js';
@@ -42,6 +42,12 @@ import { Spte } from './mmu/spte.js';
 import { Vcpu } from './vcpu.js';
 import { synchronizeSrcu } from './srcu.js';
 import { type VmStats, type VcpuStats, readVmStats, vmStatsFd } from './stats.js';
+import { spinLock, spinUnlock } from '../shm/spinlock.js';
+import { type AttributesPath, type KvmMemoryAttributes, kAttrBitmapBytes, kvmMmuInitMemslotMemoryAttributes, kvmVmSetMemoryAttributes } from './attributes.js';
+import {
+  GuestMemfd, KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, type InPlaceSplit, type KvmCreateGuestMemfd, attachGuestMemfd, kvmGmemCreate,
+} from './guest_memfd.js';
+import type { GmemFile, GmemFileHandle } from '../gmem/gmem-file.js';
 import {
   type Cap, type KvmEnableCap, KVM_MAX_VCPUS, KVM_MAX_VCPU_IDS, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvmArchNrMemslotAsIds, kvmCheckExtension,
   kvmVmIoctlEnableCap,
@@ -61,6 +67,14 @@ export interface VmOptions {
   maxVcpus?: number;
   /** Dirty-logging strategy (module parameters / kernel generation); defaults: upstream KVM. */
   strategy?: Partial<DirtyStrategy>;
+  /** KVM_CREATE_VM's type: KVM_X86_DEFAULT_VM (0) or KVM_X86_SW_PROTECTED_VM (1). */
+  type?: number;
+  /**
+   * Which ioctl sets memory attributes on a VM with private memory (a module parameter in the
+   * in-place conversion series; mutually exclusive): 'vm' KVM_SET_MEMORY_ATTRIBUTES (6.8, the
+   * default), 'gmem' KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd.
+   */
+  attributes?: AttributesPath;
 }
 
 export interface UserspaceMemoryRegion2 {
@@ -69,6 +83,9 @@ export interface UserspaceMemoryRegion2 {
   guestPhysAddr: number;
   memorySize: number;
   userspaceAddr: number;
+  /** With KVM_MEM_GUEST_MEMFD: the file (KVM_CREATE_GUEST_MEMFD's fd) and guest_memfd_offset (bytes). */
+  guestMemfd?: GuestMemfd;
+  guestMemfdOffset?: number;
 }
 
 export interface MmapOptions {
@@ -91,6 +108,11 @@ export interface VmHandle {
   readonly rings: (SharedArrayBuffer | null)[];
   /** kVmLayoutGen when the handle was taken (VMAs and vCPUs). */
   readonly layoutGen: number;
+  readonly type: number;
+  readonly attrPath: AttributesPath;
+  /** The 'vm' attribute path's bitmap (SW_PROTECTED VMs only). */
+  readonly attrBits: SharedArrayBuffer | null;
+  readonly gmems: { h: GmemFileHandle; split: InPlaceSplit }[];
 }
 
 /** Participants in the VM's epoch domain: one per vCPU plus the VMM thread. */
@@ -122,7 +144,24 @@ export class Vm {
   readonly vcpuWords: Int32Array[] = [];
   readonly rings: (SharedArrayBuffer | null)[] = [];
   readonly vcpus: Vcpu[] = [];
+  /** KVM_CREATE_GUEST_MEMFD's files, by index (memslot records name them). */
+  readonly gmems: GuestMemfd[] = [];
   layoutGen = 0;
+  /** KVM_CREATE_VM's type. */
+  readonly vmType: number;
+  /** kvm_arch_has_private_mem(): a KVM_X86_SW_PROTECTED_VM. */
+  readonly privateMem: boolean;
+  readonly attrPath: AttributesPath;
+  /** The 'vm' path's attribute bitmap (1 bit per gfn), or null. */
+  readonly attrBits: Int32Array | null;
+  /**
+   * The epoch participant and mmu_lock reader indicator this thread's VMM-side calls use: the
+   * VMM's own, or, while a vCPU's thread handles that vCPU's exit (the selftests' vCPU threads
+   * call KVM_SET_MEMORY_ATTRIBUTES themselves), the vCPU's, which is free outside KVM_RUN.
+   */
+  private vmmIdx: number;
+  private vmmReaderWords: Int32Array;
+  private vmmReaderAt: number;
   private nextHva = kHvaBase;
   /**
    * mmu_lock's readers, for the write side to drain (rwlock.ts): the VMM's indicator and every
@@ -145,9 +184,16 @@ export class Vm {
     this.epoch = new EpochDomain(h.epoch, h.maxVcpus + 1);
     this.pool = new PtPool(h.pool, this.w, this.epoch);
     this.iter = new TdpIter(this.pool.pt);
-    this.ms = new Memslots(h.memslots, (id) => this.vmaById(id));
+    this.ms = new Memslots(h.memslots, (id) => this.vmaById(id), (i) => this.gmems[i]?.file ?? null);
     this.generation = Atomics.load(this.w, VmLayout.kVmMemslotGen);
     this.activeSet = this.ms.sets[this.generation & 1]!;
+    this.vmType = h.type;
+    this.privateMem = h.type === KVM_X86_SW_PROTECTED_VM;
+    this.attrPath = h.attrPath;
+    this.attrBits = h.attrBits ? new Int32Array(h.attrBits) : null;
+    this.vmmIdx = vmmParticipant(h.maxVcpus);
+    this.vmmReaderWords = this.w;
+    this.vmmReaderAt = VmLayout.kVmMmuLockVmmReader;
     this.loadLayout(h);
   }
 
@@ -156,10 +202,20 @@ export class Vm {
     const maxVcpus = opts.maxVcpus ?? KVM_MAX_VCPUS;
     if (!Number.isInteger(id) || id < 0 || id >= 4095) fail('EINVAL', `VM id must be 0..4094, got ${id}`);
     if (!Number.isInteger(maxVcpus) || maxVcpus < 1 || maxVcpus > KVM_MAX_VCPUS) fail('EINVAL', `maxVcpus must be 1..${KVM_MAX_VCPUS} (KVM_MAX_VCPUS), got ${maxVcpus}`);
+    const type = opts.type ?? KVM_X86_DEFAULT_VM;
+    // kvm_arch_init_vm(): only the types KVM_CAP_VM_TYPES reports.
+    if (type !== KVM_X86_DEFAULT_VM && type !== KVM_X86_SW_PROTECTED_VM) fail('EINVAL', `KVM_CREATE_VM: type ${type} is not supported (KVM_CAP_VM_TYPES: KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM)`);
+    const attrPath = opts.attributes ?? 'vm';
+    if (attrPath !== 'vm' && attrPath !== 'gmem') fail('EINVAL', `attributes path must be 'vm' or 'gmem', got '${String(attrPath)}'`);
     const words = allocSab(VmLayout.kVmWords * 4);
     const epoch = EpochDomain.create(maxVcpus + 1);
     const poolHandle = PtPool.createHandle(64);
-    const h: VmHandle = { id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, memslots: Memslots.createHandle(), vmas: [], vcpus: [], rings: [], layoutGen: 0 };
+    // The xarray's stand-in: 128 MiB of SAB, committed by the OS only where attributes are set.
+    const attrBits = type === KVM_X86_SW_PROTECTED_VM && attrPath === 'vm' ? allocSab(kAttrBitmapBytes) : null;
+    const h: VmHandle = {
+      id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, memslots: Memslots.createHandle(), vmas: [], vcpus: [], rings: [], layoutGen: 0,
+      type, attrPath, attrBits, gmems: [],
+    };
     const vm = new Vm(host, ctx, h);
     Atomics.store(vm.w, VmLayout.kVmStrategy, encodeStrategy({ ...kDefaultDirtyStrategy, ...opts.strategy }));
     vm.pool.initFree();
@@ -187,6 +243,7 @@ export class Vm {
 
   private loadLayout(h: VmHandle): void {
     for (let i = this.vmas.length; i < h.vmas.length; i++) this.vmas.push(new Vma(h.vmas[i]!));
+    for (let i = this.gmems.length; i < h.gmems.length; i++) this.gmems.push(attachGuestMemfd(this, i, h.gmems[i]!.h, h.gmems[i]!.split));
     for (let i = this.vcpuWords.length; i < h.vcpus.length; i++) this.vcpuWords.push(new Int32Array(h.vcpus[i]!));
     this.rebuildMmuLockReaders();
     for (let i = this.rings.length; i < h.rings.length; i++) this.rings.push(h.rings[i]!);
@@ -292,7 +349,9 @@ export class Vm {
       id: this.id, maxVcpus: this.maxVcpus, words: this.w.buffer as SharedArrayBuffer, epoch: this.epoch.sab,
       pool: this.pool.handle, memslots: this.ms.handle, rings: this.rings.slice(),
       vmas: this.vmas.map((v) => v.handle), vcpus: this.vcpuWords.map((w) => w.buffer as SharedArrayBuffer),
-      layoutGen: this.layoutGen,
+      layoutGen: this.layoutGen, type: this.vmType, attrPath: this.attrPath,
+      attrBits: this.attrBits ? (this.attrBits.buffer as SharedArrayBuffer) : null,
+      gmems: this.gmems.map((g) => ({ h: g.file.handle, split: g.inPlaceSplit })),
     };
   }
 
@@ -341,12 +400,20 @@ export class Vm {
     return null;
   }
 
-  /** KVM_SET_USER_MEMORY_REGION2, following __kvm_set_memory_region(). */
+  /** KVM_SET_USER_MEMORY_REGION2, following __kvm_set_memory_region(), under slots_lock. */
   setUserMemoryRegion2(r: UserspaceMemoryRegion2): void {
+    this.withSlotsLock(() => this.setUserMemoryRegion2Locked(r));
+  }
+
+  private setUserMemoryRegion2Locked(r: UserspaceMemoryRegion2): void {
     for (const k of ['slot', 'flags', 'guestPhysAddr', 'memorySize', 'userspaceAddr'] as const) {
       if (!Number.isSafeInteger(r[k]) || r[k] < 0) fail('EINVAL', `region.${k} must be a non-negative integer, got ${String(r[k])}`);
     }
-    if ((r.flags & ~kValidMemslotFlags) !== 0) fail('EINVAL', `invalid memslot flags 0x${r.flags.toString(16)} (KVM_MEM_GUEST_MEMFD needs a guest_memfd, not modelled yet)`);
+    if ((r.flags & ~kValidMemslotFlags) !== 0) fail('EINVAL', `invalid memslot flags 0x${r.flags.toString(16)}`);
+    // check_memory_region_flags(): a guest_memfd slot cannot log dirty pages nor be read-only.
+    if ((r.flags & KVM_MEM_GUEST_MEMFD) !== 0 && (r.flags & (KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) !== 0) {
+      fail('EINVAL', `slot ${r.slot}: KVM_MEM_GUEST_MEMFD with ${(r.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0 ? 'KVM_MEM_LOG_DIRTY_PAGES (dirty logging of guest_memfd memory is not supported)' : 'KVM_MEM_READONLY'}`);
+    }
     const asId = Math.floor(r.slot / 65536);
     const id = r.slot % 65536;
     // as_id >= kvm_arch_nr_memslot_as_ids(kvm): address space 1 exists only with SMM.
@@ -373,9 +440,11 @@ export class Vm {
     }
     if (old === null) {
       this.checkOverlap(asId, baseGfn, npages, null);
-      this.createMemslot(id, asId, r.flags, baseGfn, npages, r.userspaceAddr);
+      const gmem = (r.flags & KVM_MEM_GUEST_MEMFD) !== 0 ? this.checkGmemBinding(r, asId, npages) : null;
+      this.createMemslot(id, asId, r.flags, baseGfn, npages, r.userspaceAddr, gmem);
       return;
     }
+    if (((r.flags ^ old.flags) & KVM_MEM_GUEST_MEMFD) !== 0) fail('EINVAL', `slot ${r.slot}: KVM_MEM_GUEST_MEMFD cannot change on an existing slot`);
     if (r.userspaceAddr !== old.userspaceAddr || npages !== old.npages || ((r.flags ^ old.flags) & 2) !== 0) {
       fail('EINVAL', `slot ${r.slot}: only base_gfn (move) or KVM_MEM_LOG_DIRTY_PAGES (flags-only) may change on an existing slot`);
     }
@@ -385,6 +454,88 @@ export class Vm {
       return;
     }
     if (r.flags !== old.flags) this.commitFlagsOnly(old, r.flags);
+  }
+
+  /**
+   * kvm_gmem_bind(): the file is this VM's, guest_memfd_offset is page aligned and the slot fits
+   * in the file (EINVAL), and no other slot is bound to any of those file pages (EINVAL, as KVM).
+   */
+  private checkGmemBinding(r: UserspaceMemoryRegion2, asId: number, npages: number): { index: number; pgoff: number } {
+    const fd = r.guestMemfd;
+    const off = r.guestMemfdOffset ?? 0;
+    if (fd === undefined || fd.vm.id !== this.id || this.gmems[fd.index] !== fd) fail('EINVAL', `slot ${r.slot}: KVM_MEM_GUEST_MEMFD needs a guest_memfd created on this VM`);
+    if (asId !== 0) fail('EINVAL', `slot ${r.slot}: guest_memfd slots live in address space 0`);
+    if (!Number.isSafeInteger(off) || off < 0 || off % 4096 !== 0 || off + npages * 4096 > fd.size) {
+      fail('EINVAL', `slot ${r.slot}: guest_memfd_offset 0x${off.toString(16)} + size 0x${(npages * 4096).toString(16)} must be page aligned and inside the file (0x${fd.size.toString(16)})`);
+    }
+    const pgoff = off / 4096;
+    for (const s of this.gmemBindings(fd.file)) {
+      if (pgoff < s.gmemPgoff + s.npages && s.gmemPgoff < pgoff + npages) fail('EINVAL', `slot ${r.slot}: guest_memfd pages [0x${pgoff.toString(16)}, 0x${(pgoff + npages).toString(16)}) are already bound to slot ${s.id}`);
+    }
+    return { index: fd.index, pgoff };
+  }
+
+  /** The slots bound to `file` in the newest published set (any thread; slots_lock keeps it still). */
+  gmemBindings(file: GmemFile): Memslot[] {
+    const out: Memslot[] = [];
+    for (const s of this.ms.all(this.newestSet())) if (s.gmem !== null && s.gmem.ino === file.ino) out.push(s);
+    return out;
+  }
+
+  /** The slots over gfns [start, end) in the newest published set (any thread). */
+  slotsInGfnRange(start: number, end: number): Memslot[] {
+    return this.ms.inSetRange(this.newestSet(), start, end);
+  }
+
+  private newestSet(): Int32Array {
+    return this.ms.sets[Atomics.load(this.w, VmLayout.kVmMemslotGen) & 1]!;
+  }
+
+  /** Run fn under kvm->slots_lock (memslot updates, attribute changes; any thread). */
+  withSlotsLock<T>(fn: () => T): T {
+    spinLock(this.w, VmLayout.kVmSlotsLock);
+    try {
+      return fn();
+    } finally {
+      spinUnlock(this.w, VmLayout.kVmSlotsLock);
+    }
+  }
+
+  /**
+   * Run VM ioctls on the thread of `vcpu`, while it is out of KVM_RUN (handling its own exit, as
+   * the selftests' vCPU threads do): VMM-side locking uses the vCPU's epoch slot and reader
+   * indicator, so VMM calls on several threads never share one.
+   */
+  asVcpuThread<T>(vcpu: Vcpu, fn: () => T): T {
+    const [idx, words, at] = [this.vmmIdx, this.vmmReaderWords, this.vmmReaderAt];
+    this.vmmIdx = vcpu.idx;
+    this.vmmReaderWords = this.vcpuWords[vcpu.idx]!;
+    this.vmmReaderAt = VcpuLayout.kVcpuMmuLockReader;
+    try {
+      return fn();
+    } finally {
+      this.vmmIdx = idx;
+      this.vmmReaderWords = words;
+      this.vmmReaderAt = at;
+    }
+  }
+
+  /** kvm->arch.hypercall_exit_enabled (any thread; read at each hypercall). */
+  get hypercallExitMask(): number {
+    return Atomics.load(this.w, VmLayout.kVmHypercallExit);
+  }
+
+  /** KVM_CREATE_GUEST_MEMFD (guest_memfd.ts). VMM thread; before the workers that use it attach. */
+  createGuestMemfd(args: KvmCreateGuestMemfd): GuestMemfd {
+    const fd = kvmGmemCreate(this, this.gmems.length, args);
+    this.gmems.push(fd);
+    this.bumpLayout();
+    return fd;
+  }
+
+  /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd (attributes.ts). */
+  setMemoryAttributes(a: KvmMemoryAttributes): void {
+    kvmVmSetMemoryAttributes(this, a);
   }
 
   /** O(log n): the VMM's gfn array of the address space (KVM walks its gfn tree the same way). */
@@ -398,11 +549,12 @@ export class Vm {
    * slot first (ENOMEM leaves nothing changed), then the slot is built and published while vCPUs
    * run. A slot created with logging on: nothing is mapped yet, so only the bitmap and PML matter.
    */
-  private createMemslot(id: number, asId: number, flags: number, baseGfn: number, npages: number, userspaceAddr: number): void {
+  private createMemslot(id: number, asId: number, flags: number, baseGfn: number, npages: number, userspaceAddr: number, gmem: { index: number; pgoff: number } | null = null): void {
     const vma = this.vmaCovering(userspaceAddr, npages * 4096);
     this.ensurePoolCapacity(slotPoolPages(npages));
-    const slot = this.ms.create(id, asId, flags, baseGfn, npages, userspaceAddr, vma, null);
+    const slot = this.ms.create(id, asId, flags, baseGfn, npages, userspaceAddr, vma, null, gmem);
     this.poolNeed += slotPoolPages(npages);
+    kvmMmuInitMemslotMemoryAttributes(this, slot);
     if (slot.dirtyLogging()) this.initDirtyBitmap(slot);
     this.activateMemslot(slot, null);
     if (slot.dirtyLogging()) this.dirtyLoggingSlots(1);
@@ -702,10 +854,12 @@ export class Vm {
 
   private withMmuLock<T>(write: boolean, fn: () => T): T {
     const m = this.ctx.metrics;
-    const p = vmmParticipant(this.maxVcpus);
+    const p = this.vmmIdx;
+    const rw = this.vmmReaderWords;
+    const ra = this.vmmReaderAt;
     const waited = write
       ? writeLock(this.w, VmLayout.kVmMmuLock, this.mmuLockReaders)
-      : readLock(this.w, VmLayout.kVmMmuLock, this.w, VmLayout.kVmMmuLockVmmReader);
+      : readLock(this.w, VmLayout.kVmMmuLock, rw, ra);
     count(m, write ? Op.lock_write : Op.lock_read);
     if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
     this.epoch.enter(p);
@@ -714,16 +868,16 @@ export class Vm {
     } finally {
       this.epoch.exit(p);
       if (write) writeUnlock(this.w, VmLayout.kVmMmuLock);
-      else readUnlock(this.w, VmLayout.kVmMmuLock, this.w, VmLayout.kVmMmuLockVmmReader);
+      else readUnlock(this.w, VmLayout.kVmMmuLock, rw, ra);
     }
   }
 
   /** Enter/leave the VMM's epoch section for read-lock walks. */
   vmmEpochEnter(): void {
-    this.epoch.enter(vmmParticipant(this.maxVcpus));
+    this.epoch.enter(this.vmmIdx);
   }
   vmmEpochExit(): void {
-    this.epoch.exit(vmmParticipant(this.maxVcpus));
+    this.epoch.exit(this.vmmIdx);
   }
 
   /**
@@ -819,6 +973,8 @@ export class Vm {
       // The memfd behind a shared backing goes with the process: its page cache is freed.
       truncatePageCache(this.ctx.hostThread, v);
     }
+    // Each guest_memfd's last reference goes with the VM: its folios are freed.
+    for (const g of this.gmems) g.file.truncateAll(this.ctx.hostThread);
     this.ctx.hostThread.drain();
     this.reclaimPtPages();
     Atomics.store(this.w, VmLayout.kVmOnline, 0);

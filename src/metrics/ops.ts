@@ -54,6 +54,20 @@ export const kOpNames = [
   'srcu_sync', // synchronize_srcu_expedited(&kvm->srcu): a memslot set swap's grace period
   'memslot_update', // one KVM_SET_USER_MEMORY_REGION2 (kvm_set_memslot()'s bookkeeping)
   'vmm_access', // one VMM load/store to guest memory through its own mapping (a selftest's host-side checks)
+  'attr_xa_load', // xa_load of kvm->mem_attr_array (the VM attribute path), one per gfn looked up
+  'attr_xa_reserve', // xa_reserve of one gfn before an attribute change
+  'attr_xa_store', // xa_store of one gfn's attributes
+  'attr_mt_load', // maple-tree lookup of a guest_memfd's shareability (the 2026 path)
+  'attr_mt_store', // one mas_store_range() of a shareability range
+  'attr_mt_entry', // one maple-tree entry a range store replaced or created
+  'gmem_get_pfn', // kvm_gmem_get_pfn(): filemap lookup of the folio
+  'gmem_host_fault', // a host access through the guest_memfd mmap (kvm_gmem_fault_user_mapping)
+  'gmem_punch', // fallocate(PUNCH_HOLE) on a guest_memfd: truncate of the range
+  'gmem_eagain', // a conversion refused with EAGAIN (lru_add_drain_all() then the refcount check)
+  'folio_split', // one split_folio() / folio restructuring call
+  'folio_merge', // one folio merge (restructuring) call
+  'folio_split_page', // one struct page rewritten by a split or merge
+  'userspace_exit', // KVM_RUN returning to userspace and re-entering (hypercall and memory-fault exits)
 ] as const;
 
 export type OpName = (typeof kOpNames)[number];
@@ -114,4 +128,18 @@ export const enum Op {
   srcu_sync = 45,
   memslot_update = 46,
   vmm_access = 47,
+  attr_xa_load = 48,
+  attr_xa_reserve = 49,
+  attr_xa_store = 50,
+  attr_mt_load = 51,
+  attr_mt_store = 52,
+  attr_mt_entry = 53,
+  gmem_get_pfn = 54,
+  gmem_host_fault = 55,
+  gmem_punch = 56,
+  gmem_eagain = 57,
+  folio_split = 58,
+  folio_merge = 59,
+  folio_split_page = 60,
+  userspace_exit = 61,
 }

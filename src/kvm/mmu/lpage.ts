@@ -36,7 +36,7 @@ export function allocLpageInfo(baseGfn: number, npages: number, ugfn: number): S
 }
 
 /** Initialise one level's lpage_info (`linfo` holds lpageCount() entries, zero or not). */
-export function initLpageInfo(linfo: Int32Array, level: number, baseGfn: number, npages: number, ugfn: number): void {
+export function initLpageInfo(linfo: Int32Array, level: number, baseGfn: number, npages: number, ugfn: number, gmemPgoff: number | null = null): void {
   const n = linfo.length;
   const pages = pagesPerHpage(level);
   linfo.fill(0);
@@ -44,6 +44,9 @@ export function initLpageInfo(linfo: Int32Array, level: number, baseGfn: number,
   if ((baseGfn + npages) % pages !== 0) linfo[n - 1] = 1;
   // Misaligned guest and host addresses: no huge page can be mapped at this level.
   if ((baseGfn - ugfn) % pages !== 0) linfo.fill(1);
+  // "KVM: x86: Set disallow_lpage on base_gfn and guest_memfd pgoff misalignment": a huge page
+  // of the guest cannot be a huge folio of the file when the two are not aligned alike.
+  if (gmemPgoff !== null && (baseGfn - gmemPgoff) % pages !== 0) linfo.fill(1);
 }
 
 /** lpage_info_slot(gfn, slot, level)->disallow_lpage */

@@ -33,6 +33,13 @@ export const enum Spte {
   PT_PAGE_SIZE_MASK = 1 << 7,
   SPTE_ACCESSED = 1 << 8,
   SPTE_DIRTY = 1 << 9,
+  /**
+   * Not a KVM bit (bit 10 is free in present EPT SPTEs): the harness's record that the fault
+   * resolved the gfn as private. A SW-protected VM's SPTEs carry no such marker (TDX keeps private
+   * SPTEs in a mirror root); the audit and the store oracle use it to tell a translation made
+   * before a conversion from one made after, when in-place conversion keeps the pfn.
+   */
+  kSptePrivate = 1 << 10,
   SPTE_MMU_PRESENT_MASK = 1 << 11,
   SPTE_HOST_WRITABLE = 1 << 25,
   SPTE_MMU_WRITABLE = 1 << 26,

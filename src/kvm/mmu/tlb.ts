@@ -16,6 +16,11 @@ export function tlbLookup(w: Int32Array, gfn: number, write: boolean): number {
   return w[e + VcpuLayout.kTlbPfn]!;
 }
 
+/** The SPTE flags of gfn's entry (the one a hit just used; the store oracle reads kSptePrivate). */
+export function tlbFlagsOf(w: Int32Array, gfn: number): number {
+  return w[VcpuLayout.kTlbBase + (gfn & (VcpuLayout.kTlbEntries - 1)) * VcpuLayout.kTlbWords + VcpuLayout.kTlbFlags]!;
+}
+
 export function tlbFill(w: Int32Array, gfn: number, pfn: number, flags: number): void {
   const e = VcpuLayout.kTlbBase + (gfn & (VcpuLayout.kTlbEntries - 1)) * VcpuLayout.kTlbWords;
   w[e + VcpuLayout.kTlbGfn] = gfn;

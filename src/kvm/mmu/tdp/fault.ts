@@ -11,6 +11,8 @@ import { readLock, readUnlock } from '../../../shm/rwlock.js';
 import { count, countN, countWaitNs, type Metrics } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import { hostFault, kHostFaultUffd, type Vma } from '../../../host/mm.js';
+import { kvmMemIsPrivate } from '../../attributes.js';
+import { kvmGmemGetPfn } from '../../guest_memfd.js';
 import { fail } from '../../../host/errno.js';
 import { KVM_MEM_READONLY } from '../../memslot.js';
 import { VmLayout } from '../../vm-layout.js';
@@ -41,6 +43,11 @@ export const enum RetPf {
    * once the VMM's reader resolved the page; nothing exits to userspace.
    */
   RET_PF_UFFD_BLOCKED = 7,
+  /**
+   * Not a KVM return code: kvm_mmu_prepare_memory_fault_exit() filled run->memory_fault and the
+   * fault returns -EFAULT, i.e. KVM_RUN exits to userspace with KVM_EXIT_MEMORY_FAULT.
+   */
+  RET_PF_MEMORY_FAULT = 8,
 }
 
 /** struct kvm_page_fault, one per vCPU, reused. */
@@ -65,6 +72,11 @@ export class KvmPageFault {
   leafLevel = 0;
   /** The VMA page GUP resolves (kept across a userfaultfd sleep). */
   hostIdx = 0;
+  /**
+   * fault->is_private: on a KVM_X86_SW_PROTECTED_VM, kvm_mmu_page_fault() derives
+   * PFERR_PRIVATE_ACCESS from kvm_mem_is_private() before the fault runs.
+   */
+  isPrivate = false;
 }
 
 /** kvm_tdp_page_fault(): returns a RET_PF_* code. */
@@ -77,6 +89,8 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   fault.leafFlags = 0;
   fault.rsvd = false;
 
+  // kvm_mmu_page_fault(): a SW-protected VM's access is private where the attributes say so.
+  fault.isPrivate = vm.privateMem && kvmMemIsPrivate(vm, vcpu.gfnToMemslot(gfn), gfn);
   // kvm_mmu_faultin_pfn(): snapshot the invalidation sequence before resolving the pfn.
   fault.mmuSeq = Atomics.load(vm.w, VmLayout.kVmInvSeq);
   const slot = vcpu.gfnToMemslot(gfn);
@@ -101,6 +115,7 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
     count(m, Op.fault_retry);
     return RetPf.RET_PF_RETRY;
   }
+  if (vm.privateMem || slot.gmem !== null) return kvmTdpFaultinGmem(vcpu, fault, slot);
   const vma = slot.vma;
   if (vma === null) return faultFailed(gfn, slot);
   fault.hostIdx = slot.vmaOffset + (gfn - slot.baseGfn);
@@ -136,6 +151,42 @@ function kvmTdpFaultinPfn(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot, vma: V
   }
   fault.hostLevel = maxLevelForOrder(ht.lastOrder);
   fault.pfn = pfn;
+  return kvmTdpMapPfn(vcpu, fault, slot);
+}
+
+/**
+ * A fault on a VM with private memory or on a guest_memfd slot (out of line: the anonymous
+ * path above stays as it was). kvm_mmu_faultin_pfn(): the access's privateness must still match
+ * the attributes (a conversion in between exits KVM_EXIT_MEMORY_FAULT); a private gfn resolves
+ * through guest_memfd (a slot without one exits), a shared one through the file when it is
+ * gmem-only (GUEST_MEMFD_FLAG_MMAP) — the page must be shared there — else through the host
+ * mapping. The folio order bounds the level.
+ */
+function kvmTdpFaultinGmem(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): number {
+  const vm = vcpu.vm;
+  const gfn = fault.gfn;
+  if (kvmMemIsPrivate(vm, slot, gfn) !== fault.isPrivate) return RetPf.RET_PF_MEMORY_FAULT;
+  const gmem = slot.gmem;
+  if (!fault.isPrivate && !slot.gmemOnly) {
+    const vma = slot.vma;
+    if (vma === null) return faultFailed(gfn, slot);
+    fault.hostIdx = slot.vmaOffset + (gfn - slot.baseGfn);
+    return kvmTdpFaultinPfn(vcpu, fault, slot, vma);
+  }
+  // kvm_gmem_get_pfn(): a shared fault on a page the file holds private cannot be served.
+  if (gmem === null || (!fault.isPrivate && gmem.isPrivate(slot.gmemPgoff + (gfn - slot.baseGfn)))) return RetPf.RET_PF_MEMORY_FAULT;
+  const pfn = kvmGmemGetPfn(vm, slot, gfn);
+  if (pfn < 0) return faultFailed(gfn, slot);
+  fault.hostLevel = maxLevelForOrder(vm.ctx.hostThread.lastOrder);
+  fault.pfn = pfn;
+  return kvmTdpMapPfn(vcpu, fault, slot);
+}
+
+/** The rest of the fault once the pfn is known: mmu_lock for read, the stale check, the map. */
+function kvmTdpMapPfn(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): number {
+  const vm = vcpu.vm;
+  const m = vm.ctx.metrics;
+  const gfn = fault.gfn;
   maybeParkAtHook(vm, gfn, HookPoint.kHookAfterFaultin);
 
   // A top-up that left the epoch (SRCU) may have slept through a memslot update: start over.
@@ -326,7 +377,7 @@ function tdpMmuMapHandleTargetLevel(vcpu: Vcpu, fault: KvmPageFault): number {
   }
   const pfn = fault.pfn - (fault.gfn - it.gfn);
   if (level > PgLevel.PG_LEVEL_4K && pfn % pagesPerHpage(level) !== 0) hugePfnMisaligned(pfn, level);
-  const flags = makeSpteFlags(level, fault.mapWritable, fault.mapWritable);
+  const flags = makeSpteFlags(level, fault.mapWritable, fault.mapWritable) | (fault.isPrivate ? Spte.kSptePrivate : 0);
   if (!tdpMmuSetSpteAtomic(vm, it, flags, pfn)) return retry(vm.ctx.metrics);
   // Replacing a present non-leaf (a table where a huge page now goes) needs a flush.
   if (isShadowPresentPte(old) && !isLastSpte(old, level)) kvmFlushRemoteTlbs(vm);
