@@ -75,6 +75,8 @@ export const enum GmemWord {
   /** NUMA policy (mbind): mode 0 preferred, 1 bind, 2 interleave; node. */
   kPolicyMode = Arena.kPadWords + 9,
   kPolicyNode = Arena.kPadWords + 10,
+  /** 1 once the VMM mmap()ed the file (MAP_SHARED): host accesses go through that mapping. */
+  kMmapped = Arena.kPadWords + 11,
   kWords = Arena.kPadWords * 2,
 }
 

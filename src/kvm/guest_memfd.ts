@@ -68,7 +68,6 @@ export class GuestMemfd {
   /** The file's index in its VM (memslot records name it). */
   readonly index: number;
   readonly inPlaceSplit: InPlaceSplit;
-  private mapped = false;
   /** Maple-tree entries the last KVM_SET_MEMORY_ATTRIBUTES2 stored or replaced (for reports). */
   lastRangeEntries = 0;
 
@@ -110,7 +109,7 @@ export class GuestMemfd {
   mmap(opts: { shared: boolean }): void {
     if ((this.file.flags & GUEST_MEMFD_FLAG_MMAP) === 0) fail('ENODEV', `mmap of guest_memfd ${this.file.ino}: created without GUEST_MEMFD_FLAG_MMAP`);
     if (!opts.shared) fail('EINVAL', `mmap of guest_memfd ${this.file.ino} with MAP_PRIVATE: guest_memfd has no copy-on-write`);
-    this.mapped = true;
+    Atomics.store(this.file.w, GmemWord.kMmapped, 1);
   }
 
   /**
@@ -118,7 +117,7 @@ export class GuestMemfd {
    * (counted in the file; nothing of the page is read).
    */
   hostAccess(t: HostThread, offset: number, write: boolean, stamp = 0): number | 'SIGBUS' {
-    if (!this.mapped) fail('EFAULT', `guest_memfd ${this.file.ino} is not mmap()ed`);
+    if (this.file.counter(GmemWord.kMmapped) === 0) fail('EFAULT', `guest_memfd ${this.file.ino} is not mmap()ed`);
     const off = this.pageOf(offset, 'host access');
     const pfn = this.file.hostFault(t, off);
     count(this.vm.ctx.metrics, Op.gmem_host_fault);

@@ -465,6 +465,14 @@ export class Vcpu {
     return u === null || this.uffdWokenNs >= 0 || u.waiterState(this.idx) === WaiterState.kWoken;
   }
 
+  /**
+   * The vCPU's thread spent `ns` (modeled) in userspace handling its exit (the selftests' and
+   * QEMU's vCPU threads call the VM ioctls of a conversion themselves): its clock moves by it.
+   */
+  chargeUserspaceNs(ns: number): void {
+    this.f[VcpuLayout.kVcpuStatModeledNs]! += ns;
+  }
+
   /** The current fault slept `ns` (modeled) in a userfault: the vCPU's clock moves by as much. */
   sleptInUffd(ns: number): void {
     this.f[VcpuLayout.kVcpuStatModeledNs]! += ns;

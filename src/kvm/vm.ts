@@ -927,6 +927,29 @@ export class Vm {
   }
 
   /**
+   * MADV_DONTNEED of the VMM's own memory behind gfns [start, end) of `slot` (the shared copy of
+   * a guest_memfd slot after a conversion to private), with its mmu_notifier invalidation, from
+   * any thread: unlike invalidateRange() it covers only this slot (no alias slots over the same
+   * hva range, which a guest_memfd slot's shared side never has here).
+   */
+  discardSharedGfns(slot: Memslot, start: number, end: number): void {
+    const vma = slot.vma;
+    if (vma === null) return;
+    count(this.ctx.metrics, Op.invalidate);
+    const ext = [0, 0];
+    dontneedExtent(vma, slot.vmaOffset + (start - slot.baseGfn), end - start, ext);
+    const g0 = Math.max(slot.baseGfn, slot.baseGfn + (ext[0]! - slot.vmaOffset));
+    const g1 = Math.min(slot.endGfn, slot.baseGfn + (ext[1]! - slot.vmaOffset));
+    this.withMmuWriteLock(() => {
+      kvmMmuInvalidateBegin(this);
+      kvmMmuInvalidateRangeAdd(this, g0, g1);
+      if (tdpMmuZapLeafs(this, g0, g1)) kvmFlushRemoteTlbs(this);
+    });
+    madviseDontneed(this.ctx.hostThread, vma, ext[0]!, ext[1]! - ext[0]!);
+    this.withMmuWriteLock(() => kvmMmuInvalidateEnd(this));
+  }
+
+  /**
    * The host ranges an invalidation of gfns [start, end) really unmaps, as (vma index, first page,
    * end page) triples: each memslot's part of the gfn range in hva terms, widened by the host
    * (dontneedExtent()). VMM-side and cold: allocation is fine here.

@@ -164,3 +164,26 @@ function refuseTooBig(c: MemstressConfig, l: MemstressLayout, e: SizingEstimate,
       `${mib(host)} host) but ${mib(a.bytes)} is available (${a.source}): use a smaller -b, -v, --vms or --host-memory`,
   );
 }
+
+/**
+ * The same estimate for a guest_memfd run (conversion-storm): the frame table of `hostBytes`,
+ * the TDP pool and the files' per-page state (map 4 B, host-map and pin bytes, the shareability
+ * bit) per guest page, the VMM's own host page tables for `vmaPages`, VMs, vCPUs and Node's base.
+ * Refuses with ENOMEM (exit 2) when it does not fit.
+ */
+export function checkGmemRunFits(hostBytes: number, guestPages: number, vmaPages: number, vms: number, vcpus: number, workers: number): void {
+  const breakdown = {
+    frameTable: (hostBytes / 4096) * SizingCost.kPerHostFrame,
+    ptPool: guestPages * SizingCost.kPerGuestPagePt,
+    guestMemfd: guestPages * 7,
+    hostPageTables: vmaPages * SizingCost.kPerGuestPageHostPt,
+    bitmapsAndLpage: guestPages * SizingCost.kPerGuestPageOther,
+    vmsAndVcpus: vms * SizingCost.kPerVm + vcpus * SizingCost.kPerVcpu,
+    baseRss: (kNodeMajor >= 22 ? SizingCost.kBaseRssNode22 : SizingCost.kBaseRss) + Math.min(workers, vcpus) * SizingCost.kPerWorkerRss,
+  };
+  const bytes = Object.values(breakdown).reduce((a, b) => a + b, 0);
+  const a = availableMemory();
+  if (bytes <= a.bytes) return;
+  const top = Object.entries(breakdown).sort((x, y) => y[1] - x[1]).slice(0, 2).map(([k, v]) => `${k} ${mib(v)}`).join(', ');
+  throw new UsageError(`ENOMEM: this run needs about ${mib(bytes)} (${top}; ${vms} VM(s), ${mib(hostBytes)} host) but ${mib(a.bytes)} is available (${a.source}): use a smaller -b, -v, --vms or --host-memory`);
+}

@@ -17,6 +17,8 @@ import { addCounters, modeledNs } from '../metrics/counters.js';
 import { kOpCount } from '../metrics/ops.js';
 import { HistogramMerger } from '../metrics/histogram.js';
 import type { GuestSpec } from '../workload/guest.js';
+import { ConversionGuest } from '../workload/conversion-guest.js';
+import { type ConversionVmmSpec, type ConversionVmmStats, emptyConversionStats } from './conversion-vmm.js';
 import { allocSab } from '../shm/arena.js';
 import { type PhaseTask, type PhaseTaskResult, type VcpuPhaseResult, type VcpuWork, PhaseSync } from './worker-runtime.js';
 import type { PhaseObserver, PhaseProbe } from './phase-observer.js';
@@ -39,6 +41,8 @@ export interface PhaseOutcome {
   counters: Float64Array;
   /** The userfaultfd readers' work in this phase (null without readers). */
   uffdReaders: UffdReaderStats[] | null;
+  /** What the vCPU threads' conversion handlers did (summed over workers). */
+  conversions: ConversionVmmStats;
 }
 
 /**
@@ -144,7 +148,7 @@ export class Runner {
     const vcpus = work.map((w) => this.vms[w.vm]!.vcpu(w.vcpu));
     const base = vcpus.map((v) => ({ accesses: v.accesses(), faults: v.pfTaken() }));
     // A selftest's guest program (memslot_perf_test's) runs until stopped: no total, no ETA.
-    const totalAccesses = work.reduce((s, w) => s + (w.stream.kind === 'memslot-perf' ? 0 : (w.stream.accesses ?? w.stream.pages)), 0);
+    const totalAccesses = work.reduce((s, w) => s + (w.stream.kind === 'memslot-perf' ? 0 : w.stream.kind === 'conversion' ? ConversionGuest.length(w.stream) : (w.stream.accesses ?? w.stream.pages)), 0);
     return {
       name, totalAccesses, vcpus: vcpus.length,
       sample: () => {
@@ -209,7 +213,7 @@ export class Runner {
    * VMM thread does, and only the outcome's invariants are reproducible. `opts.vmmAlongside`
    * runs it freely on one worker too (wall time as a selftest's, which overlaps host and guest).
    */
-  async phase(name: string, streamFor: (ref: VcpuRef) => GuestSpec, faultHistogram = `${name}.page_fault`, vmmStep?: () => void, opts: { vmmAlongside?: boolean } = {}): Promise<PhaseOutcome> {
+  async phase(name: string, streamFor: (ref: VcpuRef) => GuestSpec, faultHistogram = `${name}.page_fault`, vmmStep?: () => void, opts: { vmmAlongside?: boolean; exits?: ConversionVmmSpec } = {}): Promise<PhaseOutcome> {
     const host = this.host.handle;
     const vmHandles = this.vms.map((vm) => vm.handle());
     const t0 = performance.now();
@@ -235,7 +239,7 @@ export class Runner {
       });
       const task: PhaseTask = {
         runId: this.runId, slot, phase: name, host, vms: vmHandles, work, cost: this.opts.cost,
-        sliceAccesses: this.opts.sliceAccesses ?? 4096, wallEvery: this.opts.wallEvery ?? 16, faultHistogram,
+        sliceAccesses: this.opts.sliceAccesses ?? 4096, wallEvery: this.opts.wallEvery ?? 16, faultHistogram, exits: opts.exits ?? null,
         sync: sync === null ? null : (sync.buffer as SharedArrayBuffer), vmaPorts, uffdLockstep: busy === 1 && u !== undefined && !inline,
         uffdReaders: !inline ? null : {
           work: this.readerWorkFor(slot), histogram: `${name}.uffd_resolve`, board: u.board, workers: this.shards.length,
@@ -274,10 +278,12 @@ export class Runner {
     const wallNs = (performance.now() - t0) * 1e6;
     const counters = new Float64Array(kOpCount);
     const vcpus: VcpuPhaseResult[] = [];
+    const conversions = emptyConversionStats();
     for (const r of results) {
       addCounters(counters, r.counters);
       vcpus.push(...r.vcpus);
       this.histograms.add(r.histograms);
+      if (r.conversions !== null) for (const k of Object.keys(conversions) as (keyof ConversionVmmStats)[]) conversions[k] += r.conversions[k];
     }
     let uffdReaders: UffdReaderStats[] | null = null;
     if (inline) {
@@ -294,14 +300,14 @@ export class Runner {
       uffdReaders.sort((a, b) => a.uffd - b.uffd || a.reader - b.reader);
     }
     addCounters(this.counters, counters);
-    const outcome: PhaseOutcome = { name, wallNs, modeledNs: phaseModeledNs(vcpus, uffdReaders, this.opts.uffd), vcpus, counters, uffdReaders };
+    const outcome: PhaseOutcome = { name, wallNs, modeledNs: phaseModeledNs(vcpus, uffdReaders, this.opts.uffd), vcpus, counters, uffdReaders, conversions };
     this.phases.push(outcome);
     return outcome;
   }
 
   /** Record a VMM-side step (main thread) as its own phase. */
   vmmPhase(name: string, wallNs: number, counters: Float64Array): PhaseOutcome {
-    const outcome: PhaseOutcome = { name, wallNs, modeledNs: modeledNs(counters, this.opts.cost), vcpus: [], counters, uffdReaders: null };
+    const outcome: PhaseOutcome = { name, wallNs, modeledNs: modeledNs(counters, this.opts.cost), vcpus: [], counters, uffdReaders: null, conversions: emptyConversionStats() };
     addCounters(this.counters, counters);
     this.phases.push(outcome);
     return outcome;

@@ -19,6 +19,7 @@ import { VmLayout } from '../kvm/vm-layout.js';
 import { KvmExit } from '../kvm/vcpu-layout.js';
 import { BoardLayout, boardCancelSleep, boardPrepareSleep, boardRing, boardSleep } from '../host/userfaultfd.js';
 import { UffdReaders, type UffdReaderOptions, type UffdReaderStats, type UffdReaderWork } from './uffd-reader-runtime.js';
+import { ConversionVmm, type ConversionVmmSpec, type ConversionVmmStats } from './conversion-vmm.js';
 
 export interface VcpuWork {
   vm: number;
@@ -59,6 +60,8 @@ export interface PhaseTask {
    * counts the workers still running vCPUs: one hosting readers serves until it is 0.
    */
   uffdReaders: (UffdReaderOptions & { work: UffdReaderWork[]; histogram: string; board: SharedArrayBuffer; workers: number }) | null;
+  /** The VMM's handling of KVM_EXIT_HYPERCALL / KVM_EXIT_MEMORY_FAULT on the vCPU threads, or null. */
+  exits: ConversionVmmSpec | null;
 }
 
 export const enum PhaseSync {
@@ -76,6 +79,8 @@ export interface VcpuPhaseResult {
   wallNs: number;
   /** KVM_EXIT_MMIO exits this worker completed for the vCPU in this phase (the VMM's count). */
   mmioExits: number;
+  /** Checks the guest program made that failed (0 for programs that make none). */
+  guestFailures: number;
 }
 
 export interface PhaseTaskResult {
@@ -87,6 +92,7 @@ export interface PhaseTaskResult {
   histograms: EncodedHistograms;
   /** Readers this worker ran (uffdReaders), or null. */
   uffdReaders: UffdReaderStats[] | null;
+  conversions: ConversionVmmStats | null;
 }
 
 interface Attached {
@@ -150,6 +156,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
     const ur = task.uffdReaders;
     const readers = ur === null ? null : new UffdReaders(a.ctx.hostThread, m, hists.get(ur.histogram), ur.work, ur);
     const board = ur === null ? null : new Int32Array(ur.board);
+    const exits = task.exits === null ? null : new ConversionVmm(task.exits, hists);
     while (live > 0) {
       let progressed = false;
       let asleep = 0;
@@ -173,10 +180,16 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
         // stores are dropped) and run again for the rest of the slice; the next run() retires
         // the emulated access (complete_emulated_mmio). An exit at the end of the slice is
         // completed by the vCPU's next slice.
-        while (v.pendingExit === KvmExit.KVM_EXIT_MMIO) {
-          mmioExits[i]!++;
-          streams[i]!.onMmioExit?.(v.mmio);
-          if (!v.mmio.isWrite) v.mmio.data = 0;
+        // The same for KVM_EXIT_HYPERCALL / KVM_EXIT_MEMORY_FAULT: the vCPU thread converts
+        // the memory itself (conversion-vmm.ts), then runs again.
+        for (;;) {
+          if (v.pendingExit === KvmExit.KVM_EXIT_MMIO) {
+            mmioExits[i]!++;
+            streams[i]!.onMmioExit?.(v.mmio);
+            if (!v.mmio.isWrite) v.mmio.data = 0;
+          } else if (v.pendingExit === KvmExit.KVM_EXIT_HYPERCALL || v.pendingExit === KvmExit.KVM_EXIT_MEMORY_FAULT) {
+            if (exits === null || !exits.onExit(v)) throw new Error(`vCPU ${v.id} of VM ${v.vm.id}: exit ${v.pendingExit} and no VMM handler for it in this phase`);
+          } else break;
           if (n >= task.sliceAccesses) break;
           n += v.run(streams[i]!, task.sliceAccesses - n, faultHist, task.wallEvery);
         }
@@ -214,9 +227,11 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       vcpus: vcpus.map((v, i) => ({
         vm: task.work[i]!.vm, vcpu: v.idx, accesses: v.accesses() - before[i]!.accesses,
         modeledNs: v.modeledNs() - before[i]!.modeled, wallNs: v.wallNs() - before[i]!.wall, mmioExits: mmioExits[i]!,
+        guestFailures: streams[i]!.guestFailures ?? 0,
       })),
       histograms: hists.encode(),
       uffdReaders: readers?.stats() ?? null,
+      conversions: exits?.stats ?? null,
     };
   } finally {
     for (const p of task.vmaPorts) {

@@ -8,14 +8,19 @@ import type { Metrics } from '../metrics/counters.js';
 import type { AccessSource, KvmRunMmio } from '../kvm/vcpu.js';
 import { MemstressStream, type StreamSpec } from './memstress.js';
 import { MemslotPerfGuest, type MemslotPerfGuestSpec } from './memslot-perf-guest.js';
+import { ConversionGuest, type ConversionGuestSpec } from './conversion-guest.js';
 
-export type GuestSpec = (StreamSpec & { kind?: 'memstress' }) | MemslotPerfGuestSpec;
+export type GuestSpec = (StreamSpec & { kind?: 'memstress' }) | MemslotPerfGuestSpec | ConversionGuestSpec;
 
 export interface GuestProgram extends AccessSource {
   /** The VMM's handling of a KVM_EXIT_MMIO of this vCPU (vcpu_worker's checks), if it has any. */
   onMmioExit?(mmio: KvmRunMmio): void;
+  /** Checks the guest made that failed (a hypercall the host refused), if it makes any. */
+  readonly guestFailures?: number;
 }
 
 export function guestProgram(spec: GuestSpec, clock: Metrics): GuestProgram {
-  return spec.kind === 'memslot-perf' ? new MemslotPerfGuest(spec, clock) : new MemstressStream(spec);
+  if (spec.kind === 'memslot-perf') return new MemslotPerfGuest(spec, clock);
+  if (spec.kind === 'conversion') return new ConversionGuest(spec);
+  return new MemstressStream(spec);
 }
