@@ -19,7 +19,10 @@ export { Userfaultfd, UffdMode, uffdioRegister, createWakeBoard } from './host/u
 export { uffdioCopy, uffdioContinue } from './host/mfill.js';
 export { Vm, type VmOptions, type UserspaceMemoryRegion2, type MmapOptions } from './kvm/vm.js';
 export { Vcpu, type AccessSource } from './kvm/vcpu.js';
-export { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS, kMaxGfn } from './kvm/memslot.js';
+export { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MEM_GUEST_MEMFD, KVM_USER_MEM_SLOTS, kMaxGfn } from './kvm/memslot.js';
+export { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, GuestMemfd, type KvmCreateGuestMemfd, type KvmMemoryAttributes2, gmemCounters } from './kvm/guest_memfd.js';
+export { KVM_MEMORY_ATTRIBUTE_PRIVATE, type KvmMemoryAttributes, type AttributesPath } from './kvm/attributes.js';
+export { GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, kGmemBackings, type GmemBacking } from './gmem/gmem-file.js';
 export {
   kVmStatNames, kVcpuStatNames, kVmStatDescs, kVcpuStatDescs, kHarnessVcpuStatNames, encodeBinaryStats,
   type KvmStatsDesc, type VmStats, type VcpuStats, type HarnessVcpuStats,

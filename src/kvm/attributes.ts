@@ -168,7 +168,7 @@ export function kvmVmSetMemoryAttributes(vm: Vm, a: KvmMemoryAttributes): void {
     countN(m, Op.attr_xa_reserve, end - start);
     vm.withMmuWriteLock(() => {
       kvmMmuInvalidateBegin(vm);
-      kvmMmuInvalidateRangeAdd(vm, start, end);
+      kvmMmuInvalidateAddHugeRange(vm, start, end);
       // kvm_arch_pre_set_memory_attributes(): zap, whether or not the slot can be private.
       if (zapSlotsInRange(vm, start, end)) kvmFlushRemoteTlbs(vm);
     });
@@ -181,6 +181,18 @@ export function kvmVmSetMemoryAttributes(vm: Vm, a: KvmMemoryAttributes): void {
       kvmMmuInvalidateEnd(vm);
     });
   });
+}
+
+/**
+ * kvm_mmu_invalidate_range_add() for an attribute change of [start, end), widened to the head
+ * and tail huge pages at the largest level ("KVM: x86/mmu: Prevent installing hugepages when mem
+ * attributes are changing"): until the mixed flags are recomputed, a fault elsewhere in a huge
+ * page the range cuts must not map that huge page whole (the stale check only looks at the
+ * faulting gfn's place in the invalidation range). Pages wholly inside are covered anyway.
+ */
+export function kvmMmuInvalidateAddHugeRange(vm: Vm, start: number, end: number): void {
+  const n = pagesPerHpage(PgLevel.PG_LEVEL_1G);
+  kvmMmuInvalidateRangeAdd(vm, start - (start % n), Math.min(kMaxGfn + 1, Math.ceil(end / n) * n));
 }
 
 /** Zap every leaf over [start, end) in each memslot it covers; true if a flush is needed. */

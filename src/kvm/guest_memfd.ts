@@ -21,7 +21,7 @@ import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GmemFile, GmemWord,
   type GmemBacking, type GmemFileHandle, gmemBackingOrder, isGmemBacking,
 } from '../gmem/gmem-file.js';
-import { KVM_MEMORY_ATTRIBUTE_PRIVATE, kvmArchPostSetMemoryAttributes } from './attributes.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE, kvmArchPostSetMemoryAttributes, kvmMmuInvalidateAddHugeRange } from './attributes.js';
 import { kvmMmuInvalidateBegin, kvmMmuInvalidateEnd, kvmMmuInvalidateRangeAdd } from './invalidate.js';
 import { tdpMmuZapLeafs } from './mmu/tdp/zap.js';
 import { kvmFlushRemoteTlbs } from './requests.js';
@@ -310,7 +310,9 @@ export function kvmGmemInvalidateBegin(vm: Vm, fd: GuestMemfd, start: number, en
     for (const s of vm.gmemBindings(fd.file)) {
       const r = boundGfns(s, start, end);
       if (r === null) continue;
-      kvmMmuInvalidateRangeAdd(vm, r[0], r[1]);
+      // The huge pages the range cuts join the range too: their folios may split and their
+      // mixed flags change before the end (see kvmMmuInvalidateAddHugeRange()).
+      kvmMmuInvalidateAddHugeRange(vm, r[0], r[1]);
       if (tdpMmuZapLeafs(vm, r[0], r[1])) flush = true;
     }
     if (flush) kvmFlushRemoteTlbs(vm);

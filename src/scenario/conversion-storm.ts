@@ -15,6 +15,7 @@
  * VMA-based view (RSS: what the VMM's own mappings hold, the only part `ps` shows).
  */
 import { Runner } from './runner.js';
+import { audit } from '../kvm/audit.js';
 import { memstressFlags } from './common-flags.js';
 import { UsageError, givenFlags } from './flags.js';
 import { assembleResult, statsSnapshot } from './assemble.js';
@@ -264,7 +265,14 @@ export async function runConversionStorm(f: Record<string, unknown>, io: Scenari
   try {
     const timeline: StormPoint[] = [];
     const stats: Record<string, StatsSnapshot> = {};
+    // The invariants after every phase, not only at the end (a stale SPTE that a later zap
+    // removes would otherwise go unseen).
+    const violations: RunResult['audit']['violations'] = [];
+    const auditPhase = (name: string) => {
+      for (const v of audit(host, vms).violations) violations.push({ ...v, detail: `after ${name}: ${v.detail}` });
+    };
     const pop = await runner.phase('populate', (ref) => spec(ref, 'populate', 1), 'populate.page_fault', undefined, { exits });
+    auditPhase('populate');
     timeline.push(timelinePoint(0, vms));
     stats.populate = statsSnapshot(vms);
     io.print(`populate: ${fmtTimespec(pop.wallNs)} (modeled ${fmtTimespec(pop.modeledNs)}); pages_1g ${timeline[0]!.pages_1g} pages_2m ${timeline[0]!.pages_2m} pages_4k ${timeline[0]!.pages_4k}`);
@@ -287,6 +295,7 @@ export async function runConversionStorm(f: Record<string, unknown>, io: Scenari
       failures += ph.vcpus.reduce((s, v) => s + v.guestFailures, 0);
       stormWall += ph.wallNs;
       stormModeled += ph.modeledNs;
+      auditPhase(`round-${r}`);
       const p = timelinePoint(r, vms);
       timeline.push(p);
       io.print(`round ${r}: ${c.toShared + c.toPrivate} conversions in ${fmtTimespec(ph.wallNs)} (modeled ${fmtTimespec(ph.modeledNs)}); pages_1g ${p.pages_1g} pages_2m ${p.pages_2m} pages_4k ${p.pages_4k}; folios split ${p.folioSplits} merged ${p.folioMerges}; allocated twice ${(p.doubleAllocatedPages! * 4096) / 2 ** 20} MiB; stranded ${(p.strandedPages! * 4096) / 2 ** 20} MiB`);
@@ -323,6 +332,10 @@ export async function runConversionStorm(f: Record<string, unknown>, io: Scenari
       output: [],
     });
     result.iterations = timeline;
+    if (violations.length > 0) {
+      result.audit.ok = false;
+      result.audit.violations.unshift(...violations.slice(0, 50));
+    }
     (result as RunResult & { accounting?: Record<string, number>[] }).accounting = acct;
     if (failures > 0) {
       result.audit.ok = false;
