@@ -36,7 +36,7 @@
  */
 import { allocSab, Arena } from '../shm/arena.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
-import { bitRangeAll, bitRangeSet, bitTest, popcount } from '../shm/bitmap.js';
+import { bitCount, bitRangeAll, bitRangeSet, bitTest } from '../shm/bitmap.js';
 import { fail } from '../host/errno.js';
 import { FrameLayout } from '../host/frame-table.js';
 import { HostPage, type HostThread, type NumaPolicy } from '../host/host.js';
@@ -77,6 +77,12 @@ export const enum GmemWord {
   kPolicyNode = Arena.kPadWords + 10,
   /** 1 once the VMM mmap()ed the file (MAP_SHARED): host accesses go through that mapping. */
   kMmapped = Arena.kPadWords + 11,
+  /**
+   * Pages of this file's gfns backed twice right now (a private frame and the VMM's shared
+   * copy), and the most there ever were: kept by the VMM of split-and-double-allocate.
+   */
+  kDoubleNow = Arena.kPadWords + 12,
+  kDoublePeak = Arena.kPadWords + 13,
   kWords = Arena.kPadWords * 2,
 }
 
@@ -222,6 +228,19 @@ export class GmemFile {
 
   counter(word: GmemWord): number {
     return Atomics.load(this.w, word);
+  }
+
+  /** Whether file page `off` still holds memory: in the file, or a stranded piece of a huge page. */
+  holdsPage(off: number): boolean {
+    return this.map[off] !== 0 || (this.hugeHead !== null && this.hugeHead[off >>> this.order] !== 0);
+  }
+
+  /** `d` more (or fewer) pages backed twice; the peak follows (the pair: Atomics on both words). */
+  addDouble(d: number): void {
+    const now = Atomics.add(this.w, GmemWord.kDoubleNow, d) + d;
+    for (let peak = Atomics.load(this.w, GmemWord.kDoublePeak); now > peak; peak = Atomics.load(this.w, GmemWord.kDoublePeak)) {
+      if (Atomics.compareExchange(this.w, GmemWord.kDoublePeak, peak, now) === peak) break;
+    }
   }
   private bump(word: GmemWord, d: number): void {
     Atomics.add(this.w, word, d);
@@ -500,7 +519,7 @@ export class GmemFile {
       for (let p = off; p < end; ) {
         const hi = p >>> this.order;
         const e = Math.min(end, (hi + 1) << this.order);
-        const before = e - p - countClear(this.priv, p, e);
+        const before = bitCount(this.priv, p, e);
         this.privCount[hi]! += (priv ? e - p : 0) - before;
         p = e;
       }
@@ -608,18 +627,4 @@ export class GmemFile {
     return this.map.byteLength + this.priv.byteLength + this.hostMapped.byteLength + this.pins.byteLength
       + (this.orderHuge?.byteLength ?? 0) + (this.orderMid?.byteLength ?? 0) + (this.privCount?.byteLength ?? 0) + (this.hugeHead?.byteLength ?? 0) * 2;
   }
-}
-
-/** Clear bits in [start, end) of a bitmap. */
-function countClear(bm: Int32Array, start: number, end: number): number {
-  let clear = 0;
-  let i = start;
-  while (i < end) {
-    const lo = i & 31;
-    const n = Math.min(32 - lo, end - i);
-    const mask = n === 32 ? -1 : ((1 << n) - 1) << lo;
-    clear += popcount(~Atomics.load(bm, i >>> 5) & mask);
-    i += n;
-  }
-  return clear;
 }

@@ -22,7 +22,7 @@
  */
 import { fail } from '../host/errno.js';
 import { bitRangeAll, bitRangeSet, bitTest } from '../shm/bitmap.js';
-import { count, countN } from '../metrics/counters.js';
+import { countN } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import { Lpage, gfnToIndex } from './mmu/lpage.js';
 import { PgLevel, pagesPerHpage } from './mmu/spte.js';
@@ -73,21 +73,29 @@ function attrRangeAll(vm: Vm, slot: Memslot, start: number, end: number, priv: b
  */
 function hugepageHasAttrs(vm: Vm, slot: Memslot, gfn: number, level: number, priv: boolean): boolean {
   const n = pagesPerHpage(level);
+  const xa = vm.attrBits !== null;
   if (level === PgLevel.PG_LEVEL_2M) {
-    countN(vm.ctx.metrics, vm.attrBits !== null ? Op.attr_xa_load : Op.attr_mt_load, vm.attrBits !== null ? n : 1);
+    countN(vm.ctx.metrics, xa ? Op.attr_xa_load : Op.attr_mt_load, xa ? n : 1);
     return attrRangeAll(vm, slot, gfn, gfn + n, priv);
   }
+  // Each 2M piece: not mixed (its lpage_info entry) and its first gfn's attribute. One bitmap
+  // and one lpage array, read directly: this loop runs on every change of a 1G range.
   const lower = pagesPerHpage(level - 1);
-  for (let g = gfn; g < gfn + n; g += lower) {
-    if ((slotLpage(slot, g, level - 1) & Lpage.KVM_LPAGE_MIXED_FLAG) !== 0) return false;
-    count(vm.ctx.metrics, vm.attrBits !== null ? Op.attr_xa_load : Op.attr_mt_load);
-    if (!attrRangeAll(vm, slot, g, g + 1, priv)) return false;
+  const lpage = slot.lpage[level - 1 - PgLevel.PG_LEVEL_2M]!;
+  const bits = xa ? vm.attrBits! : slot.gmem?.priv ?? null;
+  const delta = xa ? 0 : slot.gmemPgoff - slot.baseGfn;
+  let i = gfnToIndex(gfn, slot.baseGfn, level - 1);
+  let looked = 0;
+  let ok = true;
+  for (let g = gfn; g < gfn + n; g += lower, i++) {
+    looked++;
+    if ((Atomics.load(lpage, i) & Lpage.KVM_LPAGE_MIXED_FLAG) !== 0 || (bits === null ? priv : bitTest(bits, g + delta) !== priv)) {
+      ok = false;
+      break;
+    }
   }
-  return true;
-}
-
-function slotLpage(slot: Memslot, gfn: number, level: number): number {
-  return Atomics.load(slot.lpage[level - PgLevel.PG_LEVEL_2M]!, gfnToIndex(gfn, slot.baseGfn, level));
+  countN(vm.ctx.metrics, xa ? Op.attr_xa_load : Op.attr_mt_load, looked);
+  return ok;
 }
 
 function setMixed(slot: Memslot, gfn: number, level: number, mixed: boolean): void {

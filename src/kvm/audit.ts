@@ -178,14 +178,10 @@ function auditPrivateLeaf(vm: Vm, slot: Memslot, gfn: number, level: number, fla
       return;
     }
   }
-  if (level > PgLevel.PG_LEVEL_4K && f !== null && (priv0(vm, slot, gfn) || slot.gmemOnly)) {
+  if (level > PgLevel.PG_LEVEL_4K && f !== null && (kvmMemIsPrivate(vm, slot, gfn) || slot.gmemOnly)) {
     const order = f.folioOrder(slot.gmemPgoff + (gfn - slot.baseGfn));
     if (order < (level - 1) * 9) report('huge-beyond-folio', `gfn 0x${gfn.toString(16)} mapped at level ${level} over a guest_memfd folio of order ${order}`);
   }
-}
-
-function priv0(vm: Vm, slot: Memslot, gfn: number): boolean {
-  return kvmMemIsPrivate(vm, slot, gfn);
 }
 
 /**

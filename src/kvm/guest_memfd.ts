@@ -22,7 +22,7 @@ import {
   type GmemBacking, type GmemFileHandle, gmemBackingOrder, isGmemBacking,
 } from '../gmem/gmem-file.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, kvmArchPostSetMemoryAttributes, kvmMmuInvalidateAddHugeRange } from './attributes.js';
-import { kvmMmuInvalidateBegin, kvmMmuInvalidateEnd, kvmMmuInvalidateRangeAdd } from './invalidate.js';
+import { kvmMmuInvalidateBegin, kvmMmuInvalidateEnd } from './invalidate.js';
 import { tdpMmuZapLeafs } from './mmu/tdp/zap.js';
 import { kvmFlushRemoteTlbs } from './requests.js';
 import { HostPage } from '../host/host.js';
@@ -304,29 +304,24 @@ function boundGfns(slot: Memslot, start: number, end: number): [number, number] 
  */
 export function kvmGmemInvalidateBegin(vm: Vm, fd: GuestMemfd, start: number, end: number): void {
   count(vm.ctx.metrics, Op.invalidate);
-  vm.withMmuWriteLock(() => {
-    kvmMmuInvalidateBegin(vm);
-    let flush = false;
-    for (const s of vm.gmemBindings(fd.file)) {
-      const r = boundGfns(s, start, end);
-      if (r === null) continue;
-      // The huge pages the range cuts join the range too: their folios may split and their
-      // mixed flags change before the end (see kvmMmuInvalidateAddHugeRange()).
-      kvmMmuInvalidateAddHugeRange(vm, r[0], r[1]);
-      if (tdpMmuZapLeafs(vm, r[0], r[1])) flush = true;
-    }
-    if (flush) kvmFlushRemoteTlbs(vm);
-  });
+  // Begin and the range add under one hold of mmu_lock: a fault in between would see an
+  // in-progress invalidation with no range (KVM WARNs on dropping the lock there).
+  kvmGmemInvalidateAdd(vm, fd, start, end, true);
 }
 
-/** Widen a running invalidation to more file pages (zap and flush them too). */
-function kvmGmemInvalidateAdd(vm: Vm, fd: GuestMemfd, start: number, end: number): void {
+/**
+ * Widen a running invalidation to file pages [start, end) of every bound slot and zap them, with
+ * mmu_lock held for write (the huge pages the range cuts join the range too: their folios may
+ * split and their mixed flags change before the end, see kvmMmuInvalidateAddHugeRange()).
+ */
+function kvmGmemInvalidateAdd(vm: Vm, fd: GuestMemfd, start: number, end: number, begin = false): void {
   vm.withMmuWriteLock(() => {
+    if (begin) kvmMmuInvalidateBegin(vm);
     let flush = false;
     for (const s of vm.gmemBindings(fd.file)) {
       const r = boundGfns(s, start, end);
       if (r === null) continue;
-      kvmMmuInvalidateRangeAdd(vm, r[0], r[1]);
+      kvmMmuInvalidateAddHugeRange(vm, r[0], r[1]);
       if (tdpMmuZapLeafs(vm, r[0], r[1])) flush = true;
     }
     if (flush) kvmFlushRemoteTlbs(vm);

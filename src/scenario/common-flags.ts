@@ -3,6 +3,8 @@ import { availableParallelism } from 'node:os';
 import { kBackingSources } from '../host/mm.js';
 import { UsageError, givenFlags, type FlagSpec } from './flags.js';
 import type { MemstressConfig } from './memstress-vm.js';
+import { KvmError } from '../host/errno.js';
+import { costVector, loadCostModel } from '../metrics/cost-model.js';
 
 export function memstressFlags(defaults: { bytes: number; vcpus: number }): FlagSpec[] {
   return [
@@ -63,4 +65,14 @@ export function checkMemstressFlags(f: Record<string, unknown>): string[] {
     throw new UsageError('-o (overlapping vCPU regions) has no effect with one vCPU per VM: drop -o or give -v 2 or more');
   }
   return notes;
+}
+
+/** --cost-model NAME|FILE as a price vector; a bad profile is a usage error (exit 2). */
+export function costModelFlag(name: string): Float64Array {
+  try {
+    return costVector(loadCostModel(name));
+  } catch (e) {
+    if (e instanceof KvmError) throw new UsageError(e.message);
+    throw e;
+  }
 }

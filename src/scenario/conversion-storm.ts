@@ -16,7 +16,7 @@
  */
 import { Runner } from './runner.js';
 import { audit } from '../kvm/audit.js';
-import { memstressFlags } from './common-flags.js';
+import { costModelFlag, memstressFlags } from './common-flags.js';
 import { UsageError, givenFlags } from './flags.js';
 import { assembleResult, statsSnapshot } from './assemble.js';
 import { hostInfo, snapshot } from './host-info.js';
@@ -35,7 +35,6 @@ import { KVM_EXIT_HYPERCALL_VALID_MASK } from '../kvm/caps.js';
 import { KVM_X86_SW_PROTECTED_VM } from '../kvm/guest_memfd.js';
 import { KVM_MEM_GUEST_MEMFD } from '../kvm/memslot.js';
 import { Vm, type ThreadCtx } from '../kvm/vm.js';
-import { costVector, loadCostModel } from '../metrics/cost-model.js';
 import { Metrics } from '../metrics/counters.js';
 import type { ConversionGuestSpec } from '../workload/conversion-guest.js';
 
@@ -125,13 +124,7 @@ function setupStorm(f: Record<string, unknown>): StormSetup {
   const buddyBytes = (hugetlb ? 0 : vmPages * 4096 * nVms) + slack;
   const memory = (f['host-memory'] as number | null) ?? Math.ceil((hugeBytes + buddyBytes) / nodes / 2 ** 21) * 2 ** 21 * nodes + (nodes > 1 ? nodes * 2 ** 30 : 0);
   checkGmemRunFits(memory, vmPages * nVms, split ? vmPages * nVms : 0, nVms, nVms * vcpus, f.workers as number);
-  let cost: Float64Array;
-  try {
-    cost = costVector(loadCostModel(f['cost-model'] as string));
-  } catch (e) {
-    if (e instanceof KvmError) throw new UsageError(e.message);
-    throw e;
-  }
+  const cost = costModelFlag(f['cost-model'] as string);
   try {
     const host = Host.create({ memory, nodes, hugepages2m: h2m, hugepages1g: h1g, stamps: true });
     const ctx: ThreadCtx = { metrics: new Metrics(cost), hostThread: host.thread() };
@@ -194,8 +187,7 @@ function doubleAllocated(f: GmemFile, vma: NonNullable<Vm['vmas'][number]>, vmaO
   for (let p = 0; p < npages; p++) {
     if (vma.lookup(vmaOffset + p) < 0) continue;
     shared++;
-    const stranded = f.hugeHead !== null && f.map[p] === 0 && f.hugeHead[p >>> f.order] !== 0;
-    if (f.map[p] !== 0 || stranded) both++;
+    if (f.holdsPage(p)) both++;
   }
   return { both, shared };
 }
@@ -282,6 +274,7 @@ export async function runConversionStorm(f: Record<string, unknown>, io: Scenari
     let gfns = 0;
     let eagain = 0;
     let memoryFaultExits = 0;
+    let doublePageConversions = 0;
     let stormWall = 0;
     let stormModeled = 0;
     for (let r = 1; r <= (f.rounds as number); r++) {
@@ -292,6 +285,7 @@ export async function runConversionStorm(f: Record<string, unknown>, io: Scenari
       gfns += c.gfns;
       eagain += c.eagain;
       memoryFaultExits += c.memoryFaultExits;
+      doublePageConversions += c.doublePageConversions;
       failures += ph.vcpus.reduce((s, v) => s + v.guestFailures, 0);
       stormWall += ph.wallNs;
       stormModeled += ph.modeledNs;
@@ -322,7 +316,9 @@ export async function runConversionStorm(f: Record<string, unknown>, io: Scenari
         pages1gAfterPopulate: timeline[0]!.pages_1g!, pages2mAfterPopulate: timeline[0]!.pages_2m!,
         pages1gAtEnd: last.pages_1g!, pages2mAtEnd: last.pages_2m!, pages4kAtEnd: last.pages_4k!,
         folioSplits: last.folioSplits!, folioMerges: last.folioMerges!,
-        doubleAllocatedBytesAtEnd: last.doubleAllocatedPages! * 4096, doubleAllocatedBytesPeak: peakDouble * 4096,
+        doubleAllocatedBytesAtEnd: last.doubleAllocatedPages! * 4096,
+        doubleAllocatedBytesPeak: Math.max(peakDouble, vms.reduce((s, vm) => s + vm.gmems.reduce((t, g) => t + g.file.counter(GmemWord.kDoublePeak), 0), 0)) * 4096,
+        doubleAllocatedBytesPerConversion: (doublePageConversions * 4096) / Math.max(1, conversions / 2),
         strandedBytesAtEnd: last.strandedPages! * 4096, hostMappedBytesAtEnd: last.hostMappedPages! * 4096,
         attrXarrayNsPerChange: both.xarrayNs / nChanges, attrMapleNsPerChange: both.mapleNs / nChanges,
         convertSharedP50Ns: hist['conversion-storm.convert_shared/wall']?.p50 ?? 0, convertSharedP99Ns: hist['conversion-storm.convert_shared/wall']?.p99 ?? 0,

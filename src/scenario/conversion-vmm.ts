@@ -53,10 +53,12 @@ export interface ConversionVmmStats {
   /** Maple-tree entries the gmem path's changes stored or replaced, gfns changed. */
   rangeEntries: number;
   gfns: number;
+  /** Pages found backed twice (private frame + shared copy) when a range went back private, summed. */
+  doublePageConversions: number;
 }
 
 export function emptyConversionStats(): ConversionVmmStats {
-  return { toShared: 0, toPrivate: 0, eagain: 0, memoryFaultExits: 0, rangeEntries: 0, gfns: 0 };
+  return { toShared: 0, toPrivate: 0, eagain: 0, memoryFaultExits: 0, rangeEntries: 0, gfns: 0, doublePageConversions: 0 };
 }
 
 export class ConversionVmm {
@@ -119,7 +121,15 @@ export class ConversionVmm {
     this.stats.gfns += npages;
     if (this.spec.strategy === 'split-and-double-allocate') {
       vm.setMemoryAttributes({ address: gfn * 4096, size: npages * 4096, attributes: priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-      if (priv) vm.discardSharedGfns(slot, gfn, gfn + npages);
+      if (priv) {
+        // The end of the shared window: what was backed twice during it (the guest's and the
+        // device's stores made the shared copy; the private frame was punched, or stranded).
+        const d = this.doubleBacked(slot, gfn, npages);
+        slot.gmem.addDouble(d);
+        this.stats.doublePageConversions += d;
+        vm.discardSharedGfns(slot, gfn, gfn + npages);
+        slot.gmem.addDouble(-d);
+      }
       else fd.fallocate(ht, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, off * 4096, npages * 4096);
       this.stats.rangeEntries += 1;
     } else {
@@ -136,6 +146,14 @@ export class ConversionVmm {
       this.stats.rangeEntries += fd.lastRangeEntries;
     }
     if (!priv) this.deviceTouch(vm, slot, gfn, npages);
+  }
+
+  private doubleBacked(slot: Memslot, gfn: number, npages: number): number {
+    let d = 0;
+    for (let g = gfn; g < gfn + npages; g++) {
+      if (slot.vma!.lookup(slot.vmaOffset + (g - slot.baseGfn)) >= 0 && slot.gmem!.holdsPage(slot.gmemPgoff + (g - slot.baseGfn))) d++;
+    }
+    return d;
   }
 
   /** The device model's stores into the range just shared, through the VMM's own mapping. */

@@ -27,6 +27,7 @@
  * ends it. --modeled-length ends each run on that timeline instead of the wall clock, so the
  * iteration count, the counters and every modeled figure repeat exactly for a given run.
  */
+import { costModelFlag } from './common-flags.js';
 import { Host } from '../host/host.js';
 import { KvmError } from '../host/errno.js';
 import { hostFault, type Vma } from '../host/mm.js';
@@ -35,7 +36,6 @@ import { audit, type AuditViolation } from '../kvm/audit.js';
 import { KVM_CAP_NR_MEMSLOTS, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvmCheckExtension } from '../kvm/caps.js';
 import { count, countN, Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
-import { costVector, loadCostModel } from '../metrics/cost-model.js';
 import { SyncArea, GuestAssert, type MemslotPerfGuestCode, type MemslotPerfGuestSpec } from '../workload/memslot-perf-guest.js';
 import { Runner } from './runner.js';
 import { UsageError, givenFlags } from './flags.js';
@@ -422,13 +422,7 @@ export async function runMemslotPerf(f: Record<string, unknown>, io: ScenarioIo)
   const seconds = f['test-length'] as number;
   const modeledLength = f['modeled-length'] as number | null;
   const alongside = f['concurrent-vmm'] as boolean;
-  let cost: Float64Array;
-  try {
-    cost = costVector(loadCostModel(f['cost-model'] as string));
-  } catch (e) {
-    if (e instanceof KvmError) throw new UsageError(e.message);
-    throw e;
-  }
+  const cost = costModelFlag(f['cost-model'] as string);
   // The largest test area, its move destination, and memslot 0, with the memstress estimate.
   const hostBytes = (f['host-memory'] as number | null) ?? MEM_SIZE + kSlot0Pages * kPage + 64 * 2 ** 20;
   const sizing: MemstressConfig = {

@@ -4,13 +4,13 @@
  * its own mapping, and `vcpus` vCPUs that own [base + i * bytes, +bytes) — or all of it with
  * overlap. The host is sized to fit, hugetlb pools included, unless --host-memory says otherwise.
  */
+import { costModelFlag } from './common-flags.js';
 import { Host } from '../host/host.js';
 import { KvmError } from '../host/errno.js';
 import { type BackingSource, backingPageOrder } from '../host/mm.js';
 import { Vm, type ThreadCtx } from '../kvm/vm.js';
 import { kMaxGfn } from '../kvm/memslot.js';
 import { Metrics } from '../metrics/counters.js';
-import { costVector, loadCostModel } from '../metrics/cost-model.js';
 import { UsageError, formatSize } from './flags.js';
 import { checkRunFits, sizeHost } from './host-sizing.js';
 import type { DirtyStrategy } from '../kvm/dirty/strategy.js';
@@ -100,13 +100,7 @@ export function createMemstressVms(c: MemstressConfig, opts: MemstressVmOptions 
   const size = sizeHost(c, layout);
   // Refuse (ENOMEM, exit 2) before the frame table and pools are allocated.
   checkRunFits(c, layout, { ringBytesPerVcpu: opts.ringBytesPerVcpu });
-  let cost: Float64Array;
-  try {
-    cost = costVector(loadCostModel(c.costModel));
-  } catch (e) {
-    if (e instanceof KvmError) throw new UsageError(e.message);
-    throw e;
-  }
+  const cost = costModelFlag(c.costModel);
   try {
     const host = Host.create({ memory: size.memory, nodes: c.nodes, hugepages2m: size.hugepages2m, hugepages1g: size.hugepages1g, stamps: c.stamps });
     const ctx: ThreadCtx = { metrics: new Metrics(cost), hostThread: host.thread() };

@@ -45,3 +45,17 @@ export function popcount(x: number): number {
   x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
   return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
+
+/** Set bits in [start, end). */
+export function bitCount(bm: Int32Array, start: number, end: number): number {
+  let set = 0;
+  let i = start;
+  while (i < end) {
+    const lo = i & 31;
+    const n = Math.min(32 - lo, end - i);
+    const mask = n === 32 ? -1 : ((1 << n) - 1) << lo;
+    set += popcount(Atomics.load(bm, i >>> 5) & mask);
+    i += n;
+  }
+  return set;
+}
