@@ -311,7 +311,7 @@ export async function runConversionStorm(f: Record<string, unknown>, io: Scenari
     const result = assembleResult({
       scenario: 'conversion-storm', config: { ...f }, seed: f.seed as number, host, vms, runner, info, stats,
       metrics: {
-        strategy, conversions, conversionsPerSecond: conversions / (stormWall / 1e9), modeledConversionsPerSecond: conversions / (stormModeled / 1e9),
+        strategy, conversions, wallConversionsPerSecond: conversions / (stormWall / 1e9), modeledConversionsPerSecond: conversions / (stormModeled / 1e9),
         guestFailures: failures, eagainRetries: eagain, memoryFaultExits,
         pages1gAfterPopulate: timeline[0]!.pages_1g!, pages2mAfterPopulate: timeline[0]!.pages_2m!,
         pages1gAtEnd: last.pages_1g!, pages2mAtEnd: last.pages_2m!, pages4kAtEnd: last.pages_4k!,
@@ -321,8 +321,8 @@ export async function runConversionStorm(f: Record<string, unknown>, io: Scenari
         doubleAllocatedBytesPerConversion: (doublePageConversions * 4096) / Math.max(1, conversions / 2),
         strandedBytesAtEnd: last.strandedPages! * 4096, hostMappedBytesAtEnd: last.hostMappedPages! * 4096,
         attrXarrayNsPerChange: both.xarrayNs / nChanges, attrMapleNsPerChange: both.mapleNs / nChanges,
-        convertSharedP50Ns: hist['conversion-storm.convert_shared/wall']?.p50 ?? 0, convertSharedP99Ns: hist['conversion-storm.convert_shared/wall']?.p99 ?? 0,
-        convertPrivateP50Ns: hist['conversion-storm.convert_private/wall']?.p50 ?? 0, convertPrivateP99Ns: hist['conversion-storm.convert_private/wall']?.p99 ?? 0,
+        wallConvertSharedP50Ns: hist['conversion-storm.convert_shared/wall']?.p50 ?? 0, wallConvertSharedP99Ns: hist['conversion-storm.convert_shared/wall']?.p99 ?? 0,
+        wallConvertPrivateP50Ns: hist['conversion-storm.convert_private/wall']?.p50 ?? 0, wallConvertPrivateP99Ns: hist['conversion-storm.convert_private/wall']?.p99 ?? 0,
         modeledConvertSharedP50Ns: hist['conversion-storm.convert_shared/modeled']?.p50 ?? 0, modeledConvertPrivateP50Ns: hist['conversion-storm.convert_private/modeled']?.p50 ?? 0,
       },
       output: [],
