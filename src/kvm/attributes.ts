@@ -21,6 +21,7 @@
  * after the mmu_invalidate_seq snapshot: a conversion in between is a KVM_EXIT_MEMORY_FAULT.
  */
 import { fail } from '../host/errno.js';
+import { HostPage } from '../host/host.js';
 import { bitRangeAll, bitRangeSet, bitTest } from '../shm/bitmap.js';
 import { countN } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
@@ -81,6 +82,20 @@ function hugepageHasAttrs(vm: Vm, slot: Memslot, gfn: number, level: number, pri
   // Each 2M piece: not mixed (its lpage_info entry) and its first gfn's attribute. One bitmap
   // and one lpage array, read directly: this loop runs on every change of a 1G range.
   const lower = pagesPerHpage(level - 1);
+  // A 1G file page whose private-page count says it is uniform has no mixed 2M piece either
+  // (each piece's flag was last recomputed by the change that made it what it is): KVM's loop
+  // would find all 512 pieces good, and is priced so, without running it.
+  const f = slot.gmem;
+  if (!xa && f !== null && f.privCount !== null && f.order === HostPage.kOrder1G) {
+    const off = slot.gmemPgoff + (gfn - slot.baseGfn);
+    if (off % n === 0) {
+      const pc = f.privCount[off / n]!;
+      if (pc === (priv ? n : 0)) {
+        countN(vm.ctx.metrics, Op.attr_mt_load, n / lower);
+        return true;
+      }
+    }
+  }
   const lpage = slot.lpage[level - 1 - PgLevel.PG_LEVEL_2M]!;
   const bits = xa ? vm.attrBits! : slot.gmem?.priv ?? null;
   const delta = xa ? 0 : slot.gmemPgoff - slot.baseGfn;

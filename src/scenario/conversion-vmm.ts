@@ -120,7 +120,11 @@ export class ConversionVmm {
     const off = slot.gmemPgoff + (gfn - slot.baseGfn);
     this.stats.gfns += npages;
     if (this.spec.strategy === 'split-and-double-allocate') {
-      vm.setMemoryAttributes({ address: gfn * 4096, size: npages * 4096, attributes: priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
+      // Either attribute ioctl: the VM's (6.8), or the file's when this VM uses the 2026 path
+      // (its file has no MMAP flag here, so shared faults still go to the VMM's memory).
+      const attributes = priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+      if (vm.attrPath === 'vm') vm.setMemoryAttributes({ address: gfn * 4096, size: npages * 4096, attributes });
+      else if (fd.setMemoryAttributes2(ht, { offset: off * 4096, size: npages * 4096, attributes }) >= 0) fail('EAGAIN', `KVM_SET_MEMORY_ATTRIBUTES2 refused gfn 0x${gfn.toString(16)}: the file's pages are not host-mapped on this path`);
       if (priv) {
         // The end of the shared window: what was backed twice during it (the guest's and the
         // device's stores made the shared copy; the private frame was punched, or stranded).
