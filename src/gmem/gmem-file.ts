@@ -83,6 +83,8 @@ export const enum GmemWord {
    */
   kDoubleNow = Arena.kPadWords + 12,
   kDoublePeak = Arena.kPadWords + 13,
+  /** Bumped by every mbind(), so each thread's cached policy object is rebuilt only then. */
+  kPolicyGen = Arena.kPadWords + 14,
   kWords = Arena.kPadWords * 2,
 }
 
@@ -196,10 +198,19 @@ export class GmemFile {
   setPolicy(p: NumaPolicy): void {
     Atomics.store(this.w, GmemWord.kPolicyMode, kPolicyModes.indexOf(p.mode));
     Atomics.store(this.w, GmemWord.kPolicyNode, p.node);
+    Atomics.add(this.w, GmemWord.kPolicyGen, 1);
   }
+  /** The policy now (an allocation's; the pair: setPolicy()'s stores, then its add of the generation). */
   policy(): NumaPolicy {
-    return { mode: kPolicyModes[Atomics.load(this.w, GmemWord.kPolicyMode)]!, node: Atomics.load(this.w, GmemWord.kPolicyNode) };
+    const gen = Atomics.load(this.w, GmemWord.kPolicyGen);
+    if (gen !== this.policyGen || this.policyObj === null) {
+      this.policyObj = { mode: kPolicyModes[Atomics.load(this.w, GmemWord.kPolicyMode)]!, node: Atomics.load(this.w, GmemWord.kPolicyNode) };
+      this.policyGen = gen;
+    }
+    return this.policyObj;
   }
+  private policyObj: NumaPolicy | null = null;
+  private policyGen = -1;
 
   /** pfn of page `off`, or -1 for a hole. Lock-free: a stale answer is caught by the caller's invalidation retry. */
   lookup(off: number): number {
