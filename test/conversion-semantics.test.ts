@@ -98,3 +98,21 @@ describe('conversion-storm on one worker repeats exactly', () => {
     }, 60_000);
   }
 });
+
+describe('conversion-storm accounting per VM and NUMA node', () => {
+  it('guest_memfd private + shared equals the file pages; RSS sees only the VMM mappings and host-mapped pages', async () => {
+    const s = findScenario('conversion-storm')!;
+    const f = parseFlags(s.flags, ['--vms', '2', '-v', '2', '-b', '4M', '--backing', 'hugetlb-2m', '--numa-nodes', '2', '--conversion', 'split-and-double-allocate', '--conversions', '8', '--rounds', '1', '--workers', '1']);
+    s.check!(f);
+    const r = (await s.run(f, quietIo)) as { accounting: Record<string, number>[]; audit: { violations: unknown[] }; memory: unknown };
+    expect(r.audit.violations).toEqual([]);
+    // Each VM's guest_memfd follows its preferred node (VM id % nodes), so each VM has one node row.
+    expect(r.accounting.map((a) => [a.vm, a.node])).toEqual([[0, 0], [1, 1]]);
+    for (const a of r.accounting) {
+      expect(a.gmemPrivate! + a.gmemShared! + a.stranded!).toBeLessThanOrEqual(2 * 1024);
+      expect(a.gmemPrivate).toBeGreaterThan(0);
+      // Private guest_memfd memory is not in the RSS view.
+      expect(a.rss).toBe(a.vmaRss! + a.gmemHostMapped!);
+    }
+  }, 60_000);
+});

@@ -79,3 +79,39 @@ describe('gmem smoke', () => {
     expect(vcpu.memoryFault).toMatchObject({ gpa: 0, size: 4096, flags: 8 });
   });
 });
+
+describe('guest_memfd slots: binding rules', () => {
+  const mk = () => {
+    const host = Host.create({ memory: 64 * kMiB, hugepages2m: 4 });
+    const ctx = threadCtx(host);
+    const vm = Vm.create(host, 0, ctx, { type: KVM_X86_SW_PROTECTED_VM });
+    const hva = vm.mmap({ size: 4 * kMiB, backing: 'anonymous' });
+    const fd = vm.createGuestMemfd({ size: 8 * kMiB, backing: 'hugetlb-2m' });
+    return { host, ctx, vm, hva, fd };
+  };
+  it('a gfn/offset misalignment disallows huge mappings (the folio is 2M, the mapping stays 4K)', () => {
+    const { host, ctx, vm, hva, fd } = mk();
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * kMiB, userspaceAddr: hva, guestMemfd: fd, guestMemfdOffset: 4096 });
+    vm.setMemoryAttributes({ address: 0, size: 4 * kMiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    const vcpu = vm.createVcpu();
+    expect(vcpu.run(accesses([0, 600]), 10, null)).toBe(2);
+    expect(vm.getStats()).toMatchObject({ pages_4k: 2, pages_2m: 0 });
+    ctx.hostThread.drain();
+    expect(audit(host, [vm]).violations).toEqual([]);
+  });
+  it('refuses dirty logging, READONLY, a foreign or missing file, an offset past the end, and pages bound twice (EINVAL)', () => {
+    const { vm, hva, fd } = mk();
+    const r = { slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * kMiB, userspaceAddr: hva, guestMemfd: fd, guestMemfdOffset: 0 };
+    expect(() => vm.setUserMemoryRegion2({ ...r, flags: KVM_MEM_GUEST_MEMFD | 1 })).toThrow(/EINVAL.*dirty logging/);
+    expect(() => vm.setUserMemoryRegion2({ ...r, flags: KVM_MEM_GUEST_MEMFD | 2 })).toThrow(/EINVAL.*READONLY/);
+    expect(() => vm.setUserMemoryRegion2({ ...r, guestMemfd: undefined })).toThrow(/EINVAL/);
+    expect(() => vm.setUserMemoryRegion2({ ...r, guestMemfdOffset: 6 * kMiB })).toThrow(/EINVAL.*inside the file/);
+    expect(() => vm.setUserMemoryRegion2({ ...r, guestMemfdOffset: 100 })).toThrow(/EINVAL/);
+    const other = Vm.create(vm.host, 1, vm.ctx, { type: KVM_X86_SW_PROTECTED_VM }).createGuestMemfd({ size: 4 * kMiB });
+    expect(() => vm.setUserMemoryRegion2({ ...r, guestMemfd: other })).toThrow(/EINVAL.*this VM/);
+    vm.setUserMemoryRegion2(r);
+    expect(() => vm.setUserMemoryRegion2({ ...r, slot: 1, guestPhysAddr: 8 * kMiB, guestMemfdOffset: 2 * kMiB })).toThrow(/EINVAL.*already bound/);
+    vm.setUserMemoryRegion2({ ...r, slot: 1, guestPhysAddr: 8 * kMiB, guestMemfdOffset: 4 * kMiB });
+    expect(() => vm.setUserMemoryRegion2({ ...r, flags: 0 })).toThrow(/EINVAL.*cannot change/);
+  });
+});
