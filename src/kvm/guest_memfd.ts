@@ -147,11 +147,11 @@ export class GuestMemfd {
     return Math.floor(offset / 4096);
   }
 
-  private checkAligned(what: string, offset: number, len: number): void {
+  private checkAligned(what: string, offset: number, len: number, inside = true): void {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(len) || offset < 0 || len <= 0 || offset % 4096 !== 0 || len % 4096 !== 0) {
       fail('EINVAL', `${what}: offset 0x${offset.toString(16)} and len 0x${len.toString(16)} must be page aligned, len > 0`);
     }
-    if (offset + len > this.size) fail('EINVAL', `${what}: [0x${offset.toString(16)}, 0x${(offset + len).toString(16)}) past the end of guest_memfd ${this.file.ino} (0x${this.size.toString(16)})`);
+    if (inside && offset + len > this.size) fail('EINVAL', `${what}: [0x${offset.toString(16)}, 0x${(offset + len).toString(16)}) past the end of guest_memfd ${this.file.ino} (0x${this.size.toString(16)})`);
   }
 
   /**
@@ -162,11 +162,15 @@ export class GuestMemfd {
   fallocate(t: HostThread, mode: number, offset: number, len: number): void {
     if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) !== 0) fail('EOPNOTSUPP', `fallocate mode 0x${mode.toString(16)} is not supported by guest_memfd`);
     if ((mode & FALLOC_FL_KEEP_SIZE) === 0) fail('EOPNOTSUPP', 'fallocate on a guest_memfd needs FALLOC_FL_KEEP_SIZE (its size is fixed)');
-    this.checkAligned('fallocate', offset, len);
+    const punch = (mode & FALLOC_FL_PUNCH_HOLE) !== 0;
+    // kvm_gmem_allocate() refuses a range past i_size (EINVAL); kvm_gmem_punch_hole() does not
+    // check it: truncate_inode_pages_range() past the end has nothing to drop, and succeeds.
+    this.checkAligned('fallocate', offset, len, !punch);
     const off = offset / 4096;
-    const n = len / 4096;
+    const n = Math.min(len / 4096, this.file.npages - off);
+    if (n <= 0) return;
     const m = this.vm.ctx.metrics;
-    if ((mode & FALLOC_FL_PUNCH_HOLE) === 0) {
+    if (!punch) {
       const added = this.file.allocateRange(t, off, n);
       if (added > 0) {
         count(m, Op.frame_alloc);
