@@ -8,7 +8,7 @@ import { Host } from '../src/host/host.js';
 import { KvmError } from '../src/host/errno.js';
 import { Vm } from '../src/kvm/vm.js';
 import { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, type GuestMemfd } from '../src/kvm/guest_memfd.js';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP } from '../src/gmem/gmem-file.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GmemWord } from '../src/gmem/gmem-file.js';
 import { kMiB, threadCtx } from './fixtures/vm-ctx.js';
 
 const kPage = 4096;
@@ -46,5 +46,21 @@ describe('fallocate', () => {
     expect(errnoOf(() => fd.fallocate(t, FALLOC_FL_KEEP_SIZE, size, kPage))).toBe('EINVAL');
     expect(errnoOf(() => fd.fallocate(t, FALLOC_FL_KEEP_SIZE, size + kPage, kPage))).toBe('EINVAL');
     expect(errnoOf(() => fd.fallocate(t, FALLOC_FL_KEEP_SIZE, 3 * kPage, 2 * kPage))).toBe('EINVAL');
+  });
+});
+
+describe('host mapping', () => {
+  it('a mapping longer than the file: pages past the end SIGBUS (counted), outside the mapping EFAULT', () => {
+    const { t, vm } = setup();
+    const fd = vm.createGuestMemfd({ size: 4 * kPage, flags: kShared });
+    fd.mmap({ shared: true, size: 16 * kPage });
+    expect(typeof fd.hostAccess(t, 3 * kPage, true, 5)).toBe('number');
+    expect(fd.hostAccess(t, 4 * kPage, true, 5)).toBe('SIGBUS');
+    expect(fd.hostAccess(t, 16 * kPage - 1, false)).toBe('SIGBUS');
+    expect(fd.file.counter(GmemWord.kSigbus)).toBe(2);
+    // Nothing was allocated for the SIGBUSed accesses.
+    expect(fd.file.counter(GmemWord.kAllocated)).toBe(1);
+    expect(errnoOf(() => fd.hostAccess(t, 16 * kPage, false))).toBe('EFAULT');
+    expect(errnoOf(() => fd.hostAccess(t, -1, false))).toBe('EFAULT');
   });
 });

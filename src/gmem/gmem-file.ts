@@ -526,13 +526,13 @@ export class GmemFile {
 
   /**
    * The host touches page `off` through its mmap of the file (kvm_gmem_fault_user_mapping()):
-   * a private page raises SIGBUS (counted; nothing is read), a shared one is allocated if need
+   * a page past the end of the file or a private page raises SIGBUS (counted; nothing is read), a shared one is allocated if need
    * be and mapped. Returns the pfn, or -1 for SIGBUS, -2 for ENOMEM.
    */
   hostFault(t: HostThread, off: number): number {
     this.lock();
     try {
-      if (this.isPrivate(off)) {
+      if (off >= this.npages || this.isPrivate(off)) {
         this.bump(GmemWord.kSigbus, 1);
         return -1;
       }

@@ -69,6 +69,8 @@ export class GuestMemfd {
   readonly index: number;
   readonly inPlaceSplit: InPlaceSplit;
   private mapped = false;
+  /** Length of the host's mapping (mmap()'s length, which may run past the end of the file). */
+  private mapSize = 0;
   /** Maple-tree entries the last KVM_SET_MEMORY_ATTRIBUTES2 stored or replaced (for reports). */
   lastRangeEntries = 0;
 
@@ -106,21 +108,32 @@ export class GuestMemfd {
     this.file.setPolicy(policy);
   }
 
-  /** mmap(): MAP_SHARED only, and only with GUEST_MEMFD_FLAG_MMAP (ENODEV otherwise, as kvm_gmem_mmap()). */
-  mmap(opts: { shared: boolean }): void {
+  /**
+   * mmap(): MAP_SHARED only, and only with GUEST_MEMFD_FLAG_MMAP (ENODEV otherwise, as
+   * kvm_gmem_mmap()). `size` (default: the file's) may run past the end of the file, as an
+   * mmap() of any file may: a page there SIGBUSes when touched.
+   */
+  mmap(opts: { shared: boolean; size?: number }): void {
     if ((this.file.flags & GUEST_MEMFD_FLAG_MMAP) === 0) fail('ENODEV', `mmap of guest_memfd ${this.file.ino}: created without GUEST_MEMFD_FLAG_MMAP`);
     if (!opts.shared) fail('EINVAL', `mmap of guest_memfd ${this.file.ino} with MAP_PRIVATE: guest_memfd has no copy-on-write`);
+    const size = opts.size ?? this.size;
+    if (!Number.isSafeInteger(size) || size <= 0) fail('EINVAL', `mmap of guest_memfd ${this.file.ino}: length 0x${Number(size).toString(16)} must be positive`);
     this.mapped = true;
+    this.mapSize = Math.ceil(size / 4096) * 4096;
   }
 
   /**
    * The host touches byte `offset` through its mapping: the pfn, or 'SIGBUS' for a private page
-   * (counted in the file; nothing of the page is read).
+   * or a page past the end of the file (kvm_gmem_fault_user_mapping(): pgoff >= i_size is
+   * VM_FAULT_SIGBUS); counted in the file, nothing of the page is read. Outside the mapping
+   * the access would be a SIGSEGV: EFAULT here.
    */
   hostAccess(t: HostThread, offset: number, write: boolean, stamp = 0): number | 'SIGBUS' {
     if (!this.mapped) fail('EFAULT', `guest_memfd ${this.file.ino} is not mmap()ed`);
-    const off = this.pageOf(offset, 'host access');
-    const pfn = this.file.hostFault(t, off);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.mapSize) {
+      fail('EFAULT', `host access: offset 0x${offset.toString(16)} outside the mapping of guest_memfd ${this.file.ino} (length 0x${this.mapSize.toString(16)})`);
+    }
+    const pfn = this.file.hostFault(t, Math.floor(offset / 4096));
     count(this.vm.ctx.metrics, Op.gmem_host_fault);
     if (pfn === -1) return 'SIGBUS';
     if (pfn === -2) fail('ENOMEM', `guest_memfd ${this.file.ino}: host out of memory`);
