@@ -64,3 +64,16 @@ describe('host mapping', () => {
     expect(errnoOf(() => fd.hostAccess(t, -1, false))).toBe('EFAULT');
   });
 });
+
+describe('mbind', () => {
+  it('an unknown policy mode or node is EINVAL and leaves the policy as it was', () => {
+    const { vm } = setup({ nodes: 2 });
+    const fd = vm.createGuestMemfd({ size: 4 * kPage, flags: kShared });
+    fd.mbind({ mode: 'bind', node: 1 });
+    expect(errnoOf(() => fd.mbind({ mode: 999 as unknown as 'bind', node: 0 }))).toBe('EINVAL');
+    expect(errnoOf(() => fd.mbind({ mode: 'bind', node: 2 }))).toBe('EINVAL');
+    expect(errnoOf(() => fd.mbind({ mode: 'bind', node: -1 }))).toBe('EINVAL');
+    expect(fd.file.policy()).toEqual({ mode: 'bind', node: 1 });
+    expect(errnoOf(() => vm.createGuestMemfd({ size: kPage, policy: { mode: 'default' as unknown as 'bind', node: 0 } }))).toBe('EINVAL');
+  });
+});

@@ -103,7 +103,8 @@ export interface GmemInvalidate {
   end(): void;
 }
 
-const kPolicyModes = ['preferred', 'bind', 'interleave'] as const;
+/** The mempolicy modes modeled (MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE), in kPolicyMode's encoding. */
+export const kPolicyModes = ['preferred', 'bind', 'interleave'] as const;
 
 let nextIno = 1;
 

@@ -18,7 +18,7 @@ import type { HostThread, NumaPolicy } from '../host/host.js';
 import { count, countN } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
-  FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GmemFile, GmemWord,
+  FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GmemFile, GmemWord, kPolicyModes,
   type GmemBacking, type GmemFileHandle, gmemBackingOrder, isGmemBacking,
 } from '../gmem/gmem-file.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, kvmArchPostSetMemoryAttributes } from './attributes.js';
@@ -104,6 +104,9 @@ export class GuestMemfd {
 
   /** mbind(): folios allocated from now on follow `policy`. */
   mbind(policy: NumaPolicy): void {
+    // do_mbind() -> sanitize_mpol_flags(): a mode the kernel does not know is EINVAL (else the
+    // file would store mode -1 and later allocations read an undefined policy).
+    if (!kPolicyModes.includes(policy.mode)) fail('EINVAL', `mbind: policy mode '${String(policy.mode)}' is not one of ${kPolicyModes.join(', ')}`);
     if (!(policy.node >= 0 && policy.node < this.vm.host.zones.length)) fail('EINVAL', `mbind: NUMA node ${policy.node} does not exist (host has ${this.vm.host.zones.length})`);
     this.file.setPolicy(policy);
   }
@@ -396,6 +399,7 @@ export function kvmGmemCreate(vm: Vm, index: number, args: KvmCreateGuestMemfd):
   const hugetlb = backing === 'hugetlb-2m' || backing === 'hugetlb-1g';
   if (hugetlb && size % (4096 * 2 ** order) !== 0) fail('EINVAL', `KVM_CREATE_GUEST_MEMFD: size 0x${size.toString(16)} is not a multiple of the ${backing} page size`);
   const policy = args.policy ?? { mode: 'preferred', node: vm.id % vm.host.zones.length };
+  if (!kPolicyModes.includes(policy.mode)) fail('EINVAL', `NUMA policy mode '${String(policy.mode)}' is not one of ${kPolicyModes.join(', ')}`);
   if (policy.node < 0 || policy.node >= vm.host.zones.length) fail('EINVAL', `NUMA node ${policy.node} does not exist (host has ${vm.host.zones.length})`);
   // Without INIT_SHARED a file starts private (6.18: a host fault on it is SIGBUS).
   const file = GmemFile.create(vm.owner, size / 4096, flags, backing, policy, (flags & GUEST_MEMFD_FLAG_INIT_SHARED) === 0);
