@@ -77,3 +77,14 @@ describe('mbind', () => {
     expect(errnoOf(() => vm.createGuestMemfd({ size: kPage, policy: { mode: 'default' as unknown as 'bind', node: 0 } }))).toBe('EINVAL');
   });
 });
+
+describe('KVM_CREATE_GUEST_MEMFD flags', () => {
+  it('every bit of the __u64 outside KVM_CAP_GUEST_MEMFD_FLAGS is EINVAL, bits above 31 included', () => {
+    const { vm } = setup();
+    const got: string[] = [];
+    for (let bit = 0; bit < 64; bit++) got.push(errnoOf(() => vm.createGuestMemfd({ size: kPage, flags: 2 ** bit })));
+    expect(got).toEqual(['ok', 'ok', ...Array<string>(62).fill('EINVAL')]);
+    expect(errnoOf(() => vm.createGuestMemfd({ size: kPage, flags: -1 }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.createGuestMemfd({ size: kPage, flags: 2 ** 32 + GUEST_MEMFD_FLAG_MMAP }))).toBe('EINVAL');
+  });
+});

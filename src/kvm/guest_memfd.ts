@@ -392,7 +392,8 @@ export function kvmGmemCreate(vm: Vm, index: number, args: KvmCreateGuestMemfd):
   const backing = args.backing ?? '4k';
   if (!isGmemBacking(backing)) fail('EINVAL', `guest_memfd backing '${String(backing)}' is not one of 4k, thp-2m, hugetlb-2m, hugetlb-1g`);
   const supported = kvmGmemSupportedFlags(vm);
-  if (!Number.isInteger(flags) || (flags & ~supported) !== 0) fail('EINVAL', `KVM_CREATE_GUEST_MEMFD: flags 0x${flags.toString(16)} not supported on this VM (KVM_CAP_GUEST_MEMFD_FLAGS = 0x${supported.toString(16)})`);
+  // flags is a __u64: a bit above 31, which JS bitwise operators would drop, is as invalid as any.
+  if (!Number.isSafeInteger(flags) || flags < 0 || flags > 0x7fffffff || (flags & ~supported) !== 0) fail('EINVAL', `KVM_CREATE_GUEST_MEMFD: flags 0x${flags.toString(16)} not supported on this VM (KVM_CAP_GUEST_MEMFD_FLAGS = 0x${supported.toString(16)})`);
   const size = args.size;
   if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) fail('EINVAL', `KVM_CREATE_GUEST_MEMFD: size 0x${Number(size).toString(16)} must be a positive multiple of the page size`);
   const order = gmemBackingOrder(backing);
