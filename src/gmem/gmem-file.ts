@@ -282,7 +282,10 @@ export class GmemFile {
       let empty = base + big <= this.npages;
       for (let i = 0; empty && i < big; i++) if (this.map[base + i] !== 0) empty = false;
       if (empty) {
-        const h = t.allocFolio(this.order, this.owner, policy, base, 1);
+        // Interleave by folio index, as the hugetlb path does (the kernel's NO_INTERLEAVE_INDEX
+        // round-robins per allocation: folios allocated in file order alternate nodes); the
+        // page index of a 2M folio is a multiple of 512 and would put every one on one node.
+        const h = t.allocFolio(this.order, this.owner, policy, off >>> this.order, 1);
         if (h >= 0) {
           this.setHugeOrder(off >>> this.order, this.order);
           for (let i = 0; i < big; i++) Atomics.store(this.map, base + i, h + i + 1);
