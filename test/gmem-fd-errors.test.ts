@@ -171,7 +171,9 @@ describe('file operations', () => {
     expect(errnoOf(() => fd.fallocate(t, FALLOC_FL_PUNCH_HOLE, 0, kPage))).toBe('EOPNOTSUPP');
     for (const bit of [0x04, 0x08, 0x10, 0x20, 0x40]) expect(errnoOf(() => fd.fallocate(t, FALLOC_FL_KEEP_SIZE | bit, 0, kPage))).toBe('EOPNOTSUPP');
     for (const mode of [FALLOC_FL_KEEP_SIZE, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE]) {
-      for (const [o, l] of [[1, kPage], [0, 1], [0, 0], [-kPage, kPage], [kPage, kPage + 1]] as const) expect(errnoOf(() => fd.fallocate(t, mode, o, l))).toBe('EINVAL');
+      for (const [o, l] of [[1, kPage], [0, 1], [0, 0], [-kPage, kPage], [kPage, kPage + 1], [kPage / 2, kPage], [kPage, kPage / 2], [512, 2 * kPage]] as const) {
+        expect(errnoOf(() => fd.fallocate(t, mode, o, l))).toBe('EINVAL');
+      }
     }
     expect(fd.file.counter(GmemWord.kAllocated)).toBe(0);
   });
