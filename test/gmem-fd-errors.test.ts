@@ -150,7 +150,7 @@ describe('file operations', () => {
     expect(fd.munmap(0, 4 * kPage)).toBe(0);
   });
 
-  it('pin: EFAULT on a page the host does not map, EINVAL outside the file or below zero pins', () => {
+  it('pin: EFAULT on a page the host does not map, EINVAL outside the file, below zero or above 255 pins', () => {
     const { t, vm } = setup();
     const fd = vm.createGuestMemfd({ size: 4 * kPage, flags: kShared });
     fd.mmap({ shared: true });
@@ -162,6 +162,10 @@ describe('file operations', () => {
     expect(fd.file.counter(GmemWord.kPinned)).toBe(1);
     fd.unpin(0);
     expect(fd.file.counter(GmemWord.kPinned)).toBe(0);
+    // The per-page pin count is a byte: the 256th pin is refused, the count unchanged.
+    for (let i = 0; i < 255; i++) fd.pin(0);
+    expect(errnoOf(() => fd.pin(0))).toBe('EINVAL');
+    expect(fd.file.counter(GmemWord.kPinned)).toBe(255);
   });
 
   it('fallocate: EOPNOTSUPP without KEEP_SIZE or with another mode bit; EINVAL for unaligned, empty or negative ranges', () => {
