@@ -75,7 +75,7 @@ export const enum GmemWord {
   /** NUMA policy (mbind): mode 0 preferred, 1 bind, 2 interleave; node. */
   kPolicyMode = Arena.kPadWords + 9,
   kPolicyNode = Arena.kPadWords + 10,
-  /** 1 once the VMM mmap()ed the file (MAP_SHARED): host accesses go through that mapping. */
+  /** The VMM's mapping of the file (MAP_SHARED), its length in pages; 0: not mapped. */
   kMmapped = Arena.kPadWords + 11,
   /**
    * Pages of this file's gfns backed twice right now (a private frame and the VMM's shared
@@ -113,7 +113,8 @@ export interface GmemInvalidate {
   end(): void;
 }
 
-const kPolicyModes = ['preferred', 'bind', 'interleave'] as const;
+/** The mempolicy modes modeled (MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE), in kPolicyMode's encoding. */
+export const kPolicyModes = ['preferred', 'bind', 'interleave'] as const;
 
 let nextIno = 1;
 
@@ -313,7 +314,10 @@ export class GmemFile {
       let empty = base + big <= this.npages;
       for (let i = 0; empty && i < big; i++) if (this.map[base + i] !== 0) empty = false;
       if (empty) {
-        const h = t.allocFolio(this.order, this.owner, policy, base, 1);
+        // Interleave by folio index, as the hugetlb path does (the kernel's NO_INTERLEAVE_INDEX
+        // round-robins per allocation: folios allocated in file order alternate nodes); the
+        // page index of a 2M folio is a multiple of 512 and would put every one on one node.
+        const h = t.allocFolio(this.order, this.owner, policy, off >>> this.order, 1);
         if (h >= 0) {
           this.setHugeOrder(off >>> this.order, this.order);
           for (let i = 0; i < big; i++) Atomics.store(this.map, base + i, h + i + 1);
@@ -558,13 +562,13 @@ export class GmemFile {
 
   /**
    * The host touches page `off` through its mmap of the file (kvm_gmem_fault_user_mapping()):
-   * a private page raises SIGBUS (counted; nothing is read), a shared one is allocated if need
+   * a page past the end of the file or a private page raises SIGBUS (counted; nothing is read), a shared one is allocated if need
    * be and mapped. Returns the pfn, or -1 for SIGBUS, -2 for ENOMEM.
    */
   hostFault(t: HostThread, off: number): number {
     this.lock();
     try {
-      if (this.isPrivate(off)) {
+      if (off >= this.npages || this.isPrivate(off)) {
         this.bump(GmemWord.kSigbus, 1);
         return -1;
       }

@@ -18,7 +18,7 @@ import type { HostThread, NumaPolicy } from '../host/host.js';
 import { count, countN } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
-  FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GmemFile, GmemWord,
+  FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GmemFile, GmemWord, kPolicyModes,
   type GmemBacking, type GmemFileHandle, gmemBackingOrder, isGmemBacking,
 } from '../gmem/gmem-file.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, kvmArchPostSetMemoryAttributes, kvmMmuInvalidateAddHugeRange } from './attributes.js';
@@ -101,25 +101,40 @@ export class GuestMemfd {
 
   /** mbind(): folios allocated from now on follow `policy`. */
   mbind(policy: NumaPolicy): void {
+    // do_mbind() -> sanitize_mpol_flags(): a mode the kernel does not know is EINVAL (else the
+    // file would store mode -1 and later allocations read an undefined policy).
+    if (!kPolicyModes.includes(policy.mode)) fail('EINVAL', `mbind: policy mode '${String(policy.mode)}' is not one of ${kPolicyModes.join(', ')}`);
     if (!(policy.node >= 0 && policy.node < this.vm.host.zones.length)) fail('EINVAL', `mbind: NUMA node ${policy.node} does not exist (host has ${this.vm.host.zones.length})`);
     this.file.setPolicy(policy);
   }
 
-  /** mmap(): MAP_SHARED only, and only with GUEST_MEMFD_FLAG_MMAP (ENODEV otherwise, as kvm_gmem_mmap()). */
-  mmap(opts: { shared: boolean }): void {
+  /**
+   * mmap(): MAP_SHARED only, and only with GUEST_MEMFD_FLAG_MMAP (ENODEV otherwise, as
+   * kvm_gmem_mmap()). `size` (default: the file's) may run past the end of the file, as an
+   * mmap() of any file may: a page there SIGBUSes when touched.
+   */
+  mmap(opts: { shared: boolean; size?: number }): void {
     if ((this.file.flags & GUEST_MEMFD_FLAG_MMAP) === 0) fail('ENODEV', `mmap of guest_memfd ${this.file.ino}: created without GUEST_MEMFD_FLAG_MMAP`);
     if (!opts.shared) fail('EINVAL', `mmap of guest_memfd ${this.file.ino} with MAP_PRIVATE: guest_memfd has no copy-on-write`);
-    Atomics.store(this.file.w, GmemWord.kMmapped, 1);
+    const size = opts.size ?? this.size;
+    if (!Number.isSafeInteger(size) || size <= 0) fail('EINVAL', `mmap of guest_memfd ${this.file.ino}: length 0x${Number(size).toString(16)} must be positive`);
+    // The VMM process's mapping, seen by all its threads: its length in pages (0: not mapped).
+    Atomics.store(this.file.w, GmemWord.kMmapped, Math.ceil(size / 4096));
   }
 
   /**
    * The host touches byte `offset` through its mapping: the pfn, or 'SIGBUS' for a private page
-   * (counted in the file; nothing of the page is read).
+   * or a page past the end of the file (kvm_gmem_fault_user_mapping(): pgoff >= i_size is
+   * VM_FAULT_SIGBUS); counted in the file, nothing of the page is read. Outside the mapping
+   * the access would be a SIGSEGV: EFAULT here.
    */
   hostAccess(t: HostThread, offset: number, write: boolean, stamp = 0): number | 'SIGBUS' {
-    if (this.file.counter(GmemWord.kMmapped) === 0) fail('EFAULT', `guest_memfd ${this.file.ino} is not mmap()ed`);
-    const off = this.pageOf(offset, 'host access');
-    const pfn = this.file.hostFault(t, off);
+    const mapSize = this.file.counter(GmemWord.kMmapped) * 4096;
+    if (mapSize === 0) fail('EFAULT', `guest_memfd ${this.file.ino} is not mmap()ed`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= mapSize) {
+      fail('EFAULT', `host access: offset 0x${offset.toString(16)} outside the mapping of guest_memfd ${this.file.ino} (length 0x${mapSize.toString(16)})`);
+    }
+    const pfn = this.file.hostFault(t, Math.floor(offset / 4096));
     count(this.vm.ctx.metrics, Op.gmem_host_fault);
     if (pfn === -1) return 'SIGBUS';
     if (pfn === -2) fail('ENOMEM', `guest_memfd ${this.file.ino}: host out of memory`);
@@ -146,11 +161,11 @@ export class GuestMemfd {
     return Math.floor(offset / 4096);
   }
 
-  private checkAligned(what: string, offset: number, len: number): void {
+  private checkAligned(what: string, offset: number, len: number, inside = true): void {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(len) || offset < 0 || len <= 0 || offset % 4096 !== 0 || len % 4096 !== 0) {
       fail('EINVAL', `${what}: offset 0x${offset.toString(16)} and len 0x${len.toString(16)} must be page aligned, len > 0`);
     }
-    if (offset + len > this.size) fail('EINVAL', `${what}: [0x${offset.toString(16)}, 0x${(offset + len).toString(16)}) past the end of guest_memfd ${this.file.ino} (0x${this.size.toString(16)})`);
+    if (inside && offset + len > this.size) fail('EINVAL', `${what}: [0x${offset.toString(16)}, 0x${(offset + len).toString(16)}) past the end of guest_memfd ${this.file.ino} (0x${this.size.toString(16)})`);
   }
 
   /**
@@ -161,11 +176,15 @@ export class GuestMemfd {
   fallocate(t: HostThread, mode: number, offset: number, len: number): void {
     if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) !== 0) fail('EOPNOTSUPP', `fallocate mode 0x${mode.toString(16)} is not supported by guest_memfd`);
     if ((mode & FALLOC_FL_KEEP_SIZE) === 0) fail('EOPNOTSUPP', 'fallocate on a guest_memfd needs FALLOC_FL_KEEP_SIZE (its size is fixed)');
-    this.checkAligned('fallocate', offset, len);
+    const punch = (mode & FALLOC_FL_PUNCH_HOLE) !== 0;
+    // kvm_gmem_allocate() refuses a range past i_size (EINVAL); kvm_gmem_punch_hole() does not
+    // check it: truncate_inode_pages_range() past the end has nothing to drop, and succeeds.
+    this.checkAligned('fallocate', offset, len, !punch);
     const off = offset / 4096;
-    const n = len / 4096;
+    const n = Math.min(len / 4096, this.file.npages - off);
+    if (n <= 0) return;
     const m = this.vm.ctx.metrics;
-    if ((mode & FALLOC_FL_PUNCH_HOLE) === 0) {
+    if (!punch) {
       const added = this.file.allocateRange(t, off, n);
       if (added > 0) {
         count(m, Op.frame_alloc);
@@ -368,13 +387,15 @@ export function kvmGmemCreate(vm: Vm, index: number, args: KvmCreateGuestMemfd):
   const backing = args.backing ?? '4k';
   if (!isGmemBacking(backing)) fail('EINVAL', `guest_memfd backing '${String(backing)}' is not one of 4k, thp-2m, hugetlb-2m, hugetlb-1g`);
   const supported = kvmGmemSupportedFlags(vm);
-  if (!Number.isInteger(flags) || (flags & ~supported) !== 0) fail('EINVAL', `KVM_CREATE_GUEST_MEMFD: flags 0x${flags.toString(16)} not supported on this VM (KVM_CAP_GUEST_MEMFD_FLAGS = 0x${supported.toString(16)})`);
+  // flags is a __u64: a bit above 31, which JS bitwise operators would drop, is as invalid as any.
+  if (!Number.isSafeInteger(flags) || flags < 0 || flags > 0x7fffffff || (flags & ~supported) !== 0) fail('EINVAL', `KVM_CREATE_GUEST_MEMFD: flags 0x${flags.toString(16)} not supported on this VM (KVM_CAP_GUEST_MEMFD_FLAGS = 0x${supported.toString(16)})`);
   const size = args.size;
   if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) fail('EINVAL', `KVM_CREATE_GUEST_MEMFD: size 0x${Number(size).toString(16)} must be a positive multiple of the page size`);
   const order = gmemBackingOrder(backing);
   const hugetlb = backing === 'hugetlb-2m' || backing === 'hugetlb-1g';
   if (hugetlb && size % (4096 * 2 ** order) !== 0) fail('EINVAL', `KVM_CREATE_GUEST_MEMFD: size 0x${size.toString(16)} is not a multiple of the ${backing} page size`);
   const policy = args.policy ?? { mode: 'preferred', node: vm.id % vm.host.zones.length };
+  if (!kPolicyModes.includes(policy.mode)) fail('EINVAL', `NUMA policy mode '${String(policy.mode)}' is not one of ${kPolicyModes.join(', ')}`);
   if (policy.node < 0 || policy.node >= vm.host.zones.length) fail('EINVAL', `NUMA node ${policy.node} does not exist (host has ${vm.host.zones.length})`);
   // Without INIT_SHARED a file starts private (6.18: a host fault on it is SIGBUS).
   const file = GmemFile.create(vm.owner, size / 4096, flags, backing, policy, (flags & GUEST_MEMFD_FLAG_INIT_SHARED) === 0);

@@ -5,9 +5,10 @@ import { dirtyLogPageSplitting } from './dirty-log-page-splitting.js';
 import { memslotPerf } from './memslot-perf.js';
 import { memslotModificationStress } from './memslot-modification-stress.js';
 import { conversionStorm } from './conversion-storm.js';
+import { guestMemfd } from './guest-memfd.js';
 import type { ScenarioDef } from './scenario.js';
 
-export const kScenarios: ScenarioDef[] = [demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, conversionStorm];
+export const kScenarios: ScenarioDef[] = [demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, guestMemfd, conversionStorm];
 
 export function findScenario(name: string): ScenarioDef | undefined {
   return kScenarios.find((s) => s.name === name);
