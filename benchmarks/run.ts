@@ -22,6 +22,7 @@ import { dirtyClear1g, dirtyGetLegacy1g, dirtyGetManualCopy, dirtyLogPerf64, wrp
 import { childCpuMsTotal } from './child.js';
 import { report20 } from './report.js';
 import { memslots32764 } from './memslots.js';
+import { gmemBenchmarks } from './gmem.js';
 import { parseFlags, UsageError, type FlagSpec } from '../src/scenario/flags.js';
 import {
   closeWindow, failedResult, fmtNumber, openWindow, round, type BenchOptions, type BenchResult, type Benchmark,
@@ -38,7 +39,7 @@ const kBaselinePath = join(kRoot, 'benchmarks', 'baselines', 'baseline.json');
 
 /** Order: main-thread micro-benchmarks first (clean heap), then workers, then child processes. */
 const kBenchmarks: Benchmark[] = [
-  ...microBenchmarks, dirtyGetManualCopy, dirtyClear1g, dirtyGetLegacy1g,
+  ...microBenchmarks, dirtyGetManualCopy, dirtyClear1g, dirtyGetLegacy1g, ...gmemBenchmarks,
   fault4k1worker, fault4kScaling, fault4k1vm2vcpusScaling, wrprotFault1worker,
   memoryPerPage, scale256, scale1024, demandPaging416, dirtyLogPerf64, memslots32764, report20,
 ];
