@@ -269,12 +269,34 @@ export class GmemFile {
       this.lastAllocated = 0;
       return e - 1;
     }
+    if (this.order === 0) return this.allocate4k(t, off);
     this.lock();
     try {
       return this.allocateLocked(t, off);
     } finally {
       this.unlock();
     }
+  }
+
+  /**
+   * A 4K file's fault-time allocation without the file lock: filemap_add_folio() inserts under
+   * the page cache's own xarray lock, which the cmpxchg of the entry stands for, and KVM's
+   * kvm_gmem_get_pfn() takes no invalidate lock either (a punch racing it is caught by the
+   * fault's mmu_invalidate_seq retry; the folio it added stays in the file, as in KVM). The
+   * loser of a race frees its folio and uses the winner's.
+   */
+  private allocate4k(t: HostThread, off: number): number {
+    this.lastAllocated = 0;
+    const pfn = t.allocFolio(0, this.owner, this.policy(), off, 1);
+    if (pfn < 0) return -1;
+    const prev = Atomics.compareExchange(this.map, off, 0, pfn + 1);
+    if (prev !== 0) {
+      t.host.frames.addRef(pfn, -1);
+      t.freeFolio(pfn);
+      return prev - 1;
+    }
+    this.added(1);
+    return pfn;
   }
 
   /** Pages the last allocation added (0 if the page was there). */
