@@ -387,7 +387,10 @@ export class GmemFile {
       t.freeFolio(pfn);
       return;
     }
-    // A piece of a split huge page: it stays (stranded) until the whole page is free.
+    // A piece of a split huge page: it stays (stranded) until the whole page is free. Its pages
+    // come back one 4K page at a time (allocateLocked()), so a 2M piece of a 1G page is no 2M
+    // folio any more: a fault must not map it 2M over pages that are still holes.
+    if (order > 0) Atomics.store(this.orderMid!, base >>> HostPage.kOrder2M, 0);
     this.stranded![hi]! += n;
     this.bump(GmemWord.kStranded, n);
     if (this.stranded![hi] === 1 << this.order) {
