@@ -4,9 +4,10 @@ import { dirtyLogPerf } from './dirty-log-perf.js';
 import { dirtyLogPageSplitting } from './dirty-log-page-splitting.js';
 import { memslotPerf } from './memslot-perf.js';
 import { memslotModificationStress } from './memslot-modification-stress.js';
+import { privateMemConversions } from './private-mem-conversions.js';
 import type { ScenarioDef } from './scenario.js';
 
-export const kScenarios: ScenarioDef[] = [demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress];
+export const kScenarios: ScenarioDef[] = [demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, privateMemConversions];
 
 export function findScenario(name: string): ScenarioDef | undefined {
   return kScenarios.find((s) => s.name === name);
