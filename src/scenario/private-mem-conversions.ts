@@ -39,7 +39,7 @@ import { Host } from '../host/host.js';
 import { KvmError, fail } from '../host/errno.js';
 import { HostPage } from '../host/host.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, gmemBackingOrder, kGmemBackings, type GmemBacking } from '../gmem/gmem-file.js';
-import { KVM_X86_SW_PROTECTED_VM, type GuestMemfd } from '../kvm/guest_memfd.js';
+import { KVM_X86_SW_PROTECTED_VM, gmemCounters, type GuestMemfd } from '../kvm/guest_memfd.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, kvmMemIsPrivate } from '../kvm/attributes.js';
 import { KVM_MEM_GUEST_MEMFD, type Memslot } from '../kvm/memslot.js';
 import { KVM_HC_MAP_GPA_RANGE, type Vcpu } from '../kvm/vcpu.js';
@@ -204,6 +204,7 @@ export async function runPrivateMemConversions(f: Record<string, unknown>, io: S
     // Round-robin, one exit at a time: vCPU i runs until it exits to the host, which handles the
     // exit on that vCPU's thread (the selftest's per-vCPU __test_mem_conversions() loop).
     const done = guests.map(() => false);
+    const testOf = guests.map(() => '');
     while (done.some((d) => !d)) {
       for (let i = 0; i < guests.length; i++) {
         if (done[i]) continue;
@@ -228,8 +229,10 @@ export async function runPrivateMemConversions(f: Record<string, unknown>, io: S
             break;
           case 'probe':
             probeRange(c, g, u, check);
+            stats[`${testOf[i]}: ${rangeName(u.range)}: vCPU ${vcpu.id} after the private write`] = statsSnapshot([vm]);
             break;
           case 'test':
+            testOf[i] = u.name;
             if (i === 0) io.print(`Testing ${u.name}`);
             break;
           case 'phase': {
@@ -263,13 +266,15 @@ export async function runPrivateMemConversions(f: Record<string, unknown>, io: S
   if (!a.ok) check('audit at the end', false, `${a.violations.length} violation(s), first: ${a.violations[0]!.kind}: ${a.violations[0]!.detail}`);
   const failed = checks.filter((x) => !x.ok).length + (failure !== null ? 1 : 0);
   const guestChecks = guests.reduce((n, x) => n + x.checks, 0);
+  const zeroChecks = guests.reduce((n, x) => n + x.zeroChecks, 0);
   io.print(failed === 0
     ? `All ${checks.length} checks passed (${guestChecks} guest and ${c.hostChecks} host page comparisons)`
     : `${failed} of ${checks.length + (failure !== null ? 1 : 0)} checks FAILED`);
   const metrics: Record<string, number | string | boolean> = {
-    checks: checks.length, checksFailed: failed, guestChecks, hostChecks: c.hostChecks,
+    checks: checks.length, checksFailed: failed, guestChecks, zeroChecks, hostChecks: c.hostChecks,
     perCpuSize: l.perCpuSize, memfdSize: l.memfdSize, slotSize: l.slotSize,
   };
+  for (const [k, v] of Object.entries(gmemCounters(fd.file))) metrics[`gmem.${k}`] = v;
   if (failure !== null) metrics.failure = failure;
   const result: RunResult = {
     schema: kResultSchema, status: 'ok', scenario: 'private-mem-conversions',

@@ -211,8 +211,9 @@ export class ConversionsGuest implements AccessSource {
   readonly hypercall: GuestHypercall = { nr: 0, args: [0, 0, 0], ret: 0 };
   /** The ucall the stream paused at; the host clears it before the next run(). */
   ucall: Ucall | null = null;
-  /** memcmp_g() page checks that passed. */
+  /** memcmp_g() page checks that passed, and those of them that read zero (after a PUNCH_HOLE). */
   checks = 0;
+  zeroChecks = 0;
   /** Loads since the last ucall (for `probe`). */
   readonly loads: GuestLoad[] = [];
   private readonly steps: Generator<Step>;
@@ -296,6 +297,7 @@ export class ConversionsGuest implements AccessSource {
       return false;
     }
     this.checks++;
+    if (got === 0) this.zeroChecks++;
     return true;
   }
 }
