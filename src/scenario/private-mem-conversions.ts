@@ -89,7 +89,7 @@ export const privateMemConversions: ScenarioDef = {
     { name: 'nr-memslots', short: 'm', type: 'int', default: 1, min: 1, max: 32764, help: 'number of memslots the guest_memfd is split over' },
     { name: 'backing', type: 'enum', choices: kGmemBackings, default: '4k', help: 'guest_memfd folio size' },
     { name: 'attributes', type: 'enum', choices: ['vm', 'gmem'], default: 'vm', help: 'vm: KVM_SET_MEMORY_ATTRIBUTES (6.8, separate shared memory); gmem: KVM_SET_MEMORY_ATTRIBUTES2 (in-place conversion)' },
-    { name: 'seed', short: 'r', type: 'int', default: 1, min: 0, max: 2 ** 31 - 1, help: 'random seed (kvm_selftest_init(); the test draws no random numbers)' },
+    { name: 'seed', type: 'int', default: 1, min: 0, max: 2 ** 31 - 1, help: 'random seed (kvm_selftest_init(); the test draws no random numbers)' },
     { name: 'host-memory', type: 'size', default: null, help: 'host memory (default: sized to fit, hugetlb pools included)' },
     { name: 'cost-model', type: 'string', default: 'default', help: 'cost-model profile (name or JSON path) for modeled time' },
     { name: 'json', type: 'string', default: null, help: 'write the result JSON to this file' },
@@ -278,7 +278,7 @@ export async function runPrivateMemConversions(f: Record<string, unknown>, io: S
   if (failure !== null) metrics.failure = failure;
   const result: RunResult = {
     schema: kResultSchema, status: 'ok', scenario: 'private-mem-conversions',
-    config: { ...f, mixedFlagPath: path }, seed, host: hostInfo(start, 1), phases, histograms: {}, stats,
+    config: { ...f }, seed, host: hostInfo(start, 1), phases, histograms: {}, stats,
     counters: countersToRecord(ctx.metrics.c), audit: { ok: violations.length === 0, violations: violations.slice(0, 50) },
     memory: memoryReport(host, [vm]), metrics, output: [],
   };
