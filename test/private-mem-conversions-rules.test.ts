@@ -5,11 +5,13 @@
 //  - every PUNCH_HOLE check reads zero (the freed folio comes back zeroed), and on the in-place
 //    path the whole-range punch after each range zeroes shared memory too;
 //  - private pages are not the host's: SIGBUS in place, the shared copy's pattern otherwise.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { parseFlags } from '../src/scenario/flags.js';
 import { consoleIo } from '../src/scenario/scenario.js';
 import { privateMemConversions } from '../src/scenario/private-mem-conversions.js';
 import { kDefaultCostModelPath } from './fixtures/vm-ctx.js';
+import { GuestMemfd } from '../src/kvm/guest_memfd.js';
+import { FALLOC_FL_PUNCH_HOLE } from '../src/gmem/gmem-file.js';
 
 async function run(args: string[]) {
   const f = parseFlags(privateMemConversions.flags, [...args, '--cost-model', kDefaultCostModelPath]);
@@ -61,5 +63,25 @@ describe('private-mem-conversions rules', () => {
     expect(gm.r.metrics).toMatchObject({ checksFailed: 0, 'gmem.sigbus': 12 });
     const vm = await run([]);
     expect(vm.r.metrics).toMatchObject({ checksFailed: 0, 'gmem.sigbus': 0, hostChecks: gm.r.metrics.hostChecks });
+  });
+
+  it('a PUNCH_HOLE that frees nothing fails the run the way the selftest does', async () => {
+    // "if KVM zaps SPTEs but doesn't actually punch a hole in the inode, the subsequent read will
+    // still see the previous value": here the punch does nothing at all. 16 checks passed before
+    // (10 conversion ranges audited, 6 probes); the guest's assertion is the 17th.
+    const orig = GuestMemfd.prototype.fallocate;
+    const spy = vi.spyOn(GuestMemfd.prototype, 'fallocate').mockImplementation(function (this: GuestMemfd, t, mode, offset, len) {
+      if ((mode & FALLOC_FL_PUNCH_HOLE) === 0) orig.call(this, t, mode, offset, len);
+    });
+    try {
+      const { r, lines } = await run([]);
+      expect(r.metrics).toMatchObject({ checksFailed: 1, failure: 'Guest expected 0x0 at offset 0 (gpa 0x100000000), got 0xcc' });
+      const at = lines.indexOf('==== Test Assertion Failure ====');
+      expect(lines.slice(at - 1, at + 3)).toEqual([
+        'Testing PUNCH_HOLE (whole range)', '==== Test Assertion Failure ====', '  Guest expected 0x0 at offset 0 (gpa 0x100000000), got 0xcc', '1 of 17 checks FAILED',
+      ]);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
