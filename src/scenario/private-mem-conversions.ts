@@ -153,25 +153,21 @@ function hostSizing(src: BackingSource, backing: GmemBacking, path: AttrPath, l:
   return { memory: huge1g * 2 ** 30 + huge2m * SZ_2M + small + 64 * 2 ** 20, hugepages2m: huge2m, hugepages1g: huge1g };
 }
 
-export async function runPrivateMemConversions(f: Record<string, unknown>, io: ScenarioIo): Promise<RunResult> {
-  if (f['mem-type'] === null) checkConversionsFlags(f);
+/** test_mem_conversions()'s setup: the VM, its vCPUs, the guest_memfd, the memslots and shared memory. */
+function createConversionsVm(f: Record<string, unknown>, io: ScenarioIo): { c: Ctx; vcpus: Vcpu[] } {
   const path = f.attributes as AttrPath;
   const src = f['mem-type'] as BackingSource;
   const backing = f.backing as GmemBacking;
-  const nrVcpus = f['nr-vcpus'] as number;
   const nrMemslots = f['nr-memslots'] as number;
-  const seed = f.seed as number;
-  const l = conversionsLayout(src, backing, nrVcpus, nrMemslots);
+  const l = conversionsLayout(src, backing, f['nr-vcpus'] as number, nrMemslots);
   const sizing = hostSizing(src, backing, path, l);
   const memory = (f['host-memory'] as number | null) ?? sizing.memory;
   const host = Host.create({ memory, hugepages2m: sizing.hugepages2m, hugepages1g: sizing.hugepages1g, stamps: true });
   const ctx: ThreadCtx = { metrics: new Metrics(costVector(loadCostModel(f['cost-model'] as string))), hostThread: host.thread() };
-  const start = snapshot();
-  io.print(`Random seed: 0x${seed.toString(16)}`);
   const vm = Vm.create(host, 0, ctx, { type: KVM_X86_SW_PROTECTED_VM, attributes: path });
   vm.enableCap('KVM_CAP_EXIT_HYPERCALL', 1 << KVM_HC_MAP_GPA_RANGE);
   const vcpus: Vcpu[] = [];
-  for (let i = 0; i < nrVcpus; i++) vcpus.push(vm.createVcpu());
+  for (let i = 0; i < (f['nr-vcpus'] as number); i++) vcpus.push(vm.createVcpu());
   const fd = vm.createGuestMemfd({ size: l.memfdSize, backing, flags: path === 'gmem' ? GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED : 0 });
   const c: Ctx = { io, host, vm, ctx, path, src, fd, layout: l, vmas: [], hostChecks: 0 };
   for (let i = 0; i < nrMemslots; i++) {
@@ -188,102 +184,138 @@ export async function runPrivateMemConversions(f: Record<string, unknown>, io: S
     });
   }
   if (path === 'gmem') fd.mmap({ shared: true });
-  const guests = vcpus.map((v, i) => new ConversionsGuest(v, BASE_DATA_GPA + i * l.perCpuSize, path === 'gmem'));
-  const checks: Check[] = [];
-  const phases: PhaseSummary[] = [];
-  const stats: Record<string, StatsSnapshot> = {};
-  const violations: AuditViolation[] = [];
-  const check = (name: string, ok: boolean, detail: string) => {
-    checks.push({ name, ok, detail });
-    io.print(`  ${ok ? 'PASS' : 'FAIL'}: ${name}: ${detail}`);
-  };
+  return { c, vcpus };
+}
+
+/** What the run reports: the PASS/FAIL checks, per-range phases, stats snapshots, audit findings. */
+class Report {
+  readonly checks: Check[] = [];
+  readonly phases: PhaseSummary[] = [];
+  readonly stats: Record<string, StatsSnapshot> = {};
+  readonly violations: AuditViolation[] = [];
+  private wall0 = performance.now();
+  private modeled0: number;
+
+  constructor(private readonly c: Ctx) {
+    this.modeled0 = c.ctx.metrics.t;
+  }
+
+  check(name: string, ok: boolean, detail: string): void {
+    this.checks.push({ name, ok, detail });
+    this.c.io.print(`  ${ok ? 'PASS' : 'FAIL'}: ${name}: ${detail}`);
+  }
+
+  /** The VM's audit now (every thread drained first), as a check; `onlyFailure`: no PASS line. */
+  audit(name: string, guests: ConversionsGuest[], onlyFailure = false): void {
+    const c = this.c;
+    c.ctx.hostThread.drain();
+    const a = audit(c.host, [c.vm]);
+    this.violations.push(...a.violations);
+    if (a.ok && onlyFailure) return;
+    this.check(name, a.ok, a.ok
+      ? `audit clean, ${guests.reduce((n, x) => n + x.checks, 0)} guest and ${c.hostChecks} host checks so far`
+      : `${a.violations.length} audit violation(s), first: ${a.violations[0]!.kind}: ${a.violations[0]!.detail}`);
+  }
+
+  /** One test range done on every vCPU: audit, timings in both clocks, stats. */
+  closePhase(name: string, guests: ConversionsGuest[]): void {
+    const c = this.c;
+    this.audit(name.replace(/^.*: /, ''), guests);
+    this.phases.push({ name, wallNs: Math.round((performance.now() - this.wall0) * 1e6), modeledNs: Math.round(c.ctx.metrics.t - this.modeled0) });
+    this.stats[name] = statsSnapshot([c.vm]);
+    this.wall0 = performance.now();
+    this.modeled0 = c.ctx.metrics.t;
+  }
+}
+
+export async function runPrivateMemConversions(f: Record<string, unknown>, io: ScenarioIo): Promise<RunResult> {
+  if (f['mem-type'] === null) checkConversionsFlags(f);
+  const seed = f.seed as number;
+  io.print(`Random seed: 0x${seed.toString(16)}`);
+  const { c, vcpus } = createConversionsVm(f, io);
+  const start = snapshot();
+  const { vm, layout: l } = c;
+  const guests = vcpus.map((v, i) => new ConversionsGuest(v, BASE_DATA_GPA + i * l.perCpuSize, c.path === 'gmem'));
+  const rep = new Report(c);
   let failure: string | null = null;
-  let wall0 = performance.now();
-  let modeled0 = ctx.metrics.t;
   try {
-    // Round-robin, one exit at a time: vCPU i runs until it exits to the host, which handles the
-    // exit on that vCPU's thread (the selftest's per-vCPU __test_mem_conversions() loop).
-    const done = guests.map(() => false);
-    const testOf = guests.map(() => '');
-    while (done.some((d) => !d)) {
-      for (let i = 0; i < guests.length; i++) {
-        if (done[i]) continue;
-        const g = guests[i]!;
-        const vcpu = vcpus[i]!;
-        vcpu.run(g, 2 ** 30, null);
-        if (vcpu.exitReason === KvmExit.KVM_EXIT_HYPERCALL) {
-          vm.asVcpuThread(vcpu, () => handleExitHypercall(c, vcpu));
-          continue;
-        }
-        if (vcpu.exitReason !== 0) throw new TestAssertion(`Wanted KVM_EXIT_IO, got exit reason: ${vcpu.exitReason}`);
-        const u = g.ucall;
-        if (u === null) throw new TestAssertion(`vCPU ${vcpu.id}: KVM_RUN returned without an exit`);
-        switch (u.kind) {
-          case 'abort':
-            throw new TestAssertion(u.message);
-          case 'done':
-            done[i] = true;
-            break;
-          case 'sync':
-            vm.asVcpuThread(vcpu, () => handleSync(c, u));
-            break;
-          case 'probe':
-            probeRange(c, g, u, check);
-            stats[`${testOf[i]}: ${rangeName(u.range)}: vCPU ${vcpu.id} after the private write`] = statsSnapshot([vm]);
-            break;
-          case 'test':
-            testOf[i] = u.name;
-            if (i === 0) io.print(`Testing ${u.name}`);
-            break;
-          case 'phase': {
-            // The last vCPU to finish a test range closes the phase: audit, stats, timings.
-            if (i !== guests.length - 1) break;
-            ctx.hostThread.drain();
-            const a = audit(host, [vm]);
-            violations.push(...a.violations);
-            check(u.name.replace(/^.*: /, ''), a.ok, a.ok
-              ? `audit clean, ${guests.reduce((n, x) => n + x.checks, 0)} guest and ${c.hostChecks} host checks so far`
-              : `${a.violations.length} audit violation(s), first: ${a.violations[0]!.kind}: ${a.violations[0]!.detail}`);
-            phases.push({ name: u.name, wallNs: Math.round((performance.now() - wall0) * 1e6), modeledNs: Math.round(ctx.metrics.t - modeled0) });
-            stats[u.name] = statsSnapshot([vm]);
-            wall0 = performance.now();
-            modeled0 = ctx.metrics.t;
-            break;
-          }
-        }
-        g.resume();
-      }
-    }
+    runGuests(c, vcpus, guests, rep);
   } catch (e) {
     if (!(e instanceof TestAssertion)) throw e;
     failure = e.message;
     io.print('==== Test Assertion Failure ====');
     io.print(`  ${e.message}`);
   }
-  ctx.hostThread.drain();
-  const a = audit(host, [vm]);
-  violations.push(...a.violations);
-  if (!a.ok) check('audit at the end', false, `${a.violations.length} violation(s), first: ${a.violations[0]!.kind}: ${a.violations[0]!.detail}`);
-  const failed = checks.filter((x) => !x.ok).length + (failure !== null ? 1 : 0);
+  rep.audit('audit at the end', guests, true);
+  const failed = rep.checks.filter((x) => !x.ok).length + (failure !== null ? 1 : 0);
   const guestChecks = guests.reduce((n, x) => n + x.checks, 0);
   const zeroChecks = guests.reduce((n, x) => n + x.zeroChecks, 0);
   io.print(failed === 0
-    ? `All ${checks.length} checks passed (${guestChecks} guest and ${c.hostChecks} host page comparisons)`
-    : `${failed} of ${checks.length + (failure !== null ? 1 : 0)} checks FAILED`);
+    ? `All ${rep.checks.length} checks passed (${guestChecks} guest and ${c.hostChecks} host page comparisons)`
+    : `${failed} of ${rep.checks.length + (failure !== null ? 1 : 0)} checks FAILED`);
   const metrics: Record<string, number | string | boolean> = {
-    checks: checks.length, checksFailed: failed, guestChecks, zeroChecks, hostChecks: c.hostChecks,
+    checks: rep.checks.length, checksFailed: failed, guestChecks, zeroChecks, hostChecks: c.hostChecks,
     perCpuSize: l.perCpuSize, memfdSize: l.memfdSize, slotSize: l.slotSize,
   };
-  for (const [k, v] of Object.entries(gmemCounters(fd.file))) metrics[`gmem.${k}`] = v;
+  for (const [k, v] of Object.entries(gmemCounters(c.fd.file))) metrics[`gmem.${k}`] = v;
   if (failure !== null) metrics.failure = failure;
   const result: RunResult = {
     schema: kResultSchema, status: 'ok', scenario: 'private-mem-conversions',
-    config: { ...f }, seed, host: hostInfo(start, 1), phases, histograms: {}, stats,
-    counters: countersToRecord(ctx.metrics.c), audit: { ok: violations.length === 0, violations: violations.slice(0, 50) },
-    memory: memoryReport(host, [vm]), metrics, output: [],
+    config: { ...f }, seed, host: hostInfo(start, 1), phases: rep.phases, histograms: {}, stats: rep.stats,
+    counters: countersToRecord(c.ctx.metrics.c), audit: { ok: rep.violations.length === 0, violations: rep.violations.slice(0, 50) },
+    memory: memoryReport(c.host, [vm]), metrics, output: [],
   };
   vm.destroy();
   return result;
+}
+
+/**
+ * The selftest's per-vCPU __test_mem_conversions() loops, round-robin on this thread, one exit
+ * at a time: vCPU i runs until it exits to the host, which handles the exit on that vCPU's
+ * thread. Every vCPU runs the same guest code, so they reach each ucall in lockstep.
+ */
+function runGuests(c: Ctx, vcpus: Vcpu[], guests: ConversionsGuest[], rep: Report): void {
+  const vm = c.vm;
+  const done = guests.map(() => false);
+  const testOf = guests.map(() => '');
+  while (done.some((d) => !d)) {
+    for (let i = 0; i < guests.length; i++) {
+      if (done[i]) continue;
+      const g = guests[i]!;
+      const vcpu = vcpus[i]!;
+      vcpu.run(g, 2 ** 30, null);
+      if (vcpu.exitReason === KvmExit.KVM_EXIT_HYPERCALL) {
+        vm.asVcpuThread(vcpu, () => handleExitHypercall(c, vcpu));
+        continue;
+      }
+      if (vcpu.exitReason !== 0) throw new TestAssertion(`Wanted KVM_EXIT_IO, got exit reason: ${vcpu.exitReason}`);
+      const u = g.ucall;
+      if (u === null) throw new TestAssertion(`vCPU ${vcpu.id}: KVM_RUN returned without an exit`);
+      switch (u.kind) {
+        case 'abort':
+          throw new TestAssertion(u.message);
+        case 'done':
+          done[i] = true;
+          break;
+        case 'sync':
+          vm.asVcpuThread(vcpu, () => handleSync(c, u));
+          break;
+        case 'probe':
+          probeRange(c, g, u, (n, ok, d) => rep.check(n, ok, d));
+          rep.stats[`${testOf[i]}: ${rangeName(u.range)}: vCPU ${vcpu.id} after the private write`] = statsSnapshot([vm]);
+          break;
+        case 'test':
+          testOf[i] = u.name;
+          if (i === 0) c.io.print(`Testing ${u.name}`);
+          break;
+        case 'phase':
+          // The last vCPU to finish a test range closes the phase (the others wait at it).
+          if (i === guests.length - 1) rep.closePhase(u.name, guests);
+          break;
+      }
+      g.resume();
+    }
+  }
 }
 
 /**
