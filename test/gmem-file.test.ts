@@ -241,39 +241,44 @@ describe('KVM_SET_MEMORY_ATTRIBUTES2 EAGAIN', () => {
   }
   const toPrivate = (offset: number, size: number) => ({ offset, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
 
-  it('a host mapping refuses shared -> private: error_offset is the first mapped page, nothing changes', () => {
+  it('shared -> private unmaps the host mappings of the range first (kvm_gmem_convert_should_proceed()): mapped pages convert, then SIGBUS', () => {
     const { host, t, vm, fd } = gmemVm();
     fd.hostAccess(t, 9 * kPage, true, 1);
     fd.hostAccess(t, 5 * kPage, true, 1);
-    expect(fd.setMemoryAttributes2(t, toPrivate(2 * kPage, 12 * kPage))).toBe(5 * kPage);
-    expect(fd.file.counter(GmemWord.kPrivatePages)).toBe(0);
-    for (let p = 0; p < 16; p++) expect(fd.file.isPrivate(p)).toBe(false);
-    // A range the mappings are outside of converts.
-    expect(fd.setMemoryAttributes2(t, toPrivate(0, 5 * kPage))).toBe(-1);
-    expect(fd.file.counter(GmemWord.kPrivatePages)).toBe(5);
-    fd.munmap(0, 16 * kPage);
-    expect(fd.setMemoryAttributes2(t, toPrivate(0, 16 * kPage))).toBe(-1);
-    expect(fd.file.counter(GmemWord.kPrivatePages)).toBe(16);
+    fd.hostAccess(t, 15 * kPage, true, 1);
+    expect(fd.file.counter(GmemWord.kHostMapped)).toBe(3);
+    expect(fd.setMemoryAttributes2(t, toPrivate(2 * kPage, 12 * kPage))).toBe(-1);
+    expect(fd.file.counter(GmemWord.kPrivatePages)).toBe(12);
+    // The two pages inside the range lost their host mapping; page 15, outside it, kept it.
+    expect(fd.file.counter(GmemWord.kHostMapped)).toBe(1);
+    expect(fd.file.hostMapped[15]).toBe(1);
     // Private now: the host's touch is SIGBUS, counted.
     expect(fd.hostAccess(t, 5 * kPage, false)).toBe('SIGBUS');
     expect(fd.file.counter(GmemWord.kSigbus)).toBe(1);
     clean(host, vm);
   });
 
-  it('a pin keeps the page mapped through munmap and refuses the conversion until unpinned', () => {
+  it('a pin refuses shared -> private with error_offset at the pinned page and changes nothing, until unpinned', () => {
     const { host, t, vm, fd } = gmemVm();
     fd.hostAccess(t, 7 * kPage, true, 1);
+    fd.hostAccess(t, 3 * kPage, true, 1);
     fd.pin(7 * kPage);
     expect(fd.file.counter(GmemWord.kPinned)).toBe(1);
+    // munmap leaves the pinned page mapped for its pinner.
     fd.munmap(0, 16 * kPage);
+    expect(fd.file.hostMapped[7]).toBe(1);
+    fd.hostAccess(t, 3 * kPage, true, 1);
     expect(fd.setMemoryAttributes2(t, toPrivate(0, 16 * kPage))).toBe(7 * kPage);
-    expect(fd.file.isPrivate(7)).toBe(false);
+    for (let p = 0; p < 16; p++) expect(fd.file.isPrivate(p)).toBe(false);
     expect(fd.file.counter(GmemWord.kPrivatePages)).toBe(0);
+    // The attributes are unchanged; the host mappings were torn down before the check, as
+    // the series' kvm_gmem_convert_should_proceed() does (the pinned page keeps its mapping).
+    expect(fd.file.hostMapped[3]).toBe(0);
+    expect(fd.file.hostMapped[7]).toBe(1);
     fd.unpin(7 * kPage);
-    expect(fd.setMemoryAttributes2(t, toPrivate(0, 16 * kPage))).toBe(7 * kPage);
-    fd.munmap(7 * kPage, kPage);
     expect(fd.setMemoryAttributes2(t, toPrivate(0, 16 * kPage))).toBe(-1);
     expect(fd.file.isPrivate(7)).toBe(true);
+    expect(fd.file.counter(GmemWord.kHostMapped)).toBe(0);
     clean(host, vm);
   });
 
@@ -285,8 +290,11 @@ describe('KVM_SET_MEMORY_ATTRIBUTES2 EAGAIN', () => {
     expect(fd.hostAccess(s.t, 0, false)).toBe('SIGBUS');
     expect(fd.setMemoryAttributes2(s.t, { offset: 0, size: 2 * kPage, attributes: 0 })).toBe(-1);
     expect(typeof fd.hostAccess(s.t, kPage, true, 4)).toBe('number');
-    // Mapped now: the way back is refused at that page.
+    fd.pin(kPage);
+    // A pinned shared page refuses the way back; shared again needs no check at all.
     expect(fd.setMemoryAttributes2(s.t, toPrivate(0, 4 * kPage))).toBe(kPage);
+    expect(fd.setMemoryAttributes2(s.t, { offset: 0, size: 4 * kPage, attributes: 0 })).toBe(-1);
+    fd.unpin(kPage);
     clean(s.host, s.vm);
   });
 });

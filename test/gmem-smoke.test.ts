@@ -55,11 +55,14 @@ describe('gmem smoke', () => {
     expect(vm.getStats()).toMatchObject({ pages_4k: 0, pages_1g: 1 });
     ctx.hostThread.drain();
     expect(audit(host, [vm]).violations).toEqual([]);
-    // A host mapping of a shared page refuses shared -> private with EAGAIN.
+    // A pinned host-mapped shared page refuses shared -> private with EAGAIN (a plain host
+    // mapping does not: the conversion unmaps it, test/gmem-convert-unmaps-host.test.ts).
     fd.mmap({ shared: true });
     fd.hostAccess(ctx.hostThread, 8192, true, 7);
+    fd.pin(8192);
     expect(fd.setMemoryAttributes2(ctx.hostThread, { offset: 0, size: 16384, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE })).toBe(8192);
     expect(fd.file.isPrivate(0)).toBe(false);
+    fd.unpin(8192);
     fd.munmap(8192, 4096);
     expect(fd.setMemoryAttributes2(ctx.hostThread, { offset: 0, size: 16384, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE })).toBe(-1);
     expect(fd.hostAccess(ctx.hostThread, 8192, false)).toBe('SIGBUS');

@@ -445,7 +445,10 @@ export class GmemFile {
       t.freeFolio(pfn);
       return;
     }
-    // A piece of a split huge page: it stays (stranded) until the whole page is free.
+    // A piece of a split huge page: it stays (stranded) until the whole page is free. Its pages
+    // come back one 4K page at a time (allocateLocked()), so a 2M piece of a 1G page is no 2M
+    // folio any more: a fault must not map it 2M over pages that are still holes.
+    if (order > 0) Atomics.store(this.orderMid!, base >>> HostPage.kOrder2M, 0);
     this.stranded![hi]! += n;
     this.bump(GmemWord.kStranded, n);
     if (this.stranded![hi] === 1 << this.order) {
@@ -608,19 +611,28 @@ export class GmemFile {
 
   /** munmap / MADV_DONTNEED of the host's mapping over [off, off + n): pages stay in the file. */
   hostUnmap(off: number, n: number): number {
-    let dropped = 0;
     this.lock();
     try {
-      for (let p = off; p < off + n; p++) {
-        if (this.hostMapped[p] === 0) continue;
-        if (this.pins[p] !== 0) continue; // a pinned page stays mapped for its pinner
-        Atomics.store(this.hostMapped, p, 0);
-        dropped++;
-      }
-      this.bump(GmemWord.kHostMapped, -dropped);
+      return this.hostUnmapLocked(off, n);
     } finally {
       this.unlock();
     }
+  }
+
+  /**
+   * hostUnmap() with the file's lock held: also unmap_mapping_pages() of the file's own
+   * conversion to private, which tears the host's mappings down before checking refcounts.
+   */
+  hostUnmapLocked(off: number, n: number): number {
+    if (this.counter(GmemWord.kHostMapped) === 0) return 0;
+    let dropped = 0;
+    for (let p = off; p < off + n; p++) {
+      if (this.hostMapped[p] === 0) continue;
+      if (this.pins[p] !== 0) continue; // a pinned page stays mapped for its pinner
+      Atomics.store(this.hostMapped, p, 0);
+      dropped++;
+    }
+    this.bump(GmemWord.kHostMapped, -dropped);
     return dropped;
   }
 

@@ -207,9 +207,9 @@ export class GuestMemfd {
 
   /**
    * KVM_SET_MEMORY_ATTRIBUTES2 (KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES), the in-place series:
-   * set the shareability of file pages [offset, offset + size). Shared -> private needs every
-   * page of the range unreferenced by the host (its mapping gone, no pin): otherwise EAGAIN
-   * with error_offset, and nothing changed. Then: invalidate bound gfns (zap, flush), store
+   * set the shareability of file pages [offset, offset + size). Shared -> private unmaps the
+   * host's mappings of the range, then needs every page of it unreferenced (no pin): otherwise
+   * EAGAIN with error_offset, and nothing else changed. Then: invalidate bound gfns (zap, flush), store
    * the range (a maple-tree range store), split huge folios the change made mixed, merge those
    * it made uniform (after zapping their 4K mappings, so later faults map them huge again),
    * recompute mixed flags, end the invalidation. Returns error_offset (-1 when it succeeded).
@@ -235,8 +235,11 @@ export class GuestMemfd {
       count(m, Op.attr_mt_load);
       if (rangeAllPrivate(f, off, end, priv)) return -1;
       if (priv) {
-        // kvm_gmem_convert_should_proceed(): after lru_add_drain_all(), any reference beyond
-        // the file's own on a page going private (a host mapping, a pin) refuses the change.
+        // kvm_gmem_convert_should_proceed(): unmap_mapping_pages() of the range first (guest_memfd
+        // owns the host's mappings of its pages and tears them down itself), then, after
+        // lru_add_drain_all(), any reference beyond the file's own (a pin, which keeps its page
+        // mapped) refuses the change.
+        f.hostUnmapLocked(off, n);
         const bad = f.firstReferenced(off, n);
         if (bad >= 0) {
           count(m, Op.gmem_eagain);

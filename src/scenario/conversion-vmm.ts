@@ -10,8 +10,8 @@
  *      a converted page reads as zero (both copies are discarded on the way).
  *  in-place / in-place-2m-first  one guest_memfd (GUEST_MEMFD_FLAG_MMAP) serves both; the
  *      attribute is its shareability, set with KVM_SET_MEMORY_ATTRIBUTES2 (the 2026 series).
- *      Going private: the VMM drops its own mapping of the range first (else EAGAIN: retried
- *      after munmap, counted). A huge folio that becomes mixed is split to 4K (or 1G -> 2M
+ *      Going private: the ioctl tears down the VMM's mapping of the range (a pin would be
+ *      EAGAIN). A huge folio that becomes mixed is split to 4K (or 1G -> 2M
  *      first), and merged when uniform again. Content: preserved (one folio; what pKVM wants;
  *      SNP/TDX hardware would scramble it).
  *
@@ -137,15 +137,12 @@ export class ConversionVmm {
       else fd.fallocate(ht, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, off * 4096, npages * 4096);
       this.stats.rangeEntries += 1;
     } else {
-      if (priv) fd.munmap(off * 4096, npages * 4096);
-      let bad = fd.setMemoryAttributes2(ht, { offset: off * 4096, size: npages * 4096, attributes: priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
+      // Going private, the ioctl unmaps the VMM's own mapping of the range itself; only an extra
+      // reference (a pin) refuses it with EAGAIN, which this VMM never takes: a bug, not retried.
+      const bad = fd.setMemoryAttributes2(ht, { offset: off * 4096, size: npages * 4096, attributes: priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
       if (bad >= 0) {
-        // EAGAIN: a page still had a reference (a pin, a mapping made meanwhile): drop the
-        // VMM's mapping again and retry once; a pin is a bug of this VMM.
         this.stats.eagain++;
-        fd.munmap(off * 4096, npages * 4096);
-        bad = fd.setMemoryAttributes2(ht, { offset: off * 4096, size: npages * 4096, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
-        if (bad >= 0) fail('EAGAIN', `KVM_SET_MEMORY_ATTRIBUTES2: page at offset 0x${bad.toString(16)} is still referenced (pinned?)`);
+        fail('EAGAIN', `KVM_SET_MEMORY_ATTRIBUTES2: page at offset 0x${bad.toString(16)} is still referenced (pinned)`);
       }
       this.stats.rangeEntries += fd.lastRangeEntries;
     }

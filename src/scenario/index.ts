@@ -6,9 +6,12 @@ import { memslotPerf } from './memslot-perf.js';
 import { memslotModificationStress } from './memslot-modification-stress.js';
 import { conversionStorm } from './conversion-storm.js';
 import { guestMemfd } from './guest-memfd.js';
+import { privateMemConversions } from './private-mem-conversions.js';
 import type { ScenarioDef } from './scenario.js';
 
-export const kScenarios: ScenarioDef[] = [demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, guestMemfd, conversionStorm];
+export const kScenarios: ScenarioDef[] = [
+  demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, guestMemfd, privateMemConversions, conversionStorm,
+];
 
 export function findScenario(name: string): ScenarioDef | undefined {
   return kScenarios.find((s) => s.name === name);
