@@ -147,6 +147,32 @@ export class TdpIter {
     this.valid = false;
   }
 
+  /**
+   * Move sideways over the non-present entries after the current one in this table, up to the
+   * last one before a present entry, the table's end or `end`: a walk that acts only on present
+   * SPTEs (a zap) then visits the same entries it would have, without stepping through each
+   * empty one. For walks under mmu_lock held for write only: nothing else writes a non-present
+   * SPTE then (faults install under the read side; the CPU's A/D updates touch present leaves),
+   * so the entries hopped over are read with plain loads, ordered after the lock's acquire.
+   */
+  skipNonPresent(end: number): void {
+    const pt = this.pt;
+    const step = 1 << levelShift(this.level);
+    let idx = spteIndex(this.gfn, this.level);
+    let sptep = this.sptep;
+    let gfn = this.gfn;
+    while (idx < PtLayout.SPTE_ENT_PER_PAGE - 1 && gfn + step < end && !isShadowPresentPte(pt[sptep + PtLayout.kSpteWords]!)) {
+      sptep += PtLayout.kSpteWords;
+      gfn += step;
+      idx++;
+    }
+    if (sptep === this.sptep) return;
+    this.sptep = sptep;
+    this.gfn = gfn;
+    this.nextLastLevelGfn = gfn;
+    this.read();
+  }
+
   /** Skip the subtree under the current SPTE (used after replacing it). */
   skipChildren(): void {
     do {

@@ -12,7 +12,12 @@ export function tdpMmuZapLeafs(vm: Vm, start: number, end: number): boolean {
   const it = vm.iter;
   let flush = false;
   for (it.start(vm.root, PgLevel.PG_LEVEL_4K, start); it.valid && it.gfn < end; it.next()) {
-    if (!isShadowPresentPte(it.oldFlags) || !isLastSpte(it.oldFlags, it.level)) continue;
+    if (!isShadowPresentPte(it.oldFlags)) {
+      // A mostly empty table (a 1G range mapped by a few 4K SPTEs): hop over its empty entries.
+      it.skipNonPresent(end);
+      continue;
+    }
+    if (!isLastSpte(it.oldFlags, it.level)) continue;
     tdpMmuIterSetSpte(vm, it, 0, it.oldPfn);
     flush = true;
   }
