@@ -252,8 +252,15 @@ export class HostThread {
     this.pending[owner]! += pages;
   }
 
+  /**
+   * Per-thread batches of layers above (a guest_memfd's allocation counter) that publish when
+   * this thread drains, as its own accounting does.
+   */
+  readonly onDrain: (() => void)[] = [];
+
   drain(): void {
     for (const p of this.pcps) p.drain();
+    for (const f of this.onDrain) f();
     for (const o of this.pendingOwners) {
       const d = this.pending[o]!;
       if (d !== 0) this.host.account(o, d);
