@@ -265,7 +265,10 @@ export class GmemFile {
    * is out of memory; `lastAllocated` says how many pages were added (the caller zeroes them).
    */
   getOrAllocate(t: HostThread, off: number): number {
-    const e = Atomics.load(this.map, off);
+    // A plain read is a hint, as hostFault()'s: a stale 0 ends in the cmpxchg (4K) or the locked
+    // re-read below, a stale pfn (a punch racing the fault) in the fault's mmu_invalidate_seq
+    // retry, since the punch runs inside an invalidation of the bound gfns.
+    const e = this.map[off]!;
     if (e !== 0) {
       this.lastAllocated = 0;
       return e - 1;
