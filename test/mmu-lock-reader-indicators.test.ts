@@ -64,6 +64,9 @@ describe('mmu_lock reader indicators', () => {
     // The worker that was the reader leaves only when LEAVE is set; the writer worker is started
     // on a fresh GOT with LEAVE still 0. Both fixtures share GOT/LEAVE, so drive them in turn:
     const wr = new Worker(fixture, { workerData: { sab, side: 'write', readers: kReaders } });
+    // Both fixtures end by storing GOT = 2, so GOT alone cannot tell the writer left: wait for the
+    // writer's thread to exit (it does right after writeUnlock), never terminate it mid-hold.
+    const wrExited = new Promise<void>((res) => wr.once('exit', () => res()));
     try {
       // It raised the flag and waits (polled: a worker can take long to start on a loaded machine).
       const deadline = Date.now() + 10_000;
@@ -75,6 +78,7 @@ describe('mmu_lock reader indicators', () => {
       expect(Atomics.load(w, GOT)).toBe(0); // still one reader: the parked worker
       Atomics.store(w, LEAVE, 1); // the reader leaves (and the writer will leave right after it gets in)
       await waitFor(w, GOT, 2, 10_000);
+      await Promise.race([wrExited, new Promise((_, rej) => setTimeout(() => rej(new Error('the writer never left')), 10_000))]);
       expect(readers.at.map((a) => Atomics.load(w, a))).toEqual([0, 0, 0]);
     } finally {
       Atomics.store(w, LEAVE, 1);
