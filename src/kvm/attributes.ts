@@ -60,6 +60,19 @@ export function kvmMemIsPrivate(vm: Vm, slot: Memslot | null, gfn: number): bool
   return slot.gmem.isPrivate(slot.gmemPgoff + (gfn - slot.baseGfn));
 }
 
+/**
+ * kvm_mem_is_private() read with plain loads, for the fault's entry (KVM's xa_load there is
+ * unordered too): a stale answer can only come from a conversion racing the fault, and the
+ * ordered re-check after the mmu_invalidate_seq snapshot turns it into a KVM_EXIT_MEMORY_FAULT.
+ */
+export function kvmMemIsPrivateHint(vm: Vm, slot: Memslot | null, gfn: number): boolean {
+  const bits = vm.attrBits;
+  if (bits !== null) return (bits[gfn >>> 5]! & (1 << (gfn & 31))) !== 0;
+  if (slot === null || slot.gmem === null) return false;
+  const off = slot.gmemPgoff + (gfn - slot.baseGfn);
+  return (slot.gmem.priv[off >>> 5]! & (1 << (off & 31))) !== 0;
+}
+
 /** Private-or-not of a gfn for the 'vm' path's mixed-flag scans, or of a bound file page on the 'gmem' path. */
 function attrRangeAll(vm: Vm, slot: Memslot, start: number, end: number, priv: boolean): boolean {
   if (vm.attrBits !== null) return bitRangeAll(vm.attrBits, start, end, priv);

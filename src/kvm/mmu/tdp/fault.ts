@@ -11,7 +11,7 @@ import { readLock, readUnlock } from '../../../shm/rwlock.js';
 import { count, countN, countWaitNs, type Metrics } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import { hostFault, kHostFaultUffd, type Vma } from '../../../host/mm.js';
-import { kvmMemIsPrivate } from '../../attributes.js';
+import { kvmMemIsPrivate, kvmMemIsPrivateHint } from '../../attributes.js';
 import { kvmGmemGetPfn } from '../../guest_memfd.js';
 import { fail } from '../../../host/errno.js';
 import { KVM_MEM_READONLY } from '../../memslot.js';
@@ -89,11 +89,13 @@ export function kvmTdpPageFault(vcpu: Vcpu, gfn: number, write: boolean, present
   fault.leafFlags = 0;
   fault.rsvd = false;
 
-  // kvm_mmu_page_fault(): a SW-protected VM's access is private where the attributes say so.
-  fault.isPrivate = vm.privateMem && kvmMemIsPrivate(vm, vcpu.gfnToMemslot(gfn), gfn);
+  // kvm_mmu_do_page_fault() finds the slot; kvm_mmu_page_fault() made a SW-protected VM's access
+  // private where the attributes say so (a hint: kvmTdpFaultinGmem() checks again, ordered after
+  // the sequence snapshot, as kvm_mmu_faultin_pfn() does).
+  const slot = vcpu.gfnToMemslot(gfn);
+  fault.isPrivate = vm.privateMem && kvmMemIsPrivateHint(vm, slot, gfn);
   // kvm_mmu_faultin_pfn(): snapshot the invalidation sequence before resolving the pfn.
   fault.mmuSeq = Atomics.load(vm.w, VmLayout.kVmInvSeq);
-  const slot = vcpu.gfnToMemslot(gfn);
   if (slot === null) return kvmTdpNoslotFault(vcpu, fault);
   count(m, Op.memslot_lookup);
   fault.slot = slot;
