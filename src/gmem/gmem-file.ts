@@ -107,12 +107,6 @@ export interface GmemFileHandle {
   readonly stranded: SharedArrayBuffer | null;
 }
 
-/** The KVM side's hook around a change that may invalidate mappings of file pages [start, end). */
-export interface GmemInvalidate {
-  begin(start: number, end: number): void;
-  end(): void;
-}
-
 /** The mempolicy modes modeled (MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE), in kPolicyMode's encoding. */
 export const kPolicyModes = ['preferred', 'bind', 'interleave'] as const;
 
@@ -245,7 +239,9 @@ export class GmemFile {
 
   /** Whether file page `off` still holds memory: in the file, or a stranded piece of a huge page. */
   holdsPage(off: number): boolean {
-    return this.map[off] !== 0 || (this.hugeHead !== null && this.hugeHead[off >>> this.order] !== 0);
+    // Read by the VMM's accounting on any thread, outside the lock: the pairs are the lock
+    // holder's Atomics.store of the entry and of the huge page's head.
+    return Atomics.load(this.map, off) !== 0 || (this.hugeHead !== null && Atomics.load(this.hugeHead, off >>> this.order) !== 0);
   }
 
   /** `d` more (or fewer) pages backed twice; the peak follows (the pair: Atomics on both words). */
@@ -344,7 +340,7 @@ export class GmemFile {
       }
       const h = t.allocHugetlb(this.order, this.owner, policy, hi, 1);
       if (h < 0) return -1;
-      this.hugeHead![hi] = h + 1;
+      Atomics.store(this.hugeHead!, hi, h + 1);
       this.setHugeOrder(hi, this.order);
       for (let i = 0; i < big; i++) Atomics.store(this.map, base + i, h + i + 1);
       this.added(big);
@@ -460,7 +456,7 @@ export class GmemFile {
     }
     const hi = base >>> this.order;
     if (order === this.order) {
-      this.hugeHead![hi] = 0;
+      Atomics.store(this.hugeHead!, hi, 0);
       frames.addRef(pfn, -1);
       t.freeFolio(pfn);
       return;
@@ -475,7 +471,7 @@ export class GmemFile {
       // Every piece is punched: restructure the huge page and give it back to its pool.
       const head = this.hugeHead![hi]! - 1;
       this.stranded![hi] = 0;
-      this.hugeHead![hi] = 0;
+      Atomics.store(this.hugeHead!, hi, 0);
       this.setHugeOrder(hi, this.order);
       this.bump(GmemWord.kStranded, -(1 << this.order));
       this.bump(GmemWord.kFolioMerges, 1);
@@ -588,14 +584,6 @@ export class GmemFile {
     this.bump(GmemWord.kPrivatePages, priv ? changed : -changed);
     const edges = (off > 0 && this.isPrivate(off - 1) !== priv ? 1 : 0) + (end < this.npages && this.isPrivate(end) !== priv ? 1 : 0);
     return inner + edges + 1;
-  }
-
-  /** Number of shareability ranges (maple tree entries) in the file: O(npages), for reports. */
-  rangeCount(): number {
-    if (this.npages === 0) return 0;
-    let r = 1;
-    for (let p = 1; p < this.npages; p++) if (this.isPrivate(p) !== this.isPrivate(p - 1)) r++;
-    return r;
   }
 
   /** The first page of [off, off + n) with a host mapping or a pin, or -1. */

@@ -31,6 +31,7 @@ import { KVM_MEMORY_ATTRIBUTE_PRIVATE, kvmMemIsPrivate } from '../kvm/attributes
 import { KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_MEMORY_EXIT_FLAG_PRIVATE, type Vcpu } from '../kvm/vcpu.js';
 import { KvmExit } from '../kvm/vcpu-layout.js';
 import type { Memslot } from '../kvm/memslot.js';
+import type { GuestMemfd } from '../kvm/guest_memfd.js';
 import type { Vm } from '../kvm/vm.js';
 
 export const kConversionStrategies = ['split-and-double-allocate', 'in-place', 'in-place-2m-first'] as const;
@@ -146,7 +147,7 @@ export class ConversionVmm {
       }
       this.stats.rangeEntries += fd.lastRangeEntries;
     }
-    if (!priv) this.deviceTouch(vm, slot, gfn, npages);
+    if (!priv) this.deviceTouch(vm, slot, fd, gfn, npages);
   }
 
   private doubleBacked(slot: Memslot, gfn: number, npages: number): number {
@@ -158,14 +159,13 @@ export class ConversionVmm {
   }
 
   /** The device model's stores into the range just shared, through the VMM's own mapping. */
-  private deviceTouch(vm: Vm, slot: Memslot, gfn: number, npages: number): void {
+  private deviceTouch(vm: Vm, slot: Memslot, fd: GuestMemfd, gfn: number, npages: number): void {
     const ht = vm.ctx.hostThread;
     const m = vm.ctx.metrics;
     for (let i = 0; i < this.spec.hostTouches; i++) {
       const g = gfn + (i % npages);
       count(m, Op.vmm_access);
       if (slot.gmemOnly) {
-        const fd = vm.gmems.find((f) => f.file.ino === slot.gmem!.ino)!;
         if (fd.hostAccess(ht, (slot.gmemPgoff + (g - slot.baseGfn)) * 4096, true, 1) === 'SIGBUS') fail('EFAULT', `the device model hit SIGBUS on gfn 0x${g.toString(16)} it was just given as shared`);
         continue;
       }

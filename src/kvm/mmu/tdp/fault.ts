@@ -175,8 +175,10 @@ function kvmTdpFaultinGmem(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): numb
     fault.hostIdx = slot.vmaOffset + (gfn - slot.baseGfn);
     return kvmTdpFaultinPfn(vcpu, fault, slot, vma);
   }
-  // kvm_gmem_get_pfn(): a shared fault on a page the file holds private cannot be served.
-  if (gmem === null || (!fault.isPrivate && gmem.isPrivate(slot.gmemPgoff + (gfn - slot.baseGfn)))) return RetPf.RET_PF_MEMORY_FAULT;
+  // kvm_gmem_get_pfn(): a shared fault on a page the file holds private cannot be served. On a
+  // VM with private memory the file's shareability is the attribute just re-checked (an MMAP
+  // file exists only on the 'gmem' path there), so only a default VM's file needs the look.
+  if (gmem === null || (!fault.isPrivate && !vm.privateMem && gmem.isPrivate(slot.gmemPgoff + (gfn - slot.baseGfn)))) return RetPf.RET_PF_MEMORY_FAULT;
   const pfn = kvmGmemGetPfn(vm, slot, gfn);
   if (pfn < 0) return faultFailed(gfn, slot);
   fault.hostLevel = maxLevelForOrder(vm.ctx.hostThread.lastOrder);
