@@ -118,3 +118,26 @@ describe('guest_memfd slots: binding rules', () => {
     expect(() => vm.setUserMemoryRegion2({ ...r, flags: 0 })).toThrow(/EINVAL.*cannot change/);
   });
 });
+
+describe('mixed-attribute flags', () => {
+  it('a change covering a whole 2M page clears its mixed flag: it maps 2M again, and the recount agrees', () => {
+    const host = Host.create({ memory: 64 * kMiB, hugepages2m: 4 });
+    const ctx = threadCtx(host);
+    const vm = Vm.create(host, 0, ctx, { type: KVM_X86_SW_PROTECTED_VM });
+    const hva = vm.mmap({ size: 4 * kMiB, backing: 'anonymous' });
+    const fd = vm.createGuestMemfd({ size: 4 * kMiB, backing: 'hugetlb-2m' });
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * kMiB, userspaceAddr: hva, guestMemfd: fd, guestMemfdOffset: 0 });
+    vm.setMemoryAttributes({ address: 0, size: 4 * kMiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    // One 4K page shared: the 2M page at 0 is mixed (the head-page rule).
+    vm.setMemoryAttributes({ address: 4096, size: 4096, attributes: 0 });
+    expect(vm.memslots[0]!.lpage[0]![0]! & (1 << 31)).not.toBe(0);
+    // The whole 2M private again: wholly covered, so the flag is cleared without a scan.
+    vm.setMemoryAttributes({ address: 0, size: 2 * kMiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    expect(vm.memslots[0]!.lpage[0]![0]! & (1 << 31)).toBe(0);
+    const vcpu = vm.createVcpu();
+    expect(vcpu.run(accesses([1]), 10, null)).toBe(1);
+    expect(vm.getStats()).toMatchObject({ pages_4k: 0, pages_2m: 1 });
+    ctx.hostThread.drain();
+    expect(audit(host, [vm]).violations).toEqual([]);
+  });
+});

@@ -81,6 +81,11 @@ function attrRangeAll(vm: Vm, slot: Memslot, start: number, end: number, priv: b
   return bitRangeAll(g.priv, slot.gmemPgoff + (start - slot.baseGfn), slot.gmemPgoff + (end - slot.baseGfn), priv);
 }
 
+/** Whether every gfn of [start, end) of `slot` has one attribute (the audit's recount of the mixed flags). */
+export function kvmRangeUniform(vm: Vm, slot: Memslot, start: number, end: number): boolean {
+  return attrRangeAll(vm, slot, start, end, true) || attrRangeAll(vm, slot, start, end, false);
+}
+
 /**
  * hugepage_has_attrs(): every gfn of the huge page at `gfn` (aligned) has the attributes; at 1G
  * each 2M piece must also not be mixed (the 2M pass ran first).
