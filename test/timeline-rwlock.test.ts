@@ -204,14 +204,15 @@ describe('timeline rwlock: bounded capacity', () => {
 
   it('drops the oldest quarter, raises the floor, keeps exclusion, and repeats exactly', () => {
     const a = run(8);
+    // Exclusion over every hold ever placed, retained or dropped (without the floor, a late
+    // request would overlap a dropped hold).
+    expectExclusion(a.holds);
     const s = a.l.stats();
     expect(s.drops).toBeGreaterThan(0);
     expect(s.drops % 2).toBe(0); // whole quarters of 8
     expect(s.intervals).toBeLessThanOrEqual(16);
     expect(s.floor).toBeGreaterThan(0);
     for (let k = 1; k < a.floors.length; k++) expect(a.floors[k]).toBeGreaterThanOrEqual(a.floors[k - 1]!);
-    // Exclusion over every hold ever placed, retained or dropped.
-    expectExclusion(a.holds);
     const w = pairs(a.l.intervals('write'));
     const rd = pairs(a.l.intervals('read'));
     expectCoalesced(w);

@@ -40,11 +40,17 @@
  * overlap a dropped hold. Every start is >= floor >= the end of any dropped interval, so
  * exclusion holds for everything ever placed.
  *
+ * Each array is a gap buffer: its free slots form one gap at a logical index, and an insertion
+ * first moves the gap there. A slice's holds are placed in increasing time, so successive
+ * insertions into the middle of the timeline move the gap a short way each instead of shifting
+ * the whole tail every time (a copyWithin on a SAB moved ~7 µs per 128 KiB here).
+ *
  * Layout (bytes):
  *   0    Int32 lock word (spinlock.ts)       4  Int32 capacity (intervals per array)
  *   8    Int32 retained write intervals      12 Int32 retained read intervals
  *   16   Float64 floor                       24 Float64 write placements
  *   32   Float64 read placements             40 Float64 dropped intervals
+ *   48   Int32 write gap (logical index)     52 Int32 read gap
  *   128  write intervals: capacity x [start, end) Float64
  *   ...  read intervals:  capacity x [start, end) Float64
  * Every word past the lock word is touched only under the spinlock, whose Atomics acquire and
@@ -52,8 +58,8 @@
  *
  * Hot path (every shadow-MMU fault): saturated write holds coalesce into one interval and
  * requests come roughly in time order, so the searches first test the last one or two
- * intervals (O(1)) before a binary search, and appending or extending the last interval does no
- * copying. Nothing is allocated per call.
+ * intervals (O(1)) before a binary search, and extending the last interval or appending after
+ * it (the gap stays at the end) copies nothing. Nothing is allocated per call.
  */
 import { fail } from '../host/errno.js';
 import { allocSab } from './arena.js';
@@ -64,10 +70,12 @@ export const enum TimelineRwlockLayout {
   kLock = 0,
   /** Int32 index: intervals each array can hold. */
   kCapacity = 1,
-  /** Int32 index: retained write intervals. */
+  /** Int32 index: retained write intervals (the read count follows). */
   kWriteCount = 2,
-  /** Int32 index: retained read intervals. */
   kReadCount = 3,
+  /** Int32 index: logical index of the write array's gap (the read gap follows). */
+  kWriteGap = 12,
+  kReadGap = 13,
   /** Float64 index: no placement starts before this time. */
   kFloor = 2,
   /** Float64 index: placeWrite calls since reset. */
@@ -81,6 +89,7 @@ export const enum TimelineRwlockLayout {
   kDefaultCapacity = 1 << 14,
   /** Smallest capacity: a quarter of it must be at least one interval. */
   kMinCapacity = 4,
+  kMaxCapacity = 1 << 24,
 }
 
 export interface TimelineRwlockStats {
@@ -117,8 +126,8 @@ export class TimelineRwlock {
   /** `capacity`: intervals retained per array before the oldest quarter is dropped (default 16384). */
   static create(opts: { capacity?: number } = {}): TimelineRwlock {
     const capacity = opts.capacity ?? TimelineRwlockLayout.kDefaultCapacity;
-    if (!Number.isInteger(capacity) || capacity < TimelineRwlockLayout.kMinCapacity || capacity > 1 << 24) {
-      fail('EINVAL', `timeline rwlock capacity ${capacity}: give an integer from ${TimelineRwlockLayout.kMinCapacity} to ${1 << 24}`);
+    if (!Number.isInteger(capacity) || capacity < TimelineRwlockLayout.kMinCapacity || capacity > TimelineRwlockLayout.kMaxCapacity) {
+      fail('EINVAL', `timeline rwlock capacity ${capacity}: give an integer from ${TimelineRwlockLayout.kMinCapacity} to ${TimelineRwlockLayout.kMaxCapacity}`);
     }
     const sab = allocSab((TimelineRwlockLayout.kWriteBase + 4 * capacity) * 8);
     new Int32Array(sab)[TimelineRwlockLayout.kCapacity] = capacity;
@@ -133,29 +142,34 @@ export class TimelineRwlock {
     checkRequest(t, h);
     const w = this.words;
     const f = this.f;
+    const cap = this.capacity;
     spinLock(w, TimelineRwlockLayout.kLock);
-    if (w[TimelineRwlockLayout.kWriteCount] === this.capacity) this.drop(TimelineRwlockLayout.kWriteBase, TimelineRwlockLayout.kWriteCount);
-    const nW = w[TimelineRwlockLayout.kWriteCount]!;
-    const nR = w[TimelineRwlockLayout.kReadCount]!;
+    if (w[TimelineRwlockLayout.kWriteCount] === cap) this.drop(TimelineRwlockLayout.kWriteBase, TimelineRwlockLayout.kWriteCount, TimelineRwlockLayout.kWriteGap);
     const wb = TimelineRwlockLayout.kWriteBase;
+    const nW = w[TimelineRwlockLayout.kWriteCount]!;
+    const gW = w[TimelineRwlockLayout.kWriteGap]!;
+    const glW = cap - nW;
     const rb = this.readBase;
+    const nR = w[TimelineRwlockLayout.kReadCount]!;
+    const gR = w[TimelineRwlockLayout.kReadGap]!;
+    const glR = cap - nR;
     let s = Math.max(t, f[TimelineRwlockLayout.kFloor]!);
     // i, j: the first write / read interval ending after s; those before cannot overlap [s, ...).
-    let i = firstEndAfter(f, wb, nW, s);
-    let j = firstEndAfter(f, rb, nR, s);
+    let i = firstEndAfter(f, wb, nW, gW, glW, s);
+    let j = firstEndAfter(f, rb, nR, gR, glR, s);
     // Interval [a, b) with b > s overlaps [s, s + h) iff a < s + h (for h = 0: s strictly inside).
     for (;;) {
-      if (i < nW && f[wb + 2 * i]! < s + h) {
-        s = f[wb + 2 * i + 1]!;
+      if (i < nW && f[px(wb, gW, glW, i)]! < s + h) {
+        s = f[px(wb, gW, glW, i) + 1]!;
         i++;
-        while (j < nR && f[rb + 2 * j + 1]! <= s) j++;
-      } else if (j < nR && f[rb + 2 * j]! < s + h) {
-        s = f[rb + 2 * j + 1]!;
+        while (j < nR && f[px(rb, gR, glR, j) + 1]! <= s) j++;
+      } else if (j < nR && f[px(rb, gR, glR, j)]! < s + h) {
+        s = f[px(rb, gR, glR, j) + 1]!;
         j++;
-        while (i < nW && f[wb + 2 * i + 1]! <= s) i++;
+        while (i < nW && f[px(wb, gW, glW, i) + 1]! <= s) i++;
       } else break;
     }
-    if (h > 0) w[TimelineRwlockLayout.kWriteCount] = insertDisjoint(f, wb, nW, i, s, s + h);
+    if (h > 0) insertDisjoint(f, w, wb, TimelineRwlockLayout.kWriteCount, TimelineRwlockLayout.kWriteGap, cap, i, s, s + h);
     f[TimelineRwlockLayout.kWriteHolds] = f[TimelineRwlockLayout.kWriteHolds]! + 1;
     spinUnlock(w, TimelineRwlockLayout.kLock);
     return s - t;
@@ -169,17 +183,20 @@ export class TimelineRwlock {
     checkRequest(t, h);
     const w = this.words;
     const f = this.f;
+    const cap = this.capacity;
     spinLock(w, TimelineRwlockLayout.kLock);
-    if (w[TimelineRwlockLayout.kReadCount] === this.capacity) this.drop(this.readBase, TimelineRwlockLayout.kReadCount);
-    const nW = w[TimelineRwlockLayout.kWriteCount]!;
+    if (w[TimelineRwlockLayout.kReadCount] === cap) this.drop(this.readBase, TimelineRwlockLayout.kReadCount, TimelineRwlockLayout.kReadGap);
     const wb = TimelineRwlockLayout.kWriteBase;
+    const nW = w[TimelineRwlockLayout.kWriteCount]!;
+    const gW = w[TimelineRwlockLayout.kWriteGap]!;
+    const glW = cap - nW;
     let s = Math.max(t, f[TimelineRwlockLayout.kFloor]!);
-    let i = firstEndAfter(f, wb, nW, s);
-    while (i < nW && f[wb + 2 * i]! < s + h) {
-      s = f[wb + 2 * i + 1]!;
+    let i = firstEndAfter(f, wb, nW, gW, glW, s);
+    while (i < nW && f[px(wb, gW, glW, i)]! < s + h) {
+      s = f[px(wb, gW, glW, i) + 1]!;
       i++;
     }
-    if (h > 0) w[TimelineRwlockLayout.kReadCount] = insertUnion(f, this.readBase, w[TimelineRwlockLayout.kReadCount]!, s, s + h);
+    if (h > 0) insertUnion(f, w, this.readBase, TimelineRwlockLayout.kReadCount, TimelineRwlockLayout.kReadGap, cap, s, s + h);
     f[TimelineRwlockLayout.kReadHolds] = f[TimelineRwlockLayout.kReadHolds]! + 1;
     spinUnlock(w, TimelineRwlockLayout.kLock);
     return s - t;
@@ -191,6 +208,8 @@ export class TimelineRwlock {
     spinLock(w, TimelineRwlockLayout.kLock);
     w[TimelineRwlockLayout.kWriteCount] = 0;
     w[TimelineRwlockLayout.kReadCount] = 0;
+    w[TimelineRwlockLayout.kWriteGap] = 0;
+    w[TimelineRwlockLayout.kReadGap] = 0;
     this.f.fill(0, TimelineRwlockLayout.kFloor, TimelineRwlockLayout.kDrops + 1);
     spinUnlock(w, TimelineRwlockLayout.kLock);
   }
@@ -215,31 +234,39 @@ export class TimelineRwlock {
     const w = this.words;
     spinLock(w, TimelineRwlockLayout.kLock);
     const n = w[TimelineRwlockLayout.kWriteCount]!;
-    const end = n === 0 ? 0 : this.f[TimelineRwlockLayout.kWriteBase + 2 * n - 1]!;
+    const g = w[TimelineRwlockLayout.kWriteGap]!;
+    const end = n === 0 ? 0 : this.f[px(TimelineRwlockLayout.kWriteBase, g, this.capacity - n, n - 1) + 1]!;
     spinUnlock(w, TimelineRwlockLayout.kLock);
     return end;
   }
 
-  /** A copy of the retained intervals as [start0, end0, start1, end1, ...], for audits and tests. */
+  /** A copy of the retained intervals in time order as [start0, end0, start1, end1, ...], for audits and tests. */
   intervals(kind: 'write' | 'read'): Float64Array {
     const w = this.words;
+    const a = kind === 'write' ? 0 : 1;
+    const base = a === 0 ? TimelineRwlockLayout.kWriteBase : this.readBase;
     spinLock(w, TimelineRwlockLayout.kLock);
-    const base = kind === 'write' ? TimelineRwlockLayout.kWriteBase : this.readBase;
-    const n = w[kind === 'write' ? TimelineRwlockLayout.kWriteCount : TimelineRwlockLayout.kReadCount]!;
-    const out = this.f.slice(base, base + 2 * n);
+    const n = w[TimelineRwlockLayout.kWriteCount + a]!;
+    const g = w[TimelineRwlockLayout.kWriteGap + a]!;
+    const out = new Float64Array(2 * n);
+    out.set(this.f.subarray(base, base + 2 * g), 0);
+    out.set(this.f.subarray(base + 2 * (g + this.capacity - n), base + 2 * this.capacity), 2 * g);
     spinUnlock(w, TimelineRwlockLayout.kLock);
     return out;
   }
 
-  /** Under the lock, with the array full: drop its oldest quarter and raise the floor past it. */
-  private drop(base: number, countWord: number): void {
+  /**
+   * Under the lock, with the array full (no gap, so logical = physical): drop its oldest quarter
+   * and raise the floor past it. The dropped quarter becomes the gap, at logical index 0.
+   */
+  private drop(base: number, countWord: number, gapWord: number): void {
     const f = this.f;
-    const n = this.words[countWord]!;
+    const w = this.words;
     const q = this.capacity >>> 2;
     const end = f[base + 2 * q - 1]!;
     if (end > f[TimelineRwlockLayout.kFloor]!) f[TimelineRwlockLayout.kFloor] = end;
-    f.copyWithin(base, base + 2 * q, base + 2 * n);
-    this.words[countWord] = n - q;
+    w[countWord] = this.capacity - q;
+    w[gapWord] = 0;
     f[TimelineRwlockLayout.kDrops] = f[TimelineRwlockLayout.kDrops]! + q;
   }
 }
@@ -249,71 +276,93 @@ function checkRequest(t: number, h: number): void {
   if (!(t >= 0 && h >= 0 && t + h < Infinity)) fail('EINVAL', `timeline rwlock: request at t=${t} for h=${h} ns; both must be finite and >= 0`);
 }
 
+/** Float64 index of the start of logical interval i in an array at `base` whose gap of gl slots is at logical g. */
+function px(base: number, g: number, gl: number, i: number): number {
+  return base + 2 * (i < g ? i : i + gl);
+}
+
+/** Move an array's gap from logical g to logical `to`, shifting the intervals between. */
+function moveGap(f: Float64Array, base: number, g: number, gl: number, to: number): void {
+  if (to < g) f.copyWithin(base + 2 * (to + gl), base + 2 * to, base + 2 * g);
+  else if (to > g) f.copyWithin(base + 2 * g, base + 2 * (g + gl), base + 2 * (to + gl));
+}
+
 /**
- * Index of the first of the n intervals at f[base..] whose end is > x (n if none). Ends are
- * sorted because the intervals are disjoint and sorted. The last two are tested first: that
- * answers requests at or near the end of the timeline without a search.
+ * Logical index of the first of the n intervals whose end is > x (n if none). Ends are sorted
+ * because the intervals are disjoint and sorted. The last two are tested first: that answers
+ * requests at or near the end of the timeline without a search.
  */
-function firstEndAfter(f: Float64Array, base: number, n: number, x: number): number {
-  if (n === 0 || f[base + 2 * n - 1]! <= x) return n;
-  if (n === 1 || f[base + 2 * n - 3]! <= x) return n - 1;
+function firstEndAfter(f: Float64Array, base: number, n: number, g: number, gl: number, x: number): number {
+  if (n === 0 || f[px(base, g, gl, n - 1) + 1]! <= x) return n;
+  if (n === 1 || f[px(base, g, gl, n - 2) + 1]! <= x) return n - 1;
   let lo = 0;
-  let hi = n - 2; // f[end of hi] > x
+  let hi = n - 2; // the end of hi is > x
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (f[base + 2 * mid + 1]! > x) hi = mid;
+    if (f[px(base, g, gl, mid) + 1]! > x) hi = mid;
     else lo = mid + 1;
   }
   return lo;
 }
 
 /**
- * Insert [s, e) into n disjoint sorted intervals at index i (intervals before i end <= s, the
- * one at i starts >= e), coalescing touching neighbours. Returns the new count; the caller made
- * room (n < capacity).
+ * Insert [s, e) into an array of disjoint sorted intervals at logical index i (those before i
+ * end <= s, the one at i starts >= e), coalescing touching neighbours. The caller made room.
  */
-function insertDisjoint(f: Float64Array, base: number, n: number, i: number, s: number, e: number): number {
-  const joinsPrev = i > 0 && f[base + 2 * i - 1] === s;
-  const joinsNext = i < n && f[base + 2 * i] === e;
+function insertDisjoint(f: Float64Array, w: Int32Array, base: number, countWord: number, gapWord: number, cap: number, i: number, s: number, e: number): void {
+  const n = w[countWord]!;
+  const g = w[gapWord]!;
+  const gl = cap - n;
+  const joinsPrev = i > 0 && f[px(base, g, gl, i - 1) + 1] === s;
+  const joinsNext = i < n && f[px(base, g, gl, i)] === e;
   if (joinsPrev && joinsNext) {
-    f[base + 2 * i - 1] = f[base + 2 * i + 1]!;
-    f.copyWithin(base + 2 * i, base + 2 * i + 2, base + 2 * n);
-    return n - 1;
+    f[px(base, g, gl, i - 1) + 1] = f[px(base, g, gl, i) + 1]!;
+    // Interval i becomes the last slot before the gap, then part of it.
+    moveGap(f, base, g, gl, i + 1);
+    w[gapWord] = i;
+    w[countWord] = n - 1;
+  } else if (joinsPrev) {
+    f[px(base, g, gl, i - 1) + 1] = e;
+  } else if (joinsNext) {
+    f[px(base, g, gl, i)] = s;
+  } else {
+    insertAt(f, w, base, countWord, gapWord, n, g, gl, i, s, e);
   }
-  if (joinsPrev) {
-    f[base + 2 * i - 1] = e;
-    return n;
-  }
-  if (joinsNext) {
-    f[base + 2 * i] = s;
-    return n;
-  }
-  if (i < n) f.copyWithin(base + 2 * i + 2, base + 2 * i, base + 2 * n);
+}
+
+function insertAt(f: Float64Array, w: Int32Array, base: number, countWord: number, gapWord: number, n: number, g: number, gl: number, i: number, s: number, e: number): void {
+  moveGap(f, base, g, gl, i);
   f[base + 2 * i] = s;
   f[base + 2 * i + 1] = e;
-  return n + 1;
+  w[gapWord] = i + 1;
+  w[countWord] = n + 1;
 }
 
 /**
- * Add [s, e) to the union held as n disjoint sorted intervals (none touching): every interval
- * that overlaps or touches it merges into one. Returns the new count; the caller made room.
+ * Add [s, e) to the union held as disjoint sorted intervals (none touching): every interval
+ * that overlaps or touches it merges into one. The caller made room.
  */
-function insertUnion(f: Float64Array, base: number, n: number, s: number, e: number): number {
+function insertUnion(f: Float64Array, w: Int32Array, base: number, countWord: number, gapWord: number, cap: number, s: number, e: number): void {
+  const n = w[countWord]!;
+  const g = w[gapWord]!;
+  const gl = cap - n;
   // k: the first interval that ends at or after s (so may touch or overlap [s, e)).
-  let k = firstEndAfter(f, base, n, s);
-  if (k > 0 && f[base + 2 * k - 1] === s) k--;
+  let k = firstEndAfter(f, base, n, g, gl, s);
+  if (k > 0 && f[px(base, g, gl, k - 1) + 1] === s) k--;
   let m = k; // one past the last interval that merges
-  while (m < n && f[base + 2 * m]! <= e) m++;
+  while (m < n && f[px(base, g, gl, m)]! <= e) m++;
   if (m === k) {
-    if (k < n) f.copyWithin(base + 2 * k + 2, base + 2 * k, base + 2 * n);
-    f[base + 2 * k] = s;
-    f[base + 2 * k + 1] = e;
-    return n + 1;
+    insertAt(f, w, base, countWord, gapWord, n, g, gl, k, s, e);
+    return;
   }
-  const start = Math.min(s, f[base + 2 * k]!);
-  const end = Math.max(e, f[base + 2 * m - 1]!);
-  f[base + 2 * k] = start;
-  f[base + 2 * k + 1] = end;
-  if (m > k + 1) f.copyWithin(base + 2 * k + 2, base + 2 * m, base + 2 * n);
-  return n - (m - k - 1);
+  const at = px(base, g, gl, k);
+  if (s < f[at]!) f[at] = s;
+  const last = f[px(base, g, gl, m - 1) + 1]!;
+  f[at + 1] = e > last ? e : last;
+  if (m > k + 1) {
+    // Intervals k+1 .. m-1 end up just before the gap, then become part of it.
+    moveGap(f, base, g, gl, m);
+    w[gapWord] = k + 1;
+    w[countWord] = n - (m - k - 1);
+  }
 }
