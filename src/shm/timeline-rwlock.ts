@@ -38,7 +38,10 @@
  * rises to the end of what was dropped; a request with t < floor is treated as made at floor,
  * since it cannot be checked against history that is gone and starting before the floor could
  * overlap a dropped hold. Every start is >= floor >= the end of any dropped interval, so
- * exclusion holds for everything ever placed.
+ * exclusion holds for everything ever placed. Size the capacity above the holds one round of
+ * slices leaves apart (threads x holds per slice, when the lock is not saturated): below that,
+ * the floor overtakes threads whose slice has not run yet and inflates their waits (16 threads
+ * x 2000-fault slices, lightly loaded: mean wait 599 ns at 1<<14, 249.5 ns at 1<<16 and above).
  *
  * Each array is a gap buffer: its free slots form one gap at a logical index, and an insertion
  * first moves the gap there. A slice's holds are placed in increasing time, so successive
