@@ -9,6 +9,7 @@ import { FrameTable, type FrameTableHandle, FrameLayout } from './frame-table.js
 import { Zone, type ZoneHandle, ZoneLayout } from './buddy.js';
 import { HugetlbPool, type HugetlbPoolHandle } from './hugetlb.js';
 import { PcpCache } from './pcp.js';
+import { PageContent, type PageContentHandle } from './page-content.js';
 
 export const enum HostPage {
   kPageShift = 12,
@@ -35,6 +36,11 @@ export interface HostOptions {
    * 1 beside address space 0 (KVM_CAP_MULTI_ADDRESS_SPACE = 2). Off: one address space. Default on.
    */
   smm?: boolean;
+  /**
+   * Frames that may hold real content (guest page tables, page-content.ts): the store's maximum
+   * in 4K pages. 0 (the default): none — guests run without paging.
+   */
+  pageContent?: number;
 }
 
 export interface HostHandle {
@@ -44,6 +50,7 @@ export interface HostHandle {
   readonly pools2m: HugetlbPoolHandle[];
   readonly pools1g: HugetlbPoolHandle[];
   readonly owners: SharedArrayBuffer;
+  readonly content: PageContentHandle | null;
 }
 
 export type NumaPolicy = { mode: 'preferred' | 'bind' | 'interleave'; node: number };
@@ -56,6 +63,8 @@ export class Host {
   /** Frames (4K units) owned per owner, padded. */
   readonly owners: Int32Array;
   readonly options: Required<HostOptions>;
+  /** Contents of frames that hold data (guest page tables), or null. */
+  readonly content: PageContent | null;
 
   private constructor(readonly handle: HostHandle) {
     this.options = handle.options;
@@ -64,6 +73,7 @@ export class Host {
     this.pools2m = handle.pools2m.map((p) => new HugetlbPool(p));
     this.pools1g = handle.pools1g.map((p) => new HugetlbPool(p));
     this.owners = new Int32Array(handle.owners);
+    this.content = handle.content === null ? null : new PageContent(handle.content);
   }
 
   static attach(handle: HostHandle): Host {
@@ -76,7 +86,7 @@ export class Host {
     if (!(opts.memory > 0) || opts.memory % HostPage.kPageSize !== 0) fail('EINVAL', `host memory must be a positive multiple of 4 KiB, got ${opts.memory}`);
     const options: Required<HostOptions> = {
       memory: opts.memory, nodes, hugepages2m: opts.hugepages2m ?? 0, hugepages1g: opts.hugepages1g ?? 0,
-      stamps: opts.stamps ?? false, smm: opts.smm ?? true,
+      stamps: opts.stamps ?? false, smm: opts.smm ?? true, pageContent: opts.pageContent ?? 0,
     };
     const totalPages = opts.memory / HostPage.kPageSize;
     const nodePages = Math.ceil(totalPages / nodes);
@@ -111,6 +121,7 @@ export class Host {
     const handle: HostHandle = {
       options, frames: frames.handle, zones: zones.map((z) => z.handle), pools2m: pools2m.map((p) => p.handle),
       pools1g: pools1g.map((p) => p.handle), owners: allocSab(kMaxOwners * Arena.kPadWords * 4),
+      content: options.pageContent > 0 ? PageContent.createHandle(options.pageContent) : null,
     };
     return new Host(handle);
   }
@@ -227,6 +238,9 @@ export class HostThread {
     const owner = meta >>> 16;
     this.account(owner, -(1 << order));
     host.frames.clearStamps(head, host.frames.stamps ? 1 << order : 0);
+    // A freed page's content is gone (it reads as zero when reused).
+    const content = host.content;
+    if (content !== null) for (let i = 0; i < 1 << order; i++) content.drop(head + i);
     if ((meta & FrameLayout.kMetaHugetlb) !== 0) {
       host.frames.initFolio(head, order, FrameLayout.kMetaHugetlb, node, 0, 0);
       host.pool(order, node).free(head);

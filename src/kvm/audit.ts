@@ -22,6 +22,7 @@ import { VmLayout } from './vm-layout.js';
 import type { Memslot } from './memslot.js';
 import { kvmMemIsPrivate, kvmRangeUniform } from './attributes.js';
 import { GmemWord, type GmemFile } from '../gmem/gmem-file.js';
+import { auditShadow } from './mmu/shadow/audit.js';
 
 export interface AuditViolation {
   vm: number | null;
@@ -96,6 +97,12 @@ export function auditVm(vm: Vm, out: AuditViolation[]): { pages: number[]; ptPag
     }
   };
   walk(vm.root, PgLevel.PT64_ROOT_4LEVEL, 0);
+  // The shadow MMU's pages come from the same pool and its leaves count in the same page stats.
+  if (vm.sp.usedPages() > 0 || vm.memslotsHaveRmaps()) {
+    const sh = auditShadow(vm, report);
+    for (let i = 0; i < 3; i++) leaves[i]! += sh.leaves[i]!;
+    ptPages += sh.pages;
+  }
   const stale = Atomics.load(vm.w, VmLayout.kVmStaleWrites);
   if (stale !== 0) report('stale-write', `${stale} guest store(s) went through a stale translation (first at gfn 0x${Atomics.load(vm.w, VmLayout.kVmStaleWriteGfn).toString(16)})`);
 

@@ -49,6 +49,10 @@ export const enum VcpuLayout {
    * vCPU's faults make, plain words written under mmu_lock by the vCPU's thread only.
    */
   kVcpuStatPages4k = 56,
+  /** The guest's CR3 as a gfn (KVM_SET_SREGS; guest paging with the shadow MMU). */
+  kVcpuCr3Gfn = 60,
+  /** The shadow root (a pool page) this vCPU runs on; 0 until the first fault loads it. */
+  kVcpuShadowRoot = 61,
   kVcpuPmlBuffer = 512,
   PML_LOG_NR_ENTRIES = 512,
   kTlbEntries = 64,

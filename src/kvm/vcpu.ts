@@ -24,6 +24,9 @@ import {
   VcpuStat, kVcpuStatDescs, kVcpuStatNames, kHarnessVcpuStatNames, encodeBinaryStats, type HarnessVcpuStats, type VcpuStats,
 } from './stats.js';
 import { VmLayout } from './vm-layout.js';
+import { GuestWalk } from './mmu/shadow/paging_tmpl.js';
+import { kvmMmuTrackWrite, kvmShadowPageFault } from './mmu/shadow/page-fault.js';
+import { writeGuestPte } from './mmu/shadow/gpte.js';
 import { pmlDrain, pmlEnabled, pmlLog } from './dirty/pml.js';
 import { ringSoftFull } from './dirty/ring.js';
 import type { Memslot } from './memslot.js';
@@ -42,6 +45,12 @@ export interface AccessSource {
   write: boolean;
   /** The hypercall when next() returned kAccessHypercall. */
   readonly hypercall?: GuestHypercall;
+  /**
+   * With guest paging: the guest PTE the store that next() just returned writes (into the page
+   * table at that gfn), or null for an ordinary store. A store to a shadowed page table traps and
+   * is emulated (kvm_mmu_track_write); otherwise it lands directly.
+   */
+  readonly pte?: { idx: number; lo: number; hi: number } | null;
   /**
    * Value written into a frame's stamp on stores (the memstress/dirty_log_test iteration). A
    * negative value: a store elsewhere in the page than the word the stamp stands for — checked
@@ -167,6 +176,17 @@ export class Vcpu {
    * `idx` is vcpu->vcpu_idx, the dense creation index (arrays, epoch participant, rings); the
    * vcpu_id was written into the vCPU's words at creation.
    */
+  /** struct guest_walker of this vCPU's shadow faults. */
+  readonly walker = new GuestWalk();
+  /** Modeled-lock bookkeeping (mmu-lock.ts): the clock at the current acquisition, its wall wait, the phase start. */
+  lockAcquiredAt = 0;
+  lockWallWait = 0;
+  lockPhaseStart = 0;
+  /** mmu_lock wait histograms (read and write holds) of the current phase, or null. */
+  lockHists: { read: OpHistograms; write: OpHistograms } | null = null;
+  /** The metrics clock when the current run() began (modeledNow()). */
+  private runT0 = 0;
+
   constructor(readonly vm: Vm, readonly idx: number) {
     this.reattach();
     this.id = this.w[VcpuLayout.kVcpuId]!;
@@ -184,6 +204,33 @@ export class Vcpu {
     this.ring = ring ? new Int32Array(ring) : null;
     this.pml = pmlEnabled(this.vm);
     this.stamps = this.vm.host.frames.stamps !== null;
+  }
+
+  /** This vCPU's modeled clock now: what earlier runs accumulated plus this run so far. */
+  modeledNow(): number {
+    return this.f[VcpuLayout.kVcpuStatModeledNs]! + (this.vm.ctx.metrics.t - this.runT0);
+  }
+
+  /** The guest's CR3 (KVM_SET_SREGS): the gfn of its PML4; the shadow MMU shadows from there. */
+  get cr3Gfn(): number {
+    return Atomics.load(this.w, VcpuLayout.kVcpuCr3Gfn);
+  }
+  setGuestCr3(gfn: number): void {
+    if (!Number.isInteger(gfn) || gfn < 0) fail('EINVAL', `KVM_SET_SREGS: cr3 gfn must be a non-negative integer, got ${gfn}`);
+    Atomics.store(this.w, VcpuLayout.kVcpuCr3Gfn, gfn);
+    // A new CR3 needs a new root (kvm_mmu_new_pgd): the next fault loads it.
+    Atomics.store(this.w, VcpuLayout.kVcpuShadowRoot, 0);
+  }
+  /** The shadow root this vCPU runs on (0: none loaded; the next access faults and loads it). */
+  get shadowRoot(): number {
+    return this.w[VcpuLayout.kVcpuShadowRoot]!;
+  }
+  set shadowRoot(sp: number) {
+    Atomics.store(this.w, VcpuLayout.kVcpuShadowRoot, sp);
+  }
+  /** Role bits of this vCPU's shadow pages (role.guest_mode for an L2 root). */
+  rootRoleBits(): number {
+    return 0;
   }
 
   /** run->exit_reason of the last run() (0: the stream ended or the budget ran out). */
@@ -235,6 +282,7 @@ export class Vcpu {
     const m = vm.ctx.metrics;
     const w = this.w;
     const t0 = m.t;
+    this.runT0 = t0;
     const wall0 = performance.now();
     this.hist = hist;
     this.wallEvery = wallEvery;
@@ -276,6 +324,8 @@ export class Vcpu {
           break;
         }
         write = src.write;
+        // A guest page-table store (guest paging only): the PTE it writes rides with the access.
+        if (src.pte !== undefined) this.pendingPte = write ? src.pte : null;
       }
       // A kick is noticed before each access; right after a fault's re-entry (which checked
       // requests) the first access goes ahead, as if the IPI landed one instruction later.
@@ -331,10 +381,15 @@ export class Vcpu {
         // A flush at entry dropped the fault's fill: the retry misses and walks for real.
         this.refilled = false;
         count(m, Op.tlb_miss);
-        if (eptWalk(vm.pool.pt, vm.root, gfn, write, w) !== WalkResult.kWalkOk) {
+        if (eptWalk(vm.pool.pt, vm.tdpMmuEnabled ? vm.root : this.shadowRoot, gfn, write, w) !== WalkResult.kWalkOk) {
           countN(m, Op.walk_step, walkOut.steps);
           this.exitForFault(gfn, write, walkOut.presentLeaf);
           if (this.pendingExit !== 0 || this.uffdWait !== null) return false;
+          if (this.emulatedStore) {
+            this.emulatedStore = false;
+            count(m, Op.guest_access);
+            return true;
+          }
           continue;
         }
         countN(m, Op.walk_step, walkOut.steps);
@@ -348,6 +403,7 @@ export class Vcpu {
       }
       count(m, Op.guest_access);
       if (write && this.stamps) this.storeChecked(gfn, pfn, iteration);
+      if (write && this.pendingPte !== null) this.storePte(pfn);
       return true;
     }
   }
@@ -420,7 +476,7 @@ export class Vcpu {
     const tw = timeWall ? performance.now() : 0;
     this.faultSleptNs = 0;
     this.vm.ctx.hostThread.faultTimed = timeWall;
-    const r = kvmTdpPageFault(this, gfn, write, present);
+    const r = this.vm.tdpMmuEnabled ? kvmTdpPageFault(this, gfn, write, present) : kvmShadowPageFault(this, gfn, write);
     if (r === RetPf.RET_PF_UFFD_BLOCKED) this.sleepInUffd(tm, tw, timeWall);
     else this.finishFault(r, gfn, write, tm, tw, timeWall);
   }
@@ -491,6 +547,10 @@ export class Vcpu {
     }
     if (r === RetPf.RET_PF_MEMORY_FAULT) {
       this.memoryFaultExit(gfn);
+      return;
+    }
+    if (r === RetPf.RET_PF_WRITE_PROTECTED) {
+      this.emulatePtWrite(gfn, tm, tw, timeWall);
       return;
     }
     if (r === RetPf.RET_PF_FIXED) f[StatWord.pf_fixed]!++;
@@ -585,6 +645,45 @@ export class Vcpu {
     this.f[VcpuLayout.kVcpuMemoryFaultExits]!++;
     this.pendingExit = KvmExit.KVM_EXIT_MEMORY_FAULT;
   }
+
+  /** The guest PTE the access in flight stores (AccessSource.pte), or null. */
+  pendingPte: { idx: number; lo: number; hi: number } | null = null;
+
+  /** A store through the guest's own mapping to a page-table page: the PTE lands in its content. */
+  private storePte(pfn: number): void {
+    const p = this.pendingPte!;
+    const content = this.vm.host.content;
+    if (content !== null) writeGuestPte(content.words, content.getOrCreate(pfn), p.idx, p.lo, p.hi);
+  }
+
+  /**
+   * RET_PF_WRITE_PROTECTED: the store hit a shadowed guest page table. x86_emulate_instruction()
+   * performs it — kvm_mmu_track_write() first drops the shadow entries it invalidates — and the
+   * access retires without the guest retrying it (the vCPU re-enters after the emulated store).
+   */
+  private emulatePtWrite(gfn: number, tm: number, tw: number, timeWall: boolean): void {
+    const m = this.vm.ctx.metrics;
+    count(m, Op.emulate_pt_write);
+    this.f[StatWord.pf_emulate]!++;
+    const p = this.pendingPte;
+    const gpa = this.fault.gfn;
+    kvmMmuTrackWrite(this, gpa, p === null ? 0 : p.idx);
+    if (p !== null) {
+      const content = this.vm.host.content;
+      const off = this.vm.guestMem.contentOfGfn(gpa);
+      if (content !== null && off >= 0) writeGuestPte(content.words, off, p.idx, p.lo, p.hi);
+    }
+    this.emulatedStore = true;
+    const hist = this.hist;
+    if (hist !== null) {
+      if (timeWall) hist.wall.recordValue(Math.max(1, Math.round((performance.now() - tw) * 1e6)));
+      hist.recordModeled(m.t - tm);
+    }
+    void gfn;
+    this.enterGuest();
+  }
+  /** The access in flight was completed by emulation (it retires without a TLB fill). */
+  emulatedStore = false;
 
   /** complete_emulated_mmio(): the VMM handled run->mmio; the emulated access retires. */
   private completeEmulatedMmio(): number {

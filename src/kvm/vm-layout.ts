@@ -63,6 +63,8 @@ export const enum VmLayout {
   kVmSlotsLock = VmLayout.kVmRoot + 12,
   /** kvm->arch.hypercall_exit_enabled (KVM_CAP_EXIT_HYPERCALL). */
   kVmHypercallExit = VmLayout.kVmRoot + 13,
+  /** kvm->slots_arch_lock (a spinlock): lazy rmap allocation against memslot updates. */
+  kVmSlotsArchLock = VmLayout.kVmRoot + 14,
   /** The VMM thread's read holds of mmu_lock (rwlock.ts reader indicator). */
   kVmMmuLockVmmReader = Arena.kPadWords * 9,
   kVmWords = Arena.kPadWords * 10,

@@ -15,14 +15,20 @@ import { EpochDomain } from '../shm/epoch.js';
 import { readLock, readUnlock, writeLock, writeUnlock, type RwReaders } from '../shm/rwlock.js';
 import { fail } from '../host/errno.js';
 import type { Host, HostThread, NumaPolicy } from '../host/host.js';
-import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExtent, isBackingSource, madviseDontneed, truncatePageCache } from '../host/mm.js';
-import { count, countWaitNs, type Metrics } from '../metrics/counters.js';
+import { Vma, type VmaHandle, type BackingSource, backingPageOrder, dontneedExtent, hostFault, isBackingSource, madviseDontneed, truncatePageCache } from '../host/mm.js';
+import { count, countN, countWaitNs, type Metrics } from '../metrics/counters.js';
 import { Op } from '../metrics/ops.js';
 import {
   KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MEMSLOT_INVALID, KVM_USER_MEM_SLOTS, Memslot, kMaxGfn, kValidMemslotFlags, TASK_SIZE_MAX,
 } from './memslot.js';
 import { Memslots, type MemslotsHandle } from './memslots.js';
 import { PtPool, type PtPoolHandle, kPtPoolMaxPages } from './mmu/tdp/pt-pages.js';
+import { ShadowPages, ShadowCtl, SpInfo, type ShadowMmuHandle } from './mmu/shadow/mmu-page.js';
+import { RmapArena, RmapIterator, type RmapArenaHandle } from './mmu/shadow/rmap.js';
+import { rmapZapGfnRange, slotRmapHeadBytes } from './mmu/shadow/rmap-ops.js';
+import { kvmMmuCommitZapPage, kvmMmuPrepareZapPage, kvmShadowZapAll } from './mmu/shadow/zap.js';
+import { TimelineRwlock } from '../shm/timeline-rwlock.js';
+import type { GuestPtMemory } from './mmu/shadow/gpte.js';
 import { TdpIter } from './mmu/tdp/iter.js';
 import { tdpMmuZapLeafs, tdpMmuZapRange } from './mmu/tdp/zap.js';
 import { PgLevel, PtLayout } from './mmu/spte.js';
@@ -75,7 +81,28 @@ export interface VmOptions {
    * default), 'gmem' KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd.
    */
   attributes?: AttributesPath;
+  /**
+   * tdp_enabled (kvm-intel.ept / kvm_amd.npt): 'tdp' (the default) runs the TDP MMU; 'shadow'
+   * (ept=0) runs the legacy shadow MMU, which shadows the guest's own page tables (the guest must
+   * run with paging: Vcpu.setGuestCr3) and takes mmu_lock for write on every fault.
+   */
+  mmu?: MmuMode;
+  /**
+   * Memslot rmaps with the TDP MMU: 'lazy' (5.13+, the default) until the first shadow root (a
+   * nested guest), 'eager' at every memslot's creation (before the lazy-rmap series). The shadow
+   * MMU always has them.
+   */
+  rmaps?: RmapsMode;
+  /**
+   * Place vCPU-side mmu_lock holds on a modeled-time timeline (mmu-lock.ts), so waiting for the
+   * lock shows in modeled time: on by default with the shadow MMU, off with the TDP MMU (whose
+   * vCPUs only share it for read unless a nested guest runs).
+   */
+  lockModel?: boolean;
 }
+
+export type MmuMode = 'tdp' | 'shadow';
+export type RmapsMode = 'eager' | 'lazy';
 
 export interface UserspaceMemoryRegion2 {
   slot: number;
@@ -113,6 +140,11 @@ export interface VmHandle {
   /** The 'vm' attribute path's bitmap (SW_PROTECTED VMs only). */
   readonly attrBits: SharedArrayBuffer | null;
   readonly gmems: { h: GmemFileHandle; split: InPlaceSplit }[];
+  readonly mmu: MmuMode;
+  readonly rmapsMode: RmapsMode;
+  readonly shadow: ShadowMmuHandle;
+  readonly rmaps: RmapArenaHandle;
+  readonly lockModel: SharedArrayBuffer | null;
 }
 
 /** Participants in the VM's epoch domain: one per vCPU plus the VMM thread. */
@@ -121,6 +153,8 @@ function vmmParticipant(maxVcpus: number): number {
 }
 
 const kHvaBase = 0x40000000;
+/** A VM without the TDP MMU has no mmu_lock readers (withMmuReadLock takes the write side). */
+const kNoReaders: RwReaders = { words: [], at: [] };
 
 export class Vm {
   readonly id: number;
@@ -175,6 +209,21 @@ export class Vm {
   statShard: Int32Array | null = null;
   /** Page-table pages every slot needs mapped at 4K (the pool's sizing, kept as slots change). */
   private poolNeed = 1;
+  /** tdp_enabled: the TDP MMU maps the guest (false: the shadow MMU, `--mmu shadow`). */
+  readonly tdpMmuEnabled: boolean;
+  readonly rmapsMode: RmapsMode;
+  /** The shadow MMU's pages (kvm_mmu_page metadata, hash, stats): present on every VM, used by shadow roots. */
+  readonly sp: ShadowPages;
+  /** Memslot rmaps (allocated per slot when kvm_memslots_have_rmaps()). */
+  readonly rmaps: RmapArena;
+  readonly rmapIter: RmapIterator;
+  /** The modeled-time mmu_lock timeline, or null (mmu-lock.ts). */
+  readonly lockModel: TimelineRwlock | null;
+  /** Guest memory as the shadow MMU's guest walk reads it (gfn -> hva -> frame content). */
+  readonly guestMem: GuestPtMemory;
+  /** Scratch for the shadow MMU's cold paths (parent lists, zap lists); mmu_lock held for write. */
+  readonly shadowScratch: number[] = [];
+  readonly shadowInvalid: number[] = [];
 
   private constructor(readonly host: Host, readonly ctx: ThreadCtx, h: VmHandle) {
     this.id = h.id;
@@ -194,6 +243,13 @@ export class Vm {
     this.vmmIdx = vmmParticipant(h.maxVcpus);
     this.vmmReaderWords = this.w;
     this.vmmReaderAt = VmLayout.kVmMmuLockVmmReader;
+    this.tdpMmuEnabled = h.mmu === 'tdp';
+    this.rmapsMode = h.rmapsMode;
+    this.sp = new ShadowPages(h.shadow);
+    this.rmaps = new RmapArena(h.rmaps);
+    this.rmapIter = new RmapIterator(this.rmaps);
+    this.lockModel = h.lockModel === null ? null : new TimelineRwlock(h.lockModel);
+    this.guestMem = this.makeGuestMem();
     this.loadLayout(h);
   }
 
@@ -212,9 +268,16 @@ export class Vm {
     const poolHandle = PtPool.createHandle(64);
     // The xarray's stand-in: 128 MiB of SAB, committed by the OS only where attributes are set.
     const attrBits = type === KVM_X86_SW_PROTECTED_VM && attrPath === 'vm' ? allocSab(kAttrBitmapBytes) : null;
+    const mmu = opts.mmu ?? 'tdp';
+    if (mmu !== 'tdp' && mmu !== 'shadow') fail('EINVAL', `mmu must be 'tdp' or 'shadow', got '${String(mmu)}'`);
+    const rmapsMode = opts.rmaps ?? 'lazy';
+    if (rmapsMode !== 'eager' && rmapsMode !== 'lazy') fail('EINVAL', `rmaps must be 'eager' or 'lazy', got '${String(rmapsMode)}'`);
+    // kvm_is_vm_type_supported(): KVM_X86_SW_PROTECTED_VM needs the TDP MMU (tdp_mmu_enabled).
+    if (mmu === 'shadow' && type === KVM_X86_SW_PROTECTED_VM) fail('EINVAL', 'KVM_CREATE_VM: KVM_X86_SW_PROTECTED_VM needs the TDP MMU (ept=1, tdp_mmu=1); this VM runs the shadow MMU');
+    const lockModel = (opts.lockModel ?? mmu === 'shadow') ? TimelineRwlock.create({ capacity: 1 << 16 }).sab : null;
     const h: VmHandle = {
       id, maxVcpus, words, epoch: epoch.sab, pool: poolHandle, memslots: Memslots.createHandle(), vmas: [], vcpus: [], rings: [], layoutGen: 0,
-      type, attrPath, attrBits, gmems: [],
+      type, attrPath, attrBits, gmems: [], mmu, rmapsMode, shadow: ShadowPages.createHandle(64), rmaps: RmapArena.createHandle(), lockModel,
     };
     const vm = new Vm(host, ctx, h);
     Atomics.store(vm.w, VmLayout.kVmStrategy, encodeStrategy({ ...kDefaultDirtyStrategy, ...opts.strategy }));
@@ -224,6 +287,8 @@ export class Vm {
     vm.pool.allocBatch(root, 0, 1);
     vm.pool.setInfo(root[0]!, PgLevel.PT64_ROOT_4LEVEL, 0);
     Atomics.store(vm.w, VmLayout.kVmRoot, root[0]!);
+    // kvm_memslots_have_rmaps(): always without the TDP MMU; with it, from creation only when eager.
+    if (mmu === 'shadow' || rmapsMode === 'eager') Atomics.store(vm.sp.ctl, ShadowCtl.kMemslotsHaveRmaps, 1);
     Atomics.store(vm.w, VmLayout.kVmOnline, 1);
     return vm;
   }
@@ -297,6 +362,7 @@ export class Vm {
   /** The pool grew (another thread announced it): re-create this thread's views of it. */
   refreshPool(): void {
     this.pool.refresh();
+    this.sp.refresh();
     this.iter.pt = this.pool.pt;
   }
 
@@ -352,6 +418,8 @@ export class Vm {
       layoutGen: this.layoutGen, type: this.vmType, attrPath: this.attrPath,
       attrBits: this.attrBits ? (this.attrBits.buffer as SharedArrayBuffer) : null,
       gmems: this.gmems.map((g) => ({ h: g.file.handle, split: g.inPlaceSplit })),
+      mmu: this.tdpMmuEnabled ? 'tdp' : 'shadow', rmapsMode: this.rmapsMode, shadow: this.sp.handle, rmaps: this.rmaps.handle,
+      lockModel: this.lockModel === null ? null : this.lockModel.sab,
     };
   }
 
@@ -556,7 +624,7 @@ export class Vm {
     this.poolNeed += slotPoolPages(npages);
     kvmMmuInitMemslotMemoryAttributes(this, slot);
     if (slot.dirtyLogging()) this.initDirtyBitmap(slot);
-    this.activateMemslot(slot, null);
+    this.activateMemslotWithRmaps(slot, null);
     if (slot.dirtyLogging()) this.dirtyLoggingSlots(1);
   }
 
@@ -575,7 +643,8 @@ export class Vm {
     if (slot.dirtyLogging() && !keep) this.initDirtyBitmap(slot);
     this.invalidateMemslot(old);
     if (old.dirtyLogging()) this.dirtyLoggingSlots(-1);
-    this.activateMemslot(slot, old);
+    this.activateMemslotWithRmaps(slot, old);
+    this.freeSlotRmaps(old);
     this.ms.release(old, keep);
     if (slot.dirtyLogging()) this.dirtyLoggingSlots(1);
   }
@@ -587,6 +656,7 @@ export class Vm {
     if (slot.dirtyLogging()) this.dirtyLoggingSlots(-1);
     this.activateMemslot(null, slot);
     this.poolNeed -= slotPoolPages(slot.npages);
+    this.freeSlotRmaps(slot);
     // Dirty bits of a logging slot go with it, as in KVM (kvm_destroy_dirty_bitmap()).
     this.ms.release(slot, false);
   }
@@ -610,6 +680,12 @@ export class Vm {
       const [start, end] = zapAll ? [0, kMaxGfn + 1] : [slot.baseGfn, slot.endGfn];
       this.withMmuWriteLock(() => {
         if (tdpMmuZapLeafs(this, start, end)) kvmFlushRemoteTlbs(this);
+        // The shadow MMU's half: all of it through active_mmu_pages (kvm_mmu_zap_all_fast()'s
+        // effect), or the slot's rmaps and the pages shadowing its gfns.
+        if (this.sp.usedPages() > 0) {
+          if (zapAll) kvmShadowZapAll(this);
+          else this.shadowZapSlot(slot);
+        }
       });
     }
     if (this.memslotHook !== null) this.memslotHook(slot);
@@ -622,7 +698,7 @@ export class Vm {
   memslotHook: ((slot: Memslot) => void) | null = null;
 
   /** kvm_swap_active_memslots() via kvm_activate_memslot() (memslots.ts): `add` replaces `remove`. */
-  private activateMemslot(add: Memslot | null, remove: Memslot | null): void {
+  private activateMemslot(add: Memslot | null, remove: Memslot | null, afterSwap: (() => void) | null = null): void {
     if (remove !== null) this.ms.index(remove, false);
     if (add !== null) this.ms.index(add, true);
     // The fault path searches address space 0 only (no vCPU enters SMM in this model).
@@ -631,8 +707,33 @@ export class Vm {
       if (!shared) return;
       if (remove !== null) this.ms.removeFrom(set, remove);
       if (add !== null) this.ms.insertInto(set, add);
-    }, () => synchronizeSrcu(this));
+    }, () => {
+      afterSwap?.();
+      synchronizeSrcu(this);
+    });
     this.activeSet = this.ms.sets[this.generation & 1]!;
+  }
+
+  /**
+   * kvm_prepare_memory_region() + kvm_swap_active_memslots() for a new slot with respect to lazy
+   * rmaps: slots_arch_lock is held from the check of kvm_memslots_have_rmaps() (allocating the
+   * slot's rmaps if so) until the new set is published, and dropped before the SRCU wait, as KVM
+   * does. So a first shadow root (onFirstShadowRoot, which takes the same lock and walks the newest
+   * set) either sees the slot published or ran before the check: never a live slot without rmaps.
+   */
+  private activateMemslotWithRmaps(add: Memslot, remove: Memslot | null): void {
+    spinLock(this.w, VmLayout.kVmSlotsArchLock);
+    let held = true;
+    const release = () => {
+      if (held) spinUnlock(this.w, VmLayout.kVmSlotsArchLock);
+      held = false;
+    };
+    try {
+      if (this.memslotsHaveRmaps()) this.allocSlotRmaps(add);
+      this.activateMemslot(add, remove, release);
+    } finally {
+      release();
+    }
   }
 
   /** kvm->nr_memslots_dirty_logging moved: vCPUs re-read CPU dirty logging (PML) at entry. */
@@ -769,6 +870,7 @@ export class Vm {
     // time (1/64 more each time: creating 64 vCPUs over a 64 GiB slot grows it a few times).
     const to = Math.min(kPtPoolMaxPages, Math.max(need, cap + Math.max(64, cap >> 6)));
     this.pool.grow(to);
+    this.sp.grow(to);
     this.iter.pt = this.pool.pt;
     // The harness's own grace period (KVM's pages need none): not priced.
     synchronizeSrcu(this, false);
@@ -847,9 +949,13 @@ export class Vm {
     return this.withMmuLock(true, fn);
   }
 
-  /** Run fn with mmu_lock held for read (TDP MMU walks that cmpxchg), inside the VMM's epoch section. */
+  /**
+   * Run fn with mmu_lock held for read (TDP MMU walks that cmpxchg), inside the VMM's epoch
+   * section. Without the TDP MMU nothing takes the read side (mmu-lock.ts relies on it): the
+   * write lock then, as KVM's shadow-MMU paths take it.
+   */
   withMmuReadLock<T>(fn: () => T): T {
-    return this.withMmuLock(false, fn);
+    return this.withMmuLock(!this.tdpMmuEnabled, fn);
   }
 
   private withMmuLock<T>(write: boolean, fn: () => T): T {
@@ -858,7 +964,7 @@ export class Vm {
     const rw = this.vmmReaderWords;
     const ra = this.vmmReaderAt;
     const waited = write
-      ? writeLock(this.w, VmLayout.kVmMmuLock, this.mmuLockReaders)
+      ? writeLock(this.w, VmLayout.kVmMmuLock, this.tdpMmuEnabled ? this.mmuLockReaders : kNoReaders)
       : readLock(this.w, VmLayout.kVmMmuLock, rw, ra);
     count(m, write ? Op.lock_write : Op.lock_read);
     if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
@@ -911,6 +1017,7 @@ export class Vm {
           const g1 = s.baseGfn + (hi - s.vmaOffset);
           kvmMmuInvalidateRangeAdd(this, g0, g1);
           if (tdpMmuZapLeafs(this, g0, g1)) flush = true;
+          if (rmapZapGfnRange(this, g0, g1)) flush = true;
         }
       }
       if (flush) kvmFlushRemoteTlbs(this);
@@ -943,7 +1050,7 @@ export class Vm {
     this.withMmuWriteLock(() => {
       kvmMmuInvalidateBegin(this);
       kvmMmuInvalidateRangeAdd(this, g0, g1);
-      if (tdpMmuZapLeafs(this, g0, g1)) kvmFlushRemoteTlbs(this);
+      if (tdpMmuZapLeafs(this, g0, g1) || rmapZapGfnRange(this, g0, g1)) kvmFlushRemoteTlbs(this);
     });
     madviseDontneed(this.ctx.hostThread, vma, ext[0]!, ext[1]! - ext[0]!);
     this.withMmuWriteLock(() => kvmMmuInvalidateEnd(this));
@@ -967,6 +1074,123 @@ export class Vm {
     return out;
   }
 
+  // ---- Shadow MMU and rmaps ----
+
+  /** kvm_memslots_have_rmaps() (the acquire pairs with onFirstShadowRoot()'s publish). */
+  memslotsHaveRmaps(): boolean {
+    return Atomics.load(this.sp.ctl, ShadowCtl.kMemslotsHaveRmaps) !== 0;
+  }
+
+  /** The slot's rmapBase in this.rmaps, or -1 when it has no rmaps. */
+  slotRmapBase(slot: Memslot): number {
+    return Atomics.load(this.sp.recRmap, slot.rec) - 1;
+  }
+
+  /** memslot_rmap_alloc(): zeroed heads for every level (kvcalloc: priced per 4K zeroed). */
+  private allocSlotRmaps(slot: Memslot): void {
+    if (this.slotRmapBase(slot) >= 0) return;
+    const base = this.rmaps.allocSlot(slot.baseGfn, slot.npages);
+    countN(this.ctx.metrics, Op.rmap_alloc_4k, Math.ceil(slotRmapHeadBytes(slot.baseGfn, slot.npages) / 4096));
+    // Publish after the heads exist (the pair: slotRmapBase()'s Atomics.load).
+    Atomics.store(this.sp.recRmap, slot.rec, base + 1);
+  }
+
+  private freeSlotRmaps(slot: Memslot): void {
+    const base = this.slotRmapBase(slot);
+    if (base < 0) return;
+    Atomics.store(this.sp.recRmap, slot.rec, 0);
+    this.rmaps.freeSlot(base, slot.baseGfn, slot.npages);
+  }
+
+  /**
+   * mmu_first_shadow_root_alloc(): the first shadow root of a TDP VM with lazy rmaps allocates
+   * rmaps for every memslot (both address spaces) under slots_arch_lock, then publishes
+   * shadow_root_allocated (smp_store_release) — memslot updates wait meanwhile, which is the
+   * spike the lazy-rmap series trades for the memory. Returns the modeled ns it took (0 if the
+   * rmaps existed already). Called with mmu_lock held for write by the vCPU loading its root.
+   */
+  onFirstShadowRoot(): number {
+    if (Atomics.load(this.sp.ctl, ShadowCtl.kShadowRootAllocated) !== 0) return 0;
+    const m = this.ctx.metrics;
+    const t0 = m.t;
+    if (!this.memslotsHaveRmaps()) {
+      spinLock(this.w, VmLayout.kVmSlotsArchLock);
+      try {
+        if (!this.memslotsHaveRmaps()) {
+          for (const s of this.allSlotsAllSpaces()) this.allocSlotRmaps(s);
+          Atomics.store(this.sp.ctl, ShadowCtl.kMemslotsHaveRmaps, 1);
+        }
+      } finally {
+        spinUnlock(this.w, VmLayout.kVmSlotsArchLock);
+      }
+    }
+    Atomics.store(this.sp.ctl, ShadowCtl.kShadowRootAllocated, 1);
+    this.rmapAllocNs = m.t - t0;
+    return this.rmapAllocNs;
+  }
+  /** Modeled ns of the lazy rmap allocation on the thread that did it (0 elsewhere). */
+  rmapAllocNs = 0;
+
+  /** Every memslot of both address spaces in this thread's view of the newest set (cold). */
+  private allSlotsAllSpaces(): Memslot[] {
+    const out: Memslot[] = [];
+    for (const set of this.ms.sets) {
+      for (let i = 1; i <= set[0]!; i++) {
+        const sl = this.ms.slot(set[i]!);
+        if (!out.includes(sl)) out.push(sl);
+      }
+    }
+    for (const sl of this.slots.values()) if (!out.includes(sl)) out.push(sl);
+    return out;
+  }
+
+  /** gfn_to_memslot() for the shadow MMU's bookkeeping: this thread's set, else the newest. */
+  lookupMemslotAny(gfn: number): Memslot | null {
+    return this.ms.search(this.activeSet, gfn) ?? this.lookupMemslotNewest(gfn);
+  }
+
+  /**
+   * A slot goes without the zap-all quirk: its rmaps are zapped and so is every shadow page of
+   * a gfn inside it (kvm_mmu_zap_memslot()). Under mmu_lock for write.
+   */
+  private shadowZapSlot(slot: Memslot): void {
+    const invalid = this.shadowInvalid;
+    let any = rmapZapGfnRange(this, slot.baseGfn, slot.endGfn);
+    const all: number[] = [];
+    for (let sp = this.sp.ctl[ShadowCtl.kListHead]!; sp !== 0; sp = this.sp.get(sp, SpInfo.kListNext)) all.push(sp);
+    for (const sp of all) {
+      if (this.sp.get(sp, SpInfo.kActive) !== 0 && slot.contains(this.sp.gfn(sp)) && kvmMmuPrepareZapPage(this, sp, invalid)) any = true;
+    }
+    if (invalid.length > 0) kvmMmuCommitZapPage(this, invalid);
+    else if (any) kvmFlushRemoteTlbs(this);
+  }
+
+  /** The guest's memory as KVM's guest walk and the VMM's page-table builder see it. */
+  private makeGuestMem(): GuestPtMemory {
+    const content = this.host.content;
+    const pfnOf = (gfn: number, populate: boolean): number => {
+      const slot = this.lookupMemslotAny(gfn);
+      if (slot === null || slot.vma === null) return -1;
+      const idx = slot.vmaOffset + (gfn - slot.baseGfn);
+      const pfn = slot.vma.lookup(idx);
+      if (pfn >= 0 || !populate) return pfn;
+      return hostFault(this.ctx.hostThread, slot.vma, idx);
+    };
+    return {
+      gfnContent: (gfn) => {
+        if (content === null) return -1;
+        const pfn = pfnOf(gfn, false);
+        return pfn < 0 ? -1 : content.lookup(pfn);
+      },
+      contentOfGfn: (gfn) => {
+        if (content === null) fail('EINVAL', 'guest page tables need a host created with page contents (HostOptions.pageContent)');
+        const pfn = pfnOf(gfn, true);
+        return pfn < 0 ? -1 : content.getOrCreate(pfn);
+      },
+      words: () => content!.words,
+    };
+  }
+
   /** Reclaim retired page-table pages that no walker can reach any more. */
   reclaimPtPages(): number {
     return this.pool.reclaim();
@@ -974,7 +1198,18 @@ export class Vm {
 
   /** Every x86 VM stat by name, KVM's order; the ones the model does not drive are 0. */
   getStats(): VmStats {
-    return readVmStats(this.w, this.vcpuWords);
+    const st = readVmStats(this.w, this.vcpuWords);
+    const s = this.sp;
+    st.mmu_shadow_zapped = s.stat(ShadowCtl.kStatShadowZapped);
+    st.mmu_pte_write = s.stat(ShadowCtl.kStatPteWrite);
+    st.mmu_pde_zapped = s.stat(ShadowCtl.kStatPdeZapped);
+    st.mmu_flooded = s.stat(ShadowCtl.kStatFlooded);
+    st.mmu_recycled = s.stat(ShadowCtl.kStatRecycled);
+    st.mmu_cache_miss = s.stat(ShadowCtl.kStatCacheMiss);
+    st.mmu_unsync = s.stat(ShadowCtl.kStatUnsync);
+    st.max_mmu_rmap_size = s.stat(ShadowCtl.kStatMaxRmapSize);
+    st.max_mmu_page_hash_collisions = s.stat(ShadowCtl.kStatMaxHashCollisions);
+    return st;
   }
 
   vcpuStats(): VcpuStats[] {
@@ -990,6 +1225,7 @@ export class Vm {
   destroy(): void {
     this.withMmuWriteLock(() => {
       if (tdpMmuZapRange(this, 0, kMaxGfn + 1)) kvmFlushRemoteTlbs(this);
+      if (this.sp.usedPages() > 0) kvmShadowZapAll(this);
     });
     for (const v of this.vmas) {
       madviseDontneed(this.ctx.hostThread, v, 0, v.npages);

@@ -66,7 +66,7 @@ export function loadCostModel(nameOrPath: string = kDefaultCostModel): CostModel
  * every counted operation (a missing one would silently cost 0), each a finite number ≥ 0, and
  * no unknown operation (a typo would be ignored). `lock_wait_ns` is wall time: never priced,
  * so it may be absent, and so may `uffd_wake_scan` (reported, never priced); `uffd_delay_ns` counts ns of the requested -d delay, priced 1, so it may
- * be absent too. Runs in the main thread before workers start, so a bad file is one
+ * be absent too, as may `lock_wait_modeled_ns` (ns of modeled mmu_lock wait, priced 1). Runs in the main thread before workers start, so a bad file is one
  * line and exit 2, never a worker crash.
  */
 export function validateCostModel(label: string, json: unknown): CostModel {
@@ -86,8 +86,9 @@ export function validateCostModel(label: string, json: unknown): CostModel {
   for (const [k, v] of Object.entries(prices)) {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) fail('EINVAL', `${what}: price of '${k}' must be a finite number >= 0, got ${typeof v === 'number' ? String(v) : JSON.stringify(v)}`);
   }
+  if ('lock_wait_modeled_ns' in prices && prices.lock_wait_modeled_ns !== 1) fail('EINVAL', `${what}: 'lock_wait_modeled_ns' counts ns of modeled mmu_lock wait, so its price is 1 (or leave it out), got ${String(prices.lock_wait_modeled_ns)}`);
   if ('uffd_delay_ns' in prices && prices.uffd_delay_ns !== 1) fail('EINVAL', `${what}: 'uffd_delay_ns' counts ns of the -d delay, so its price is 1 (or leave it out), got ${String(prices.uffd_delay_ns)}`);
-  const missing = kOpNames.filter((k) => k !== 'lock_wait_ns' && k !== 'uffd_wake_scan' && k !== 'uffd_delay_ns' && !(k in prices));
+  const missing = kOpNames.filter((k) => k !== 'lock_wait_ns' && k !== 'uffd_wake_scan' && k !== 'uffd_delay_ns' && k !== 'lock_wait_modeled_ns' && !(k in prices));
   if (missing.length > 0) fail('EINVAL', `${what} has no price for ${missing.map((k) => `'${k}'`).join(', ')} (give 0 to make an operation free)`);
   return { name: typeof m.name === 'string' ? m.name : label, description: typeof m.description === 'string' ? m.description : '', ns: prices as Record<string, number> };
 }
@@ -101,5 +102,7 @@ export function costVector(m: CostModel): Float64Array {
   v[kOp.uffd_wake_scan] = 0;
   // A duration the user asked for (-d), not a hardware cost: every model adds it as it is.
   v[kOp.uffd_delay_ns] = 1;
+  // A wait on the modeled lock timeline is already in ns of modeled time.
+  v[kOp.lock_wait_modeled_ns] = 1;
   return v;
 }

@@ -68,6 +68,17 @@ export const kOpNames = [
   'folio_merge', // one folio merge (restructuring) call
   'folio_split_page', // one struct page rewritten by a split or merge
   'userspace_exit', // KVM_RUN returning to userspace and re-entering (hypercall and memory-fault exits)
+  // the shadow MMU and the modeled mmu_lock (appended: earlier ids and counts stay as they were)
+  'guest_pte_read', // one guest page-table entry KVM's walker read (FNAME(walk_addr_generic)): a guest-memory load through the memslot's hva
+  'guest_pte_ad', // a cmpxchg setting A/D in a guest PTE (FNAME(update_accessed_dirty_bits))
+  'mmu_hash_probe', // one shadow page examined in an mmu_page_hash bucket (kvm_mmu_find_shadow_page)
+  'rmap_add', // pte_list_add of an SPTE to a gfn's rmap
+  'rmap_remove', // pte_list_remove of an SPTE from a gfn's rmap
+  'rmap_entry', // one SPTE an rmap walk visited (write-protect, clear dirty, zap, age by gfn)
+  'write_track', // a gfn write-tracked or untracked for a shadowed guest page table (lpage disallow + track count)
+  'emulate_pt_write', // a guest store to a write-protected page-table page emulated (x86_emulate_instruction + kvm_mmu_track_write)
+  'lock_wait_modeled_ns', // modeled ns a vCPU waited for mmu_lock on the modeled-time lock timeline, one count per ns: always priced 1
+  'rmap_alloc_4k', // 4K of rmap heads allocated and zeroed (memslot_rmap_alloc's kvcalloc)
 ] as const;
 
 export type OpName = (typeof kOpNames)[number];
@@ -142,4 +153,14 @@ export const enum Op {
   folio_merge = 59,
   folio_split_page = 60,
   userspace_exit = 61,
+  guest_pte_read = 62,
+  guest_pte_ad = 63,
+  mmu_hash_probe = 64,
+  rmap_add = 65,
+  rmap_remove = 66,
+  rmap_entry = 67,
+  write_track = 68,
+  emulate_pt_write = 69,
+  lock_wait_modeled_ns = 70,
+  rmap_alloc_4k = 71,
 }

@@ -18,6 +18,8 @@ import { KvmReq } from '../vcpu-layout.js';
 import { VmLayout } from '../vm-layout.js';
 import { SplitMode, Strat } from './strategy.js';
 import { manualProtectAndInitSet } from './masked.js';
+import { rmapWriteProtectRange, rmapZapCollapsibleSptes } from '../mmu/shadow/rmap-ops.js';
+import { kvmMmuMaxMappingLevel } from '../mmu/tdp/fault.js';
 import { KVM_MEM_READONLY, type Memslot } from '../memslot.js';
 import type { Vm } from '../vm.js';
 
@@ -38,8 +40,16 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
   // no vCPU enters SMM in this model, so address space 0's mappings of the same gfns stay.
   if (slot.asId !== 0) return out;
   if (!enable) {
-    out.tlbFlushes = vm.withMmuReadLock(() =>
-      (strat & Strat.kStratZapCollapsible) !== 0 ? tdpZapCollapsibleSptes(vm, slot) : tdpRecoverHugePages(vm, slot));
+    // kvm_mmu_zap_collapsible_sptes(): the rmaps' half (shadow pages) under the write lock, then
+    // the TDP MMU's under the read lock.
+    if (vm.memslotsHaveRmaps() && vm.withMmuWriteLock(() => rmapZapCollapsibleSptes(vm, slot, kvmMmuMaxMappingLevel))) {
+      kvmFlushRemoteTlbs(vm);
+      out.tlbFlushes++;
+    }
+    if (vm.tdpMmuEnabled) {
+      out.tlbFlushes += vm.withMmuReadLock(() =>
+        (strat & Strat.kStratZapCollapsible) !== 0 ? tdpZapCollapsibleSptes(vm, slot) : tdpRecoverHugePages(vm, slot));
+    }
     vm.releaseVmmPages();
     return out;
   }
@@ -47,9 +57,12 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
   if (manualProtectAndInitSet(vm)) {
     // KVM returns here. The alternatives model older kernels / other choices.
     let flush = false;
-    vm.withMmuReadLock(() => {
+    if ((strat & Strat.kStratWrprotHuge) !== 0 && vm.memslotsHaveRmaps()) {
+      flush = vm.withMmuWriteLock(() => rmapWriteProtectRange(vm, slot, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_2M, PgLevel.PG_LEVEL_1G, true));
+    }
+    if (vm.tdpMmuEnabled) vm.withMmuReadLock(() => {
       if (split === SplitMode.kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, true);
-      if ((strat & Strat.kStratWrprotHuge) !== 0) flush = tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_2M);
+      if ((strat & Strat.kStratWrprotHuge) !== 0 && tdpWrprotRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_2M)) flush = true;
     });
     if (flush) {
       kvmFlushRemoteTlbs(vm);
@@ -58,7 +71,10 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
     vm.releaseVmmPages();
     return out;
   }
-  vm.withMmuReadLock(() => {
+  // kvm_mmu_slot_remove_write_access(): the rmaps at every level under the write lock (the shadow
+  // MMU has no PML: write protection is its dirty tracking), then the TDP MMU's walk.
+  if (vm.memslotsHaveRmaps()) vm.withMmuWriteLock(() => rmapWriteProtectRange(vm, slot, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, PgLevel.PG_LEVEL_1G, true));
+  if (vm.tdpMmuEnabled) vm.withMmuReadLock(() => {
     if (split === SplitMode.kSplitEager || split === SplitMode.kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, true);
     if ((strat & Strat.kStratPml) !== 0) {
       tdpClearDirtyRange(vm, slot.baseGfn, slot.endGfn);

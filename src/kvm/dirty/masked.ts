@@ -9,6 +9,7 @@
 import { PgLevel } from '../mmu/spte.js';
 import { tdpClearDirtyPtMasked, tdpWrprotRange } from '../mmu/tdp/wrprot.js';
 import { tdpSplitHugePagesRange } from '../mmu/tdp/split.js';
+import { rmapWriteProtectMasked, rmapWriteProtectRange } from '../mmu/shadow/rmap-ops.js';
 import { VmLayout } from '../vm-layout.js';
 import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, SplitMode, Strat } from './strategy.js';
 import type { Memslot } from '../memslot.js';
@@ -44,7 +45,14 @@ export function enableLogDirtyPtMasked(vm: Vm, slot: Memslot, offset: number, lo
     if (tdpWrprotRange(vm, start, start + 1, PgLevel.PG_LEVEL_2M, false)) flush = true;
     // Cross two large pages?
     if (start >>> 9 !== end >>> 9 && tdpWrprotRange(vm, end, end + 1, PgLevel.PG_LEVEL_2M, false)) flush = true;
+    // kvm_mmu_slot_gfn_write_protect(kvm, slot, start/end, PG_LEVEL_2M) walks the rmaps too.
+    if (vm.memslotsHaveRmaps()) {
+      if (rmapWriteProtectRange(vm, slot, start, start + 1, PgLevel.PG_LEVEL_2M, PgLevel.PG_LEVEL_1G, true)) flush = true;
+      if (start >>> 9 !== end >>> 9 && rmapWriteProtectRange(vm, slot, end, end + 1, PgLevel.PG_LEVEL_2M, PgLevel.PG_LEVEL_1G, true)) flush = true;
+    }
   }
   if (tdpClearDirtyPtMasked(vm, gfn, lo, hi, (strat & Strat.kStratPml) === 0)) flush = true;
+  // kvm_mmu_write_protect_pt_masked()'s rmap loop (skipped without rmaps: the lazy-rmap saving).
+  if (vm.memslotsHaveRmaps() && rmapWriteProtectMasked(vm, slot, gfn, lo, hi)) flush = true;
   return flush;
 }

@@ -25,6 +25,7 @@ import { fastPageFault } from './fast-pf.js';
 import { pscLeafTable } from './walk.js';
 import { KvmReq, VcpuLayout } from '../../vcpu-layout.js';
 import { handleMmioPageFault, makeMmioSpteFlags } from './mmio.js';
+import { kvmShadowMapPfn } from '../shadow/page-fault.js';
 import type { Memslot } from '../../memslot.js';
 
 // enum ret_pf (mmu_internal.h)
@@ -72,6 +73,8 @@ export class KvmPageFault {
   leafLevel = 0;
   /** The VMA page GUP resolves (kept across a userfaultfd sleep). */
   hostIdx = 0;
+  /** The faulting gva (page number) of a shadow-MMU fault (the gfn is what the guest maps it to). */
+  gva = 0;
   /**
    * fault->is_private: on a KVM_X86_SW_PROTECTED_VM, kvm_mmu_page_fault() derives
    * PFERR_PRIVATE_ACCESS from kvm_mem_is_private() before the fault runs.
@@ -189,6 +192,8 @@ function kvmTdpFaultinGmem(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): numb
 /** The rest of the fault once the pfn is known: mmu_lock for read, the stale check, the map. */
 function kvmTdpMapPfn(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): number {
   const vm = vcpu.vm;
+  // A shadow-MMU fault (paging_tmpl.h's FNAME(page_fault)) shares kvm_mmu_faultin_pfn() up to here.
+  if (!vm.tdpMmuEnabled) return kvmShadowMapPfn(vcpu, fault, slot);
   const m = vm.ctx.metrics;
   const gfn = fault.gfn;
   maybeParkAtHook(vm, gfn, HookPoint.kHookAfterFaultin);
@@ -235,6 +240,11 @@ export function kvmTdpPageFaultResume(vcpu: Vcpu): number {
 function kvmTdpNoslotFault(vcpu: Vcpu, fault: KvmPageFault): number {
   const vm = vcpu.vm;
   const m = vm.ctx.metrics;
+  // The shadow MMU caches no MMIO SPTE here: every such access is emulated.
+  if (!vm.tdpMmuEnabled) {
+    count(m, Op.memslot_lookup);
+    return RetPf.RET_PF_EMULATE;
+  }
   if (handleMmioPageFault(vcpu, fault.gfn)) {
     fault.rsvd = true;
     return RetPf.RET_PF_EMULATE;
