@@ -24,9 +24,18 @@ export function memstressFlags(defaults: { bytes: number; vcpus: number }): Flag
     { name: 'json', type: 'string', default: null, help: 'write the result JSON to this file' },
     { name: 'repeat', type: 'int', default: 1, min: 1, max: 1000, help: 'run the configuration N times (fresh VMs each run, the same seed) and keep every run with their median, min, max and 95% CI' },
     { name: 'quiet', short: 'q', type: 'bool', default: false, help: 'print only the selftest lines (no view, no live progress)' },
+    ...kMmuFlags,
     ...kOutputFlags,
   ];
 }
+
+/** Which MMU runs the guest, and how (ARCHITECTURE.md's strategy table). */
+export const kMmuFlags: FlagSpec[] = [
+  { name: 'mmu', type: 'enum', choices: ['tdp', 'shadow'], default: 'tdp', help: 'tdp: the TDP MMU (ept=1); shadow: the legacy shadow MMU (ept=0), shadowing the guest\'s own page tables, mmu_lock for write on every fault' },
+  { name: 'rmaps', type: 'enum', choices: ['eager', 'lazy'], default: 'lazy', help: 'memslot rmaps with the TDP MMU: allocated with every memslot (eager, before 5.13) or at the first shadow root (lazy); the shadow MMU always has them' },
+  { name: 'guest-pt', type: 'enum', choices: ['4k', '2m'], default: '4k', help: 'leaf size of the guest\'s own page tables over the test memory (the guest runs with paging under --mmu shadow)' },
+  { name: 'lock-model', type: 'enum', choices: ['on', 'off'], default: null, help: 'place vCPU mmu_lock holds on a modeled-time timeline so waiting for the lock shows in modeled time (default: on with --mmu shadow, off with tdp)' },
+];
 
 /** How a run shows itself and what it writes besides the result (the CLI acts on these). */
 const kOutputFlags: FlagSpec[] = [
@@ -43,6 +52,8 @@ export function memstressConfig(f: Record<string, unknown>, extra: { slots?: num
     overlap: f.overlap as boolean, slots: extra.slots ?? 1, seed: f.seed as number, workers: f.workers as number,
     hostMemory: (f['host-memory'] as number | null) ?? null, nodes: f['numa-nodes'] as number, costModel: f['cost-model'] as string,
     stamps: extra.stamps ?? false, mmioEvery: f['mmio-every'] as number,
+    mmu: (f.mmu as MemstressConfig['mmu']) ?? 'tdp', rmaps: (f.rmaps as MemstressConfig['rmaps']) ?? 'lazy', guestPt: (f['guest-pt'] as MemstressConfig['guestPt']) ?? '4k',
+    lockModel: f['lock-model'] === undefined || f['lock-model'] === null ? null : f['lock-model'] === 'on',
   };
   if (c.vms * c.vcpus > 65536) throw new UsageError(`${c.vms * c.vcpus} vCPUs in all is more than this harness schedules (65536)`);
   return c;

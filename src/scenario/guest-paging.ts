@@ -56,5 +56,7 @@ export function setupGuestPaging(vm: Vm, opts: GuestPagingOptions): GuestPaging 
     return next++;
   }, guestMappings(opts, slot0Pages));
   for (let i = 0; i < vm.nrVcpus; i++) vm.vcpu(i).setGuestCr3(pt.cr3Gfn);
+  // The VMM touched slot 0 through its own mapping: publish what its frame caches took.
+  vm.ctx.hostThread.drain();
   return { cr3Gfn: pt.cr3Gfn, ptPages: pt.ptPages, slot0Pages };
 }

@@ -87,6 +87,9 @@ export function estimateRunBytes(c: MemstressConfig, l: MemstressLayout, opts: {
     hostPageTables: hugetlb ? 0 : guestPages * SizingCost.kPerGuestPageHostPt,
     bitmapsAndLpage: guestPages * SizingCost.kPerGuestPageOther,
     vmsAndVcpus: c.vms * SizingCost.kPerVm + vcpus * (SizingCost.kPerVcpu + (opts.ringBytesPerVcpu ?? 0)),
+    // The shadow MMU: rmap heads (8 B per 4K gfn), shadowed_translation (4 B per SPTE) and the
+    // guest's own page tables (8 B per 4K PTE, in slot 0 and the page-content store).
+    shadowMmu: c.mmu === 'shadow' ? guestPages * 20 : 0,
     baseRss: (kNodeMajor >= 22 ? SizingCost.kBaseRssNode22 : SizingCost.kBaseRss) + workers * SizingCost.kPerWorkerRss,
   };
   return { bytes: Object.values(breakdown).reduce((a, b) => a + b, 0), breakdown };

@@ -8,7 +8,8 @@ import { costModelFlag } from './common-flags.js';
 import { Host } from '../host/host.js';
 import { KvmError } from '../host/errno.js';
 import { type BackingSource, backingPageOrder } from '../host/mm.js';
-import { Vm, type ThreadCtx } from '../kvm/vm.js';
+import { Vm, type MmuMode, type RmapsMode, type ThreadCtx } from '../kvm/vm.js';
+import { guestSlot0Pages, setupGuestPaging, type GuestPtLeaf } from './guest-paging.js';
 import { kMaxGfn } from '../kvm/memslot.js';
 import { Metrics } from '../metrics/counters.js';
 import { UsageError, formatSize } from './flags.js';
@@ -38,6 +39,18 @@ export interface MemstressConfig {
    * outside every memslot. 0 or absent: none.
    */
   mmioEvery?: number;
+  /** --mmu: the TDP MMU (default) or the shadow MMU, under which the guest runs with its own page tables. */
+  mmu?: MmuMode;
+  rmaps?: RmapsMode;
+  /** --guest-pt: the guest's leaf size over the test memory (guest paging only). */
+  guestPt?: GuestPtLeaf;
+  /** --lock-model on/off; null or absent: the VM's default (on with the shadow MMU). */
+  lockModel?: boolean | null;
+}
+
+/** The guest runs with paging (its own page tables in slot 0) under the shadow MMU. */
+export function guestPaging(c: MemstressConfig): boolean {
+  return c.mmu === 'shadow';
 }
 
 /** Device pages the MMIO knob touches (each vCPU cycles through all of them). */
@@ -102,11 +115,19 @@ export function createMemstressVms(c: MemstressConfig, opts: MemstressVmOptions 
   checkRunFits(c, layout, { ringBytesPerVcpu: opts.ringBytesPerVcpu });
   const cost = costModelFlag(c.costModel);
   try {
-    const host = Host.create({ memory: size.memory, nodes: c.nodes, hugepages2m: size.hugepages2m, hugepages1g: size.hugepages1g, stamps: c.stamps });
+    // Guest paging: slot 0 (code + page tables) per VM, and page contents for its frames.
+    const slot0 = guestPaging(c) ? guestSlot0Pages(guestPagingOptions(c, layout)) : 0;
+    const memory = size.memory + (c.hostMemory === null ? slot0 * 4096 * c.vms : 0);
+    const host = Host.create({
+      memory, nodes: c.nodes, hugepages2m: size.hugepages2m, hugepages1g: size.hugepages1g, stamps: c.stamps, pageContent: slot0 * c.vms,
+    });
     const ctx: ThreadCtx = { metrics: new Metrics(cost), hostThread: host.thread() };
     const vms: Vm[] = [];
     for (let i = 0; i < c.vms; i++) {
-      const vm = Vm.create(host, i, ctx, { maxVcpus: Math.max(c.vcpus, 1), strategy: opts.strategy });
+      const vm = Vm.create(host, i, ctx, {
+        maxVcpus: Math.max(c.vcpus, 1), strategy: opts.strategy, mmu: c.mmu ?? 'tdp', rmaps: c.rmaps ?? 'lazy',
+        ...(c.lockModel === null || c.lockModel === undefined ? {} : { lockModel: c.lockModel }),
+      });
       for (let s = 0; s < c.slots; s++) {
         const bytes = layout.slotPages * 4096;
         const hva = vm.mmap({ size: bytes, backing: c.backing });
@@ -116,6 +137,7 @@ export function createMemstressVms(c: MemstressConfig, opts: MemstressVmOptions 
       }
       opts.beforeVcpus?.(vm);
       for (let v = 0; v < c.vcpus; v++) vm.createVcpu();
+      if (guestPaging(c)) setupGuestPaging(vm, guestPagingOptions(c, layout));
       vms.push(vm);
     }
     return { host, vms, ctx, cost, layout };
@@ -123,6 +145,11 @@ export function createMemstressVms(c: MemstressConfig, opts: MemstressVmOptions 
     if (e instanceof KvmError) throw new UsageError(`cannot set up ${c.vms} VM(s) x ${formatSize(layout.guestPages * 4096)}: ${e.message}`);
     throw e;
   }
+}
+
+/** The guest maps its test memory (every data slot) identity-mapped with --guest-pt leaves. */
+export function guestPagingOptions(c: MemstressConfig, l: MemstressLayout): { regions: { gfn: number; pages: number }[]; leaf: GuestPtLeaf } {
+  return { regions: [{ gfn: l.gpa / 4096, pages: l.guestPages }], leaf: c.guestPt ?? '4k' };
 }
 
 export function memstressStream(c: MemstressConfig, l: MemstressLayout, ref: VcpuRef, vmId: number, order: AccessOrder, writePercent: number, iteration: number): StreamSpec {

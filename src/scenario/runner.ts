@@ -226,6 +226,8 @@ export class Runner {
     // The observer's starting point is read before any task is posted (a worker may start at once).
     const observer = this.opts.observer;
     observer?.phaseStart(this.probe(name, works.flat()));
+    // vCPUs meet at the phase's start in modeled time too: the mmu_lock timeline starts empty.
+    for (const vm of this.vms) vm.lockModel?.reset();
     const u = this.opts.uffd;
     const inline = u !== undefined && u.threads === 0;
     if (inline) Atomics.store(new Int32Array(u.board), BoardLayout.kLiveWorkers, busy);

@@ -136,6 +136,7 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
   const hists = new HistogramSet();
   try {
     const faultHist = hists.get(task.faultHistogram);
+    let lockHists: Vcpu['lockHists'] = null;
     const vcpus: Vcpu[] = [];
     const streams: GuestProgram[] = [];
     const before: { modeled: number; wall: number; accesses: number }[] = [];
@@ -145,6 +146,13 @@ export function runPhaseTask(task: PhaseTask): PhaseTaskResult {
       vcpus.push(v);
       streams.push(guestProgram(w.stream, m));
       before.push({ modeled: v.modeledNs(), wall: v.wallNs(), accesses: v.accesses() });
+      // The modeled mmu_lock timeline counts from the phase's start (the runner reset it), and
+      // its waits go into this phase's histograms.
+      if (vm.lockModel !== null) {
+        lockHists ??= { read: hists.get(`${task.phase}.mmu_lock_wait_read`), write: hists.get(`${task.phase}.mmu_lock_wait_write`) };
+        v.lockPhaseStart = v.modeledNs();
+        v.lockHists = lockHists;
+      }
     }
     // Round-robin slices until every stream ends. A vCPU that exited with a full dirty ring
     // stays out until the VMM resets rings; when every live vCPU here is in that state, sleep on

@@ -20,7 +20,8 @@ import type { Vm } from '../vm.js';
 
 /** Whether the CPU logs D-bit transitions for this VM now (PML on and any slot logging). */
 export function pmlEnabled(vm: Vm): boolean {
-  return (vm.w[VmLayout.kVmStrategy]! & Strat.kStratPml) !== 0 && Atomics.load(vm.w, VmLayout.kVmNrSlotsDirtyLogging) > 0;
+  // enable_pml needs EPT (vmx's hardware_setup clears it with ept=0): never with the shadow MMU.
+  return vm.tdpMmuEnabled && (vm.w[VmLayout.kVmStrategy]! & Strat.kStratPml) !== 0 && Atomics.load(vm.w, VmLayout.kVmNrSlotsDirtyLogging) > 0;
 }
 
 export function pmlLog(vcpu: Vcpu, gfn: number): void {
