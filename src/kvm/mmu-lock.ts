@@ -30,11 +30,13 @@ export function vcpuMmuWriteLock(vcpu: Vcpu): number {
   const vm = vcpu.vm;
   const m = vm.ctx.metrics;
   const waited = writeLock(vm.w, VmLayout.kVmMmuLock, vm.tdpMmuEnabled ? vm.mmuLockReaders : kNoReaders);
+  // The hold starts with the acquisition itself (the rwlock's own cacheline transfer is serial too).
+  vcpu.lockAcquiredAt = vcpu.modeledNow();
+  const m0 = m.t;
   count(m, Op.lock_write);
   if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
   vcpu.lockWallWait = waited;
-  vcpu.lockAcquiredAt = vcpu.modeledNow();
-  return m.t;
+  return m0;
 }
 
 export function vcpuMmuWriteUnlock(vcpu: Vcpu, m0: number): void {
@@ -53,12 +55,17 @@ export function vcpuMmuReadLock(vcpu: Vcpu): number {
   const vm = vcpu.vm;
   const m = vm.ctx.metrics;
   const waited = readLock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
+  if (vm.lockModel === null) {
+    count(m, Op.lock_read);
+    if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
+    return 0;
+  }
+  vcpu.lockAcquiredAt = vcpu.modeledNow();
+  const m0 = m.t;
   count(m, Op.lock_read);
   if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
-  if (vm.lockModel === null) return 0;
   vcpu.lockWallWait = waited;
-  vcpu.lockAcquiredAt = vcpu.modeledNow();
-  return m.t;
+  return m0;
 }
 
 export function vcpuMmuReadUnlock(vcpu: Vcpu, m0: number): void {

@@ -27,6 +27,7 @@ import { VmLayout } from './vm-layout.js';
 import { GuestWalk } from './mmu/shadow/paging_tmpl.js';
 import { kvmMmuTrackWrite, kvmShadowPageFault } from './mmu/shadow/page-fault.js';
 import { writeGuestPte } from './mmu/shadow/gpte.js';
+import { SpRole } from './mmu/shadow/mmu-page.js';
 import { pmlDrain, pmlEnabled, pmlLog } from './dirty/pml.js';
 import { ringSoftFull } from './dirty/ring.js';
 import type { Memslot } from './memslot.js';
@@ -45,6 +46,8 @@ export interface AccessSource {
   write: boolean;
   /** The hypercall when next() returned kAccessHypercall. */
   readonly hypercall?: GuestHypercall;
+  /** The EPT12 root (an L1 gfn) when next() returned kAccessEnterL2. */
+  readonly ept12Gfn?: number;
   /**
    * With guest paging: the guest PTE the store that next() just returned writes (into the page
    * table at that gfn), or null for an ordinary store. A store to a shadowed page table traps and
@@ -61,6 +64,8 @@ export interface AccessSource {
 
 /** AccessSource.next()'s answer for a hypercall (the source's `hypercall` says which). */
 export const kAccessHypercall = -2;
+/** AccessSource.next()'s answer for L1's VMLAUNCH of a nested guest on the source's `ept12Gfn`. */
+export const kAccessEnterL2 = -3;
 
 /** KVM_HC_MAP_GPA_RANGE (include/uapi/linux/kvm_para.h) and its attribute bits. */
 export const KVM_HC_MAP_GPA_RANGE = 12;
@@ -190,6 +195,7 @@ export class Vcpu {
   constructor(readonly vm: Vm, readonly idx: number) {
     this.reattach();
     this.id = this.w[VcpuLayout.kVcpuId]!;
+    this.shadowPaging = !vm.tdpMmuEnabled;
     this.stampId = (vm.id << 12) | this.id;
   }
 
@@ -230,7 +236,29 @@ export class Vcpu {
   }
   /** Role bits of this vCPU's shadow pages (role.guest_mode for an L2 root). */
   rootRoleBits(): number {
-    return 0;
+    return this.inL2 ? SpRole.kGuestMode : 0;
+  }
+
+  /**
+   * This vCPU's accesses go through a shadow root: always without the TDP MMU; with it, while the
+   * vCPU runs a nested guest (L2 under nested EPT, whose EPT12 tables KVM shadows).
+   */
+  shadowPaging = false;
+  /** Running L2 (after enterL2()): the guest walk is L1's EPT12 for L2, the root is guest_mode. */
+  inL2 = false;
+
+  /**
+   * VMLAUNCH of an L2 guest by L1 (nested_vmx_run -> kvm_init_shadow_ept_mmu): from now on this
+   * vCPU's accesses are L2's, translated by the EPT12 tables at `ept12Gfn` (built by L1 in its
+   * memory) and mapped by a guest_mode shadow root. The first such root of a TDP VM allocates
+   * the memslot rmaps (lazy rmaps).
+   */
+  enterL2(ept12Gfn: number): void {
+    if (!this.vm.tdpMmuEnabled) fail('EINVAL', 'nested guests are modelled on TDP-MMU VMs only (nested EPT)');
+    this.inL2 = true;
+    this.shadowPaging = true;
+    this.setGuestCr3(ept12Gfn);
+    tlbFlushAll(this.w);
   }
 
   /** run->exit_reason of the last run() (0: the stream ended or the budget ran out). */
@@ -321,6 +349,10 @@ export class Vcpu {
         gfn = src.next();
         if (gfn < 0) {
           if (gfn === kAccessHypercall && this.vmcall(src.hypercall!)) continue;
+          if (gfn === kAccessEnterL2) {
+            this.enterL2(src.ept12Gfn!);
+            continue;
+          }
           break;
         }
         write = src.write;
@@ -381,7 +413,7 @@ export class Vcpu {
         // A flush at entry dropped the fault's fill: the retry misses and walks for real.
         this.refilled = false;
         count(m, Op.tlb_miss);
-        if (eptWalk(vm.pool.pt, vm.tdpMmuEnabled ? vm.root : this.shadowRoot, gfn, write, w) !== WalkResult.kWalkOk) {
+        if (eptWalk(vm.pool.pt, this.shadowPaging ? this.shadowRoot : vm.root, gfn, write, w) !== WalkResult.kWalkOk) {
           countN(m, Op.walk_step, walkOut.steps);
           this.exitForFault(gfn, write, walkOut.presentLeaf);
           if (this.pendingExit !== 0 || this.uffdWait !== null) return false;
@@ -476,7 +508,7 @@ export class Vcpu {
     const tw = timeWall ? performance.now() : 0;
     this.faultSleptNs = 0;
     this.vm.ctx.hostThread.faultTimed = timeWall;
-    const r = this.vm.tdpMmuEnabled ? kvmTdpPageFault(this, gfn, write, present) : kvmShadowPageFault(this, gfn, write);
+    const r = this.shadowPaging ? kvmShadowPageFault(this, gfn, write) : kvmTdpPageFault(this, gfn, write, present);
     if (r === RetPf.RET_PF_UFFD_BLOCKED) this.sleepInUffd(tm, tw, timeWall);
     else this.finishFault(r, gfn, write, tm, tw, timeWall);
   }

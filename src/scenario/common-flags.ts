@@ -34,6 +34,7 @@ export const kMmuFlags: FlagSpec[] = [
   { name: 'mmu', type: 'enum', choices: ['tdp', 'shadow'], default: 'tdp', help: 'tdp: the TDP MMU (ept=1); shadow: the legacy shadow MMU (ept=0), shadowing the guest\'s own page tables, mmu_lock for write on every fault' },
   { name: 'rmaps', type: 'enum', choices: ['eager', 'lazy'], default: 'lazy', help: 'memslot rmaps with the TDP MMU: allocated with every memslot (eager, before 5.13) or at the first shadow root (lazy); the shadow MMU always has them' },
   { name: 'guest-pt', type: 'enum', choices: ['4k', '2m'], default: '4k', help: 'leaf size of the guest\'s own page tables over the test memory (the guest runs with paging under --mmu shadow)' },
+  { name: 'l2-at', type: 'int', default: -1, min: -1, max: 2 ** 31 - 1, help: 'a nested guest: vCPU 0 launches L2 after N of its accesses (the rest are L2\'s, under nested EPT: the VM\'s first shadow root, which with --rmaps lazy allocates every memslot\'s rmaps); -1: none (TDP MMU only)' },
   { name: 'lock-model', type: 'enum', choices: ['on', 'off'], default: null, help: 'place vCPU mmu_lock holds on a modeled-time timeline so waiting for the lock shows in modeled time (default: on with --mmu shadow, off with tdp)' },
 ];
 
@@ -54,7 +55,9 @@ export function memstressConfig(f: Record<string, unknown>, extra: { slots?: num
     stamps: extra.stamps ?? false, mmioEvery: f['mmio-every'] as number,
     mmu: (f.mmu as MemstressConfig['mmu']) ?? 'tdp', rmaps: (f.rmaps as MemstressConfig['rmaps']) ?? 'lazy', guestPt: (f['guest-pt'] as MemstressConfig['guestPt']) ?? '4k',
     lockModel: f['lock-model'] === undefined || f['lock-model'] === null ? null : f['lock-model'] === 'on',
+    l2At: (f['l2-at'] as number | undefined) ?? -1,
   };
+  if ((c.l2At ?? -1) >= 0 && c.mmu === 'shadow') throw new UsageError('--l2-at: nested guests are modelled on the TDP MMU (nested EPT); drop --mmu shadow');
   if (c.vms * c.vcpus > 65536) throw new UsageError(`${c.vms * c.vcpus} vCPUs in all is more than this harness schedules (65536)`);
   return c;
 }

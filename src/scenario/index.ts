@@ -7,10 +7,11 @@ import { memslotModificationStress } from './memslot-modification-stress.js';
 import { conversionStorm } from './conversion-storm.js';
 import { guestMemfd } from './guest-memfd.js';
 import { privateMemConversions } from './private-mem-conversions.js';
+import { mmuCompare } from './mmu-compare.js';
 import type { ScenarioDef } from './scenario.js';
 
 export const kScenarios: ScenarioDef[] = [
-  demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, guestMemfd, privateMemConversions, conversionStorm,
+  demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, guestMemfd, privateMemConversions, conversionStorm, mmuCompare,
 ];
 
 export function findScenario(name: string): ScenarioDef | undefined {

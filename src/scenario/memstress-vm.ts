@@ -46,11 +46,13 @@ export interface MemstressConfig {
   guestPt?: GuestPtLeaf;
   /** --lock-model on/off; null or absent: the VM's default (on with the shadow MMU). */
   lockModel?: boolean | null;
+  /** --l2-at: vCPU 0 launches a nested guest after this many accesses (-1 or absent: none). */
+  l2At?: number;
 }
 
 /** The guest runs with paging (its own page tables in slot 0) under the shadow MMU. */
 export function guestPaging(c: MemstressConfig): boolean {
-  return c.mmu === 'shadow';
+  return c.mmu === 'shadow' || (c.l2At ?? -1) >= 0;
 }
 
 /** Device pages the MMIO knob touches (each vCPU cycles through all of them). */
@@ -64,6 +66,8 @@ export interface MemstressLayout {
   backingPageBytes: number;
   /** First of the kMmioPages device gfns, right below the test memory (-1 without MMIO). */
   mmioGfn: number;
+  /** The guest's CR3 (PML4 gfn) once guest paging is set up; also the EPT12 root of a nested guest. */
+  guestCr3Gfn?: number;
 }
 
 export function memstressLayout(c: MemstressConfig): MemstressLayout {
@@ -137,7 +141,8 @@ export function createMemstressVms(c: MemstressConfig, opts: MemstressVmOptions 
       }
       opts.beforeVcpus?.(vm);
       for (let v = 0; v < c.vcpus; v++) vm.createVcpu();
-      if (guestPaging(c)) setupGuestPaging(vm, guestPagingOptions(c, layout));
+      // A nested guest's EPT12 tables are L1's page tables over the same memory (identity).
+      if (guestPaging(c)) layout.guestCr3Gfn = setupGuestPaging(vm, guestPagingOptions(c, layout)).cr3Gfn;
       vms.push(vm);
     }
     return { host, vms, ctx, cost, layout };
@@ -155,7 +160,8 @@ export function guestPagingOptions(c: MemstressConfig, l: MemstressLayout): { re
 export function memstressStream(c: MemstressConfig, l: MemstressLayout, ref: VcpuRef, vmId: number, order: AccessOrder, writePercent: number, iteration: number): StreamSpec {
   const base = l.gpa / 4096 + (c.overlap ? 0 : ref.vcpu * l.pagesPerVcpu);
   const mmio = (c.mmioEvery ?? 0) > 0 ? { mmioEvery: c.mmioEvery, mmioGfn: l.mmioGfn, mmioPages: kMmioPages } : {};
-  return { baseGfn: base, pages: l.pagesPerVcpu, order, writePercent, seed: c.seed, vm: vmId, vcpu: ref.vcpu, iteration, ...mmio };
+  const l2 = (c.l2At ?? -1) >= 0 && ref.vcpu === 0 ? { l2At: c.l2At, ept12Gfn: l.guestCr3Gfn } : {};
+  return { baseGfn: base, pages: l.pagesPerVcpu, order, writePercent, seed: c.seed, vm: vmId, vcpu: ref.vcpu, iteration, ...mmio, ...l2 };
 }
 
 /** "%ld.%.9lds" as the selftests print timespecs. */

@@ -32,6 +32,9 @@ export interface MemoryReport {
   rssBytes: number;
   rssPerGuestPage: number;
   breakdown: Record<string, number>;
+  /** Live rmap memory (heads + pte_list_desc) and its share of guest memory, in percent. */
+  rmapBytes: number;
+  rmapPctOfGuest: number;
 }
 
 /**

@@ -18,7 +18,7 @@
  * GUEST_SYNC(1), where the vCPU thread re-checks stop_vcpus before entering again — after the
  * VMM stored a non-zero word 0 in `stop` (the pair: the VMM's seq-cst store, this Atomics.load).
  */
-import type { AccessSource } from '../kvm/vcpu.js';
+import { kAccessEnterL2, type AccessSource } from '../kvm/vcpu.js';
 import { Permutation, mix32, streamSeed, xorshift32 } from './random.js';
 
 export type AccessOrder = 'sequential' | 'permute' | 'random';
@@ -43,6 +43,12 @@ export interface StreamSpec {
   mmioPages?: number;
   /** Word 0 non-zero: end at the next pass boundary (memstress_args.stop_vcpus). */
   stop?: SharedArrayBuffer;
+  /**
+   * A nested guest: after this many accesses the vCPU launches L2 (VMLAUNCH) on the EPT12 tables
+   * at `ept12Gfn`, and the rest of the stream is L2's (a harness knob, for lazy rmaps). Absent: never.
+   */
+  l2At?: number;
+  ept12Gfn?: number;
 }
 
 export class MemstressStream implements AccessSource {
@@ -65,8 +71,12 @@ export class MemstressStream implements AccessSource {
   private mmioCount = 0;
   private mmioDue = false;
   private readonly stop: Int32Array | null;
+  private readonly l2At: number;
+  readonly ept12Gfn: number;
 
   constructor(spec: StreamSpec) {
+    this.l2At = spec.l2At ?? -1;
+    this.ept12Gfn = spec.ept12Gfn ?? 0;
     this.baseGfn = spec.baseGfn;
     this.pages = spec.pages;
     this.accesses = spec.accesses ?? spec.pages;
@@ -89,6 +99,10 @@ export class MemstressStream implements AccessSource {
   next(): number {
     if (this.mmioDue) return this.nextMmio();
     const i = this.pos;
+    if (i === this.l2At && !this.l2Launched) {
+      this.l2Launched = true;
+      return kAccessEnterL2;
+    }
     if (i >= this.accesses) return -1;
     const wrapped = i < this.pages ? i : i % this.pages;
     if (wrapped === 0 && i > 0 && this.stop !== null && Atomics.load(this.stop, 0) !== 0) return -1;
@@ -107,6 +121,8 @@ export class MemstressStream implements AccessSource {
     }
     return this.baseGfn + page;
   }
+
+  private l2Launched = false;
 
   private nextMmio(): number {
     this.mmioDue = false;

@@ -26,6 +26,7 @@ import { pscLeafTable } from './walk.js';
 import { KvmReq, VcpuLayout } from '../../vcpu-layout.js';
 import { handleMmioPageFault, makeMmioSpteFlags } from './mmio.js';
 import { kvmShadowMapPfn } from '../shadow/page-fault.js';
+import { vcpuMmuReadLock, vcpuMmuReadUnlock } from '../../mmu-lock.js';
 import type { Memslot } from '../../memslot.js';
 
 // enum ret_pf (mmu_internal.h)
@@ -193,13 +194,17 @@ function kvmTdpFaultinGmem(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): numb
 function kvmTdpMapPfn(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): number {
   const vm = vcpu.vm;
   // A shadow-MMU fault (paging_tmpl.h's FNAME(page_fault)) shares kvm_mmu_faultin_pfn() up to here.
-  if (!vm.tdpMmuEnabled) return kvmShadowMapPfn(vcpu, fault, slot);
+  // A nested guest's (L2's) faults are shadow faults too, on a TDP VM (nested EPT).
+  if (vcpu.shadowPaging) return kvmShadowMapPfn(vcpu, fault, slot);
   const m = vm.ctx.metrics;
   const gfn = fault.gfn;
   maybeParkAtHook(vm, gfn, HookPoint.kHookAfterFaultin);
 
   // A top-up that left the epoch (SRCU) may have slept through a memslot update: start over.
   if (vcpu.topupMmuCache()) return retry(m);
+  // With the modeled lock (a nested guest's write-side faults beside these), the read hold is
+  // placed on the timeline too (mmu-lock.ts); otherwise the plain read lock.
+  if (vm.lockModel !== null) return kvmTdpMapPfnModeled(vcpu, fault, slot);
   const waited = readLock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
   count(m, Op.lock_read);
   if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
@@ -213,6 +218,20 @@ function kvmTdpMapPfn(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): number {
     r = kvmTdpMmuMap(vcpu, fault);
   }
   readUnlock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
+  return r;
+}
+
+/** kvmTdpMapPfn()'s locked part with the read hold placed on the modeled lock timeline. */
+function kvmTdpMapPfnModeled(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): number {
+  const vm = vcpu.vm;
+  const m0 = vcpuMmuReadLock(vcpu);
+  let r: number;
+  if (isPageFaultStale(vm, fault.mmuSeq, fault.gfn)) r = retry(vm.ctx.metrics);
+  else {
+    kvmMmuHugepageAdjust(fault, slot);
+    r = kvmTdpMmuMap(vcpu, fault);
+  }
+  vcpuMmuReadUnlock(vcpu, m0);
   return r;
 }
 
@@ -241,7 +260,7 @@ function kvmTdpNoslotFault(vcpu: Vcpu, fault: KvmPageFault): number {
   const vm = vcpu.vm;
   const m = vm.ctx.metrics;
   // The shadow MMU caches no MMIO SPTE here: every such access is emulated.
-  if (!vm.tdpMmuEnabled) {
+  if (vcpu.shadowPaging) {
     count(m, Op.memslot_lookup);
     return RetPf.RET_PF_EMULATE;
   }
