@@ -175,6 +175,17 @@ describe('buildGuestPageTables + guestWalk', () => {
     expect([out.faultLevel, out.errorCode & Pferr.PFERR_RSVD_MASK]).toEqual([4, Pferr.PFERR_RSVD_MASK]);
   });
 
+  it('ignores the address bits below a huge leaf\'s size (bit 12 is PAT in a 2M PDE: gpte_to_gfn_lvl)', () => {
+    const { mem, pt } = build();
+    const out = new GuestWalk();
+    const gva = 0x40000 + 512 * 4 + 9;
+    guestWalk(out, mem, pt.cr3Gfn, gva, false);
+    const off = mem.gfnContent(out.tableGfn[1]!);
+    writeGuestPte(mem.words(), off, out.index[1]!, out.pteLo[1]! | (1 << 12), out.pteHi[1]!);
+    expect(guestWalk(out, mem, pt.cr3Gfn, gva, false)).toBe(GuestWalkResult.kGuestWalkOk);
+    expect([out.gfn, out.level]).toEqual([gva, 2]);
+  });
+
   it('guestPteChanged sees a rewrite of an entry the walk read (gpte_changed), and nothing else', () => {
     const { mem, pt } = build();
     const out = new GuestWalk();
@@ -276,6 +287,33 @@ describe('a guest rewriting a PTE under the walker', () => {
     expect(guestWalk(out, mem, pt.cr3Gfn, gva, true)).toBe(GuestWalkResult.kGuestWalkOk);
     expect([out.retries, out.gfn, out.adUpdates, out.reads]).toEqual([1, 0x4242, 1, 8]);
     expect(out.pteLo[0]! & (GPT_A | GPT_D)).toBe(GPT_A | GPT_D);
+  });
+
+  it('retries when another vCPU\'s walk set A/D first (lo changed, hi did not): A is never lost', () => {
+    const pc = new PageContent(PageContent.createHandle(64));
+    const base = memOver(pc);
+    const gva = 0x999;
+    const pt = buildGuestPageTables(base, slot0().alloc, [{ gva, gfn: gva, pages: 1, leaf: '4k' }]);
+    const out = new GuestWalk();
+    guestWalk(out, base, pt.cr3Gfn, gva + 1, false); // A on the upper levels (gva + 1: not present)
+    let calls = 0;
+    let p = -1;
+    const mem: GuestPtMemory = {
+      gfnContent: (gfn) => {
+        // Lookup 5 is the leaf's A/D update: another walker's write fault sets D there first.
+        if (++calls === 5) Atomics.or(pc.words, p, GPT_D);
+        return pc.lookup(gfn);
+      },
+      contentOfGfn: (gfn) => pc.getOrCreate(gfn),
+      words: () => pc.words,
+    };
+    guestWalk(out, base, pt.cr3Gfn, gva, false);
+    writeGuestPte(pc.words, base.gfnContent(out.tableGfn[0]!), gva & 511, gptLo(gva, GPT_P | GPT_RW), gptHi(gva));
+    p = base.gfnContent(out.tableGfn[0]!) + (gva & 511) * 2;
+    calls = 0;
+    expect(guestWalk(out, mem, pt.cr3Gfn, gva, false)).toBe(GuestWalkResult.kGuestWalkOk);
+    expect([out.retries, out.adUpdates]).toEqual([1, 1]);
+    expect(pc.words[p]! & (GPT_A | GPT_D)).toBe(GPT_A | GPT_D);
   });
 
   it('never yields a mix of the two mappings (the two-word protocol and its generation)', async () => {
