@@ -1113,12 +1113,19 @@ export class Vm {
     if (Atomics.load(this.sp.ctl, ShadowCtl.kShadowRootAllocated) !== 0) return 0;
     const m = this.ctx.metrics;
     const t0 = m.t;
+    const w0 = performance.now();
     if (!this.memslotsHaveRmaps()) {
       spinLock(this.w, VmLayout.kVmSlotsArchLock);
       try {
         if (!this.memslotsHaveRmaps()) {
+          const before = this.rmaps.bytes().heads;
           for (const s of this.allSlotsAllSpaces()) this.allocSlotRmaps(s);
           Atomics.store(this.sp.ctl, ShadowCtl.kMemslotsHaveRmaps, 1);
+          // The spike, for the run's report (what it blocked: memslot updates, on slots_arch_lock,
+          // and this vCPU's entry into L2; the other vCPUs' TDP faults go on).
+          Atomics.store(this.sp.ctl, ShadowCtl.kRmapAllocModeledUs, Math.round((m.t - t0) / 1e3));
+          Atomics.store(this.sp.ctl, ShadowCtl.kRmapAllocWallUs, Math.round((performance.now() - w0) * 1e3));
+          Atomics.store(this.sp.ctl, ShadowCtl.kRmapAllocKiB, Math.round((this.rmaps.bytes().heads - before) / 1024));
         }
       } finally {
         spinUnlock(this.w, VmLayout.kVmSlotsArchLock);

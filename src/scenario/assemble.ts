@@ -5,6 +5,7 @@
 import type { Host } from '../host/host.js';
 import type { Vm } from '../kvm/vm.js';
 import { audit } from '../kvm/audit.js';
+import { ShadowCtl } from '../kvm/mmu/shadow/mmu-page.js';
 import { kVcpuStatNames, kVmStatNames, type VcpuStats, type VmStats } from '../kvm/stats.js';
 import { addCounters, countersToRecord } from '../metrics/counters.js';
 import { kOpCount } from '../metrics/ops.js';
@@ -68,6 +69,9 @@ export function memoryReport(host: Host, vms: Vm[]): MemoryReport {
     // KVM's own rmap memory (kvm_rmap_head 8 B per gfn and level, pte_list_desc 128 B): what lazy
     // rmaps save until the first shadow root, as a share of the VMs' guest memory (~0.2 %).
     rmapBytes: rmaps, rmapPctOfGuest: guestBytes > 0 ? Math.round((rmaps / guestBytes) * 1e6) / 1e4 : 0,
+    lazyRmapAlloc: vms.map((vm) => ({
+      vm: vm.id, kib: vm.sp.stat(ShadowCtl.kRmapAllocKiB), modeledUs: vm.sp.stat(ShadowCtl.kRmapAllocModeledUs), wallUs: vm.sp.stat(ShadowCtl.kRmapAllocWallUs),
+    })).filter((x) => x.kib > 0),
   };
 }
 

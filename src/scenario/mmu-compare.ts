@@ -147,6 +147,7 @@ export const mmuCompare: ScenarioDef = {
     if (own !== null) mkdirSync(own, { recursive: true });
     const dir = own ?? mkdtempSync(join(tmpdir(), 'mmuh-compare-'));
     const resume = f.resume as boolean;
+    const metrics: Record<string, number | string | boolean> = {};
     const uffd = f['uffd-mode'] !== null ? ` -u ${String(f['uffd-mode'])}` : '';
     io.print(`mmu-compare: ${formatSize(f.bytes as number)} per vCPU, ${String(f.backing)}${uffd}; variants ${variants.join(', ')}; vCPUs ${vcpuCounts.join(',')}; workers ${workerCounts.join(',')}`);
     io.print(kHeader);
@@ -171,6 +172,11 @@ export const mmuCompare: ScenarioDef = {
           rows.push(row('demand-paging', variant, vcpus, common.workers, r));
           collect(histograms, `${variant}.v${vcpus}.w${common.workers}`, r);
           io.print(fmtRow(rows[rows.length - 1]!));
+          for (const a of r.memory.lazyRmapAlloc ?? []) {
+            io.print(`  lazy rmaps: the first shadow root (L2 launched) allocated ${a.kib} KiB of rmaps in ${a.modeledUs} µs modeled / ${a.wallUs} µs wall, holding slots_arch_lock (memslot updates and this vCPU's L2 entry waited)`);
+            metrics[`${key}.lazyRmapAllocKiB`] = a.kib;
+            metrics[`${key}.lazyRmapAllocModeledUs`] = a.modeledUs;
+          }
           const di = f['dirty-iterations'] as number;
           if (di > 0) {
             const lf = parseFlags(dirtyLogPerf.flags, []);
@@ -185,7 +191,6 @@ export const mmuCompare: ScenarioDef = {
         }
       }
     }
-    const metrics: Record<string, number | string | boolean> = {};
     for (const r of rows) {
       const k = `${r.workload}.${r.variant}.v${r.vcpus}.w${r.workers}`;
       metrics[`${k}.modeledNs`] = r.modeledNs;

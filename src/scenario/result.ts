@@ -35,6 +35,11 @@ export interface MemoryReport {
   /** Live rmap memory (heads + pte_list_desc) and its share of guest memory, in percent. */
   rmapBytes: number;
   rmapPctOfGuest: number;
+  /**
+   * Lazy rmaps: each VM whose first shadow root allocated the memslots' rmaps during the run —
+   * KiB allocated and how long the allocation held slots_arch_lock (modeled and wall µs).
+   */
+  lazyRmapAlloc: { vm: number; kib: number; modeledUs: number; wallUs: number }[];
 }
 
 /**

@@ -72,9 +72,13 @@ export const enum ShadowCtl {
   kMemslotsHaveRmaps = kMmuHashBuckets + 14,
   /** Extra parent SPTEs: count, then (sp, sptep) pairs (rare: a guest table linked twice). */
   kParentsOverflowCount = kMmuHashBuckets + 15,
-  kParentsOverflow = kMmuHashBuckets + 16,
+  /** The lazy rmap allocation's spike (mmu_first_shadow_root_alloc): modeled and wall µs, KiB allocated. */
+  kRmapAllocModeledUs = kMmuHashBuckets + 16,
+  kRmapAllocWallUs = kMmuHashBuckets + 17,
+  kRmapAllocKiB = kMmuHashBuckets + 18,
+  kParentsOverflow = kMmuHashBuckets + 24,
   kParentsOverflowMax = 1024,
-  kWords = kMmuHashBuckets + 16 + 2 * 1024,
+  kWords = kMmuHashBuckets + 24 + 2 * 1024,
 }
 
 export interface ShadowMmuHandle {
