@@ -174,8 +174,8 @@ export const mmuCompare: ScenarioDef = {
           io.print(fmtRow(rows[rows.length - 1]!));
           for (const a of r.memory.lazyRmapAlloc ?? []) {
             io.print(`  lazy rmaps: the first shadow root (L2 launched) allocated ${a.kib} KiB of rmaps in ${a.modeledUs} µs modeled / ${a.wallUs} µs wall, holding slots_arch_lock (memslot updates and this vCPU's L2 entry waited)`);
-            metrics[`${key}.lazyRmapAllocKiB`] = a.kib;
-            metrics[`${key}.lazyRmapAllocModeledUs`] = a.modeledUs;
+            metrics[`demand-paging.${key}.lazyRmapAllocKiB`] = a.kib;
+            metrics[`demand-paging.${key}.lazyRmapAllocModeledUs`] = a.modeledUs;
           }
           const di = f['dirty-iterations'] as number;
           if (di > 0) {
