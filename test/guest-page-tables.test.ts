@@ -335,7 +335,10 @@ describe('a guest rewriting a PTE under the walker', () => {
     const flipsP = new Promise<number>((resolve, reject) => { wk.once('message', resolve); wk.once('error', reject); });
     while (Atomics.load(ctl, 1) === 0) await new Promise((r) => setTimeout(r, 1));
     let sawA = 0, sawB = 0, faults = 0, tornWalks = 0, retries = 0;
-    for (let i = 0; i < 400_000; i++) {
+    // At least 400k walks, and on until both mappings were seen: on a loaded machine (2 cores, the
+    // suite's other forks) the flipper thread may not run at all during the first 400k.
+    const deadline = Date.now() + 30_000;
+    for (let i = 0; i < 400_000 || ((sawA === 0 || sawB === 0) && Date.now() < deadline); i++) {
       const r = distWalk.guestWalk(out, mem, pt.cr3Gfn, gva, (i & 1) === 1);
       retries += out.retries;
       if (r !== 0) { faults++; continue; } // caught the not-present step: a fault, fine
@@ -349,7 +352,7 @@ describe('a guest rewriting a PTE under the walker', () => {
     expect(sawA).toBeGreaterThan(0);
     expect(sawB).toBeGreaterThan(0);
     expect({ tornWalks }).toEqual({ tornWalks: 0 });
-    expect(faults).toBeLessThan(400_000);
+    expect(faults).toBeLessThan(sawA + sawB + faults);
     if (process.env.GPTE_RACE_STATS) console.log({ flips, sawA, sawB, faults, retries });
   }, 60_000);
 });
