@@ -189,6 +189,9 @@ async function runOnce(
   }
   let result: RunResult;
   try {
+    // The commit and tree state are taken before the run (harnessInfo() caches them): a long run
+    // must name the code it started with, not whatever the checkout holds when it ends.
+    harnessInfo();
     result = await scenario.run(parsed, io);
   } catch (e) {
     live?.close();
