@@ -19,6 +19,7 @@ import { VmLayout } from '../vm-layout.js';
 import { SplitMode, Strat } from './strategy.js';
 import { manualProtectAndInitSet } from './masked.js';
 import { rmapWriteProtectRange, rmapZapCollapsibleSptes } from '../mmu/shadow/rmap-ops.js';
+import { shadowSplitHugePagesRange } from '../mmu/shadow/split.js';
 import { kvmMmuMaxMappingLevel } from '../mmu/tdp/fault.js';
 import { KVM_MEM_READONLY, type Memslot } from '../memslot.js';
 import type { Vm } from '../vm.js';
@@ -57,8 +58,12 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
   if (manualProtectAndInitSet(vm)) {
     // KVM returns here. The alternatives model older kernels / other choices.
     let flush = false;
-    if ((strat & Strat.kStratWrprotHuge) !== 0 && vm.memslotsHaveRmaps()) {
-      flush = vm.withMmuWriteLock(() => rmapWriteProtectRange(vm, slot, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_2M, PgLevel.PG_LEVEL_1G, true));
+    if (vm.memslotsHaveRmaps()) {
+      vm.withMmuWriteLock(() => {
+        if (split === SplitMode.kSplitEagerEnable) out.splits += shadowSplitHugePagesRange(vm, slot, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K);
+        if ((strat & Strat.kStratWrprotHuge) !== 0 && rmapWriteProtectRange(vm, slot, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_2M, PgLevel.PG_LEVEL_1G, true)) flush = true;
+      });
+      if (out.splits > 0) flush = true;
     }
     if (vm.tdpMmuEnabled) vm.withMmuReadLock(() => {
       if (split === SplitMode.kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, true);
@@ -72,8 +77,14 @@ export function kvmMmuSlotApplyFlags(vm: Vm, slot: Memslot, enable: boolean): Ap
     return out;
   }
   // kvm_mmu_slot_remove_write_access(): the rmaps at every level under the write lock (the shadow
-  // MMU has no PML: write protection is its dirty tracking), then the TDP MMU's walk.
-  if (vm.memslotsHaveRmaps()) vm.withMmuWriteLock(() => rmapWriteProtectRange(vm, slot, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, PgLevel.PG_LEVEL_1G, true));
+  // MMU has no PML: write protection is its dirty tracking), then the TDP MMU's walk. Eager
+  // splitting first (kvm_shadow_mmu_try_split_huge_pages) when the strategy asks for it.
+  if (vm.memslotsHaveRmaps()) {
+    vm.withMmuWriteLock(() => {
+      if (split === SplitMode.kSplitEager || split === SplitMode.kSplitEagerEnable) out.splits += shadowSplitHugePagesRange(vm, slot, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K);
+      rmapWriteProtectRange(vm, slot, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, PgLevel.PG_LEVEL_1G, true);
+    });
+  }
   if (vm.tdpMmuEnabled) vm.withMmuReadLock(() => {
     if (split === SplitMode.kSplitEager || split === SplitMode.kSplitEagerEnable) out.splits = tdpSplitHugePagesRange(vm, slot.baseGfn, slot.endGfn, PgLevel.PG_LEVEL_4K, true);
     if ((strat & Strat.kStratPml) !== 0) {

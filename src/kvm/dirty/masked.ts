@@ -10,6 +10,7 @@ import { PgLevel } from '../mmu/spte.js';
 import { tdpClearDirtyPtMasked, tdpWrprotRange } from '../mmu/tdp/wrprot.js';
 import { tdpSplitHugePagesRange } from '../mmu/tdp/split.js';
 import { rmapWriteProtectMasked, rmapWriteProtectRange } from '../mmu/shadow/rmap-ops.js';
+import { shadowSplitHugePagesRange } from '../mmu/shadow/split.js';
 import { VmLayout } from '../vm-layout.js';
 import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, SplitMode, Strat } from './strategy.js';
 import type { Memslot } from '../memslot.js';
@@ -45,8 +46,10 @@ export function enableLogDirtyPtMasked(vm: Vm, slot: Memslot, offset: number, lo
     if (tdpWrprotRange(vm, start, start + 1, PgLevel.PG_LEVEL_2M, false)) flush = true;
     // Cross two large pages?
     if (start >>> 9 !== end >>> 9 && tdpWrprotRange(vm, end, end + 1, PgLevel.PG_LEVEL_2M, false)) flush = true;
-    // kvm_mmu_slot_gfn_write_protect(kvm, slot, start/end, PG_LEVEL_2M) walks the rmaps too.
+    // kvm_mmu_slot_gfn_write_protect(kvm, slot, start/end, PG_LEVEL_2M) walks the rmaps too,
+    // after the shadow MMU's eager split of the range (kvm_mmu_try_split_huge_pages).
     if (vm.memslotsHaveRmaps()) {
+      if ((split === SplitMode.kSplitEager || split === SplitMode.kSplitEagerClear) && shadowSplitHugePagesRange(vm, slot, start, end + 1, PgLevel.PG_LEVEL_4K) > 0) flush = true;
       if (rmapWriteProtectRange(vm, slot, start, start + 1, PgLevel.PG_LEVEL_2M, PgLevel.PG_LEVEL_1G, true)) flush = true;
       if (start >>> 9 !== end >>> 9 && rmapWriteProtectRange(vm, slot, end, end + 1, PgLevel.PG_LEVEL_2M, PgLevel.PG_LEVEL_1G, true)) flush = true;
     }
