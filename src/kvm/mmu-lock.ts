@@ -28,56 +28,48 @@ const kNoReaders = { words: [], at: [] };
 /** Acquire for write from a vCPU's fault; returns the metrics clock at acquisition (for the release). */
 export function vcpuMmuWriteLock(vcpu: Vcpu): number {
   const vm = vcpu.vm;
-  const m = vm.ctx.metrics;
-  const waited = writeLock(vm.w, VmLayout.kVmMmuLock, vm.tdpMmuEnabled ? vm.mmuLockReaders : kNoReaders);
-  // The hold starts with the acquisition itself (the rwlock's own cacheline transfer is serial too).
-  vcpu.lockAcquiredAt = vcpu.modeledNow();
-  const m0 = m.t;
-  count(m, Op.lock_write);
-  if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
-  vcpu.lockWallWait = waited;
-  return m0;
+  return acquired(vcpu, writeLock(vm.w, VmLayout.kVmMmuLock, vm.tdpMmuEnabled ? vm.mmuLockReaders : kNoReaders), Op.lock_write);
 }
 
 export function vcpuMmuWriteUnlock(vcpu: Vcpu, m0: number): void {
-  const vm = vcpu.vm;
-  writeUnlock(vm.w, VmLayout.kVmMmuLock);
-  const tl = vm.lockModel;
-  if (tl === null) return;
-  const m = vm.ctx.metrics;
-  const wait = tl.placeWrite(vcpu.lockAcquiredAt - vcpu.lockPhaseStart, m.t - m0);
-  if (wait > 0) countN(m, Op.lock_wait_modeled_ns, wait);
-  const h = vcpu.lockHists;
-  if (h !== null) recordWait(h.write, vcpu, wait);
+  writeUnlock(vcpu.vm.w, VmLayout.kVmMmuLock);
+  placeHold(vcpu, m0, true);
 }
 
 export function vcpuMmuReadLock(vcpu: Vcpu): number {
-  const vm = vcpu.vm;
-  const m = vm.ctx.metrics;
-  const waited = readLock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
-  if (vm.lockModel === null) {
-    count(m, Op.lock_read);
-    if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
-    return 0;
-  }
+  return acquired(vcpu, readLock(vcpu.vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader), Op.lock_read);
+}
+
+export function vcpuMmuReadUnlock(vcpu: Vcpu, m0: number): void {
+  readUnlock(vcpu.vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
+  placeHold(vcpu, m0, false);
+}
+
+/**
+ * The lock was taken after `waited` wall ns: note the vCPU's modeled clock (the hold starts with
+ * the acquisition itself: the rwlock's own cacheline transfer is serial too) and count the op.
+ */
+function acquired(vcpu: Vcpu, waited: number, op: number): number {
+  const m = vcpu.vm.ctx.metrics;
   vcpu.lockAcquiredAt = vcpu.modeledNow();
   const m0 = m.t;
-  count(m, Op.lock_read);
+  count(m, op);
   if (waited > 0) countWaitNs(m, Op.lock_wait_ns, waited);
   vcpu.lockWallWait = waited;
   return m0;
 }
 
-export function vcpuMmuReadUnlock(vcpu: Vcpu, m0: number): void {
+/** At release: place the hold (m0 .. now on the metrics clock) on the timeline; count and record the wait. */
+function placeHold(vcpu: Vcpu, m0: number, write: boolean): void {
   const vm = vcpu.vm;
-  readUnlock(vm.w, VmLayout.kVmMmuLock, vcpu.w, VcpuLayout.kVcpuMmuLockReader);
   const tl = vm.lockModel;
   if (tl === null) return;
   const m = vm.ctx.metrics;
-  const wait = tl.placeRead(vcpu.lockAcquiredAt - vcpu.lockPhaseStart, m.t - m0);
+  const t = vcpu.lockAcquiredAt - vcpu.lockPhaseStart;
+  const wait = write ? tl.placeWrite(t, m.t - m0) : tl.placeRead(t, m.t - m0);
   if (wait > 0) countN(m, Op.lock_wait_modeled_ns, wait);
   const h = vcpu.lockHists;
-  if (h !== null) recordWait(h.read, vcpu, wait);
+  if (h !== null) recordWait(write ? h.write : h.read, vcpu, wait);
 }
 
 /** One acquisition's wait: modeled always, wall on the faults sampled for wall time. */
