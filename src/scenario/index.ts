@@ -8,10 +8,11 @@ import { conversionStorm } from './conversion-storm.js';
 import { guestMemfd } from './guest-memfd.js';
 import { privateMemConversions } from './private-mem-conversions.js';
 import { mmuCompare } from './mmu-compare.js';
+import { guestDirty } from './guest-dirty.js';
 import type { ScenarioDef } from './scenario.js';
 
 export const kScenarios: ScenarioDef[] = [
-  demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, guestMemfd, privateMemConversions, conversionStorm, mmuCompare,
+  demandPaging, dirtyLogPerf, dirtyLogPageSplitting, memslotPerf, memslotModificationStress, guestMemfd, privateMemConversions, conversionStorm, mmuCompare, guestDirty,
 ];
 
 export function findScenario(name: string): ScenarioDef | undefined {
