@@ -24,7 +24,7 @@ export const kDefaultCostModel = 'default';
  */
 export const kModeledAssumption =
   'modeled time assumes each vCPU runs on its own physical CPU with no host contention: a phase takes as long as its slowest vCPU\'s ' +
-  'counted operations priced by the cost model (time spent waiting for mmu_lock is not priced), so N one-vCPU VMs report N times ' +
+  'counted operations priced by the cost model (waiting for mmu_lock is priced only where vCPU faults take it on the modeled lock timeline: --lock-model on, the shadow MMU\'s default), so N one-vCPU VMs report N times ' +
   'one VM\'s rate however few cores ran them';
 
 /**
