@@ -44,9 +44,11 @@ const enum SizingCost {
   kPerVcpu = 40 * 1024,
   /**
    * Per VM: the pool's fixed 16 pages + roots and upper levels, VM words, epoch, and the memslot
-   * sets (table, two set arrays, metadata arena: ~24 KiB resident measured with one slot).
+   * sets (table, two set arrays, metadata arena: ~24 KiB resident measured with one slot); 96 KiB
+   * more since every VM carries the shadow MMU's page metadata, hash and rmap arena (Node 24's
+   * 64 VMs x 2 vCPUs measured 179.1 MiB inside a CI run against an estimate of 178.4).
    */
-  kPerVm = 160 * 1024,
+  kPerVm = 256 * 1024,
   /**
    * Node main thread, V8 heap, WASM histograms: 85 MiB measured with one worker on Node 20; 4 MiB
    * more since the userfaultfd modules load in every run, 8 more since the live view, memslot
