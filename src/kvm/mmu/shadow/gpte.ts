@@ -9,19 +9,13 @@
  *
  * so for gfn < 2^32, lo = gfn << 12 | flags and hi = gfn >>> 20.
  *
- * The guest stores a PTE as one 64-bit unit; with two words the writer/reader pair is:
- *   writer (writeGuestPte): a new present PTE stores hi, then lo (lo carries P); changing a
- *     present PTE first stores lo not-present, then hi, then the new lo; all Atomics.store.
- *   reader (readGuestPte): Atomics.load lo; if present, Atomics.load hi, then lo again and hi
- *     again, and retry if either changed.
- * Re-checking lo alone cannot see lo go A -> B -> A between its two loads: the reader pairs A's
- * lo with B's hi, a value that never existed (the ABA the SPTE test caught in the TDP walker, and
- * the race test here caught tens of times a run). So every write advances a generation counter
- * kept in bits the CPU ignores: its low 11 bits in PTE bits 52..62 (hi bits 20..30; no
- * protection keys are modelled) and its low 3 bits in bits 9..11 of lo, both kept across the
- * not-present step. A torn pair then needs 2048 rewrites of one PTE between the reader's loads
- * (as the SPTE's 13-bit pfn generation bounds its ABA). A/D updates (KVM's FNAME(cmpxchg_gpte),
- * the CPU's locked OR) are compareExchange on lo; the caller re-checks hi after it succeeds.
+ * The guest stores a PTE as one 64-bit unit and the walker reads it as one: readGuestPte,
+ * writeGuestPte and cmpxchgGuestPte (A/D, FNAME(cmpxchg_gpte)) are 64-bit Atomics on a
+ * BigInt64Array over the same words. (A two-word protocol — lo, hi, lo, hi re-checked, with an
+ * 11-bit write generation in ignored bits — still tore under preemption in CI: the generation
+ * wrapped while a reader was descheduled between its loads. BigInt atomics allocate, but only the
+ * shadow MMU's walk and the guest's page-table stores use them.) Each write still advances the
+ * generation in bits the CPU ignores (hi bits 20..30, lo bits 9..11): a record of rewrites.
  */
 
 export const GPT_P = 1 << 0;
@@ -70,36 +64,50 @@ export class GpteSnapshot {
  * above). A not-present entry's other bits mean nothing to a walker: hi reads as 0 then.
  */
 export function readGuestPte(words: Int32Array, off: number, idx: number, snap: GpteSnapshot): number {
-  const p = off + idx * kGpteWords;
-  for (;;) {
-    const lo = Atomics.load(words, p);
-    if ((lo & GPT_P) === 0) {
-      snap.lo = lo;
-      snap.hi = 0;
-      return lo;
-    }
-    const hi = Atomics.load(words, p + 1);
-    // Rewritten under us (lo or hi moved): read it again.
-    if (Atomics.load(words, p) !== lo || Atomics.load(words, p + 1) !== hi) continue;
-    snap.lo = lo;
-    snap.hi = hi;
-    return lo;
-  }
+  // One 64-bit atomic load, as the CPU and READ_ONCE read a PTE: no lo/hi pair that never existed
+  // together can be seen (a two-word protocol with a generation still tore under preemption: the
+  // generation wrapped while the reader was descheduled between its loads).
+  const v = Atomics.load(view64(words), (off >>> 1) + idx);
+  const lo = Number(BigInt.asIntN(32, v));
+  snap.lo = lo;
+  snap.hi = (lo & GPT_P) === 0 ? 0 : Number(BigInt.asIntN(32, v >> 32n));
+  return lo;
 }
 
 /**
- * The guest's store of entry `idx` (writer side of the pair above); the generation bits of `lo`
- * and `hi` are replaced by the entry's next generation. Writers of one PTE are serialized by the guest (its own
- * page-table lock); KVM's concurrent A/D cmpxchg fails against the not-present step and retries
- * its walk, as it would against the guest's 64-bit store.
+ * The guest's store of entry `idx` (writer side): one 64-bit atomic store, the generation bits of
+ * `lo` and `hi` replaced by the entry's next generation (kept as a record of rewrites).
  */
 export function writeGuestPte(words: Int32Array, off: number, idx: number, lo: number, hi: number): void {
   const p = off + idx * kGpteWords;
-  const old = Atomics.load(words, p);
   const gen = ((Atomics.load(words, p + 1) >>> kGptHiGenShift) + 1) & 0x7ff;
-  if ((old & GPT_P) !== 0) Atomics.store(words, p, old & GPT_GEN_MASK);
-  Atomics.store(words, p + 1, (hi & ~GPT_HI_GEN_MASK) | (gen << kGptHiGenShift));
-  Atomics.store(words, p, (lo & ~GPT_GEN_MASK) | ((gen & 7) << kGptGenShift));
+  const nlo = (lo & ~GPT_GEN_MASK) | ((gen & 7) << kGptGenShift);
+  const nhi = (hi & ~GPT_HI_GEN_MASK) | (gen << kGptHiGenShift);
+  Atomics.store(view64(words), (off >>> 1) + idx, pack(nlo, nhi));
+}
+
+/**
+ * FNAME(cmpxchg_gpte): set bits in lo of an entry that still holds (lo, hi), as one 64-bit
+ * cmpxchg. False: the guest rewrote the entry since it was read (the walk retries).
+ */
+export function cmpxchgGuestPte(words: Int32Array, off: number, idx: number, lo: number, hi: number, newLo: number): boolean {
+  const want = pack(lo, hi);
+  return Atomics.compareExchange(view64(words), (off >>> 1) + idx, want, pack(newLo, hi)) === want;
+}
+
+function pack(lo: number, hi: number): bigint {
+  return BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo >>> 0));
+}
+
+/** A BigInt64Array over the same memory as `words` (cached for the last view seen: no allocation per call). */
+let view64Of: Int32Array | null = null;
+let view64Arr: BigInt64Array = new BigInt64Array(0);
+function view64(words: Int32Array): BigInt64Array {
+  if (words !== view64Of) {
+    view64Arr = new BigInt64Array(words.buffer, words.byteOffset, words.length >>> 1);
+    view64Of = words;
+  }
+  return view64Arr;
 }
 
 /**

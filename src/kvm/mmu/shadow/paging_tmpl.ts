@@ -16,7 +16,7 @@
  * no NX (no instruction fetches), no protection keys. Reserved bits: PS in a PML4E only.
  * gva is a page number below 2^32 (a 16 TiB virtual range: PML4 slots 0..31).
  */
-import { GPT_A, GPT_D, GPT_P, GPT_PS, GPT_RW, GpteSnapshot, gptGfn, readGuestPte, type GuestPtMemory } from './gpte.js';
+import { GPT_A, GPT_D, GPT_P, GPT_PS, GPT_RW, GpteSnapshot, cmpxchgGuestPte, gptGfn, readGuestPte, type GuestPtMemory } from './gpte.js';
 
 export const enum GuestWalkResult {
   kGuestWalkOk = 0,
@@ -155,12 +155,8 @@ function updateAccessedDirtyBits(out: GuestWalk, mem: GuestPtMemory, leafLevel: 
     if (pte === orig) continue;
     const off = mem.gfnContent(out.tableGfn[level - 1]!);
     if (off < 0) return kRetryWalk; // the table's frame was freed under the walk
-    const p = off + out.index[level - 1]! * 2;
-    const words = mem.words();
-    if (Atomics.compareExchange(words, p, orig, pte) !== orig) return kRetryWalk;
-    // lo matched, but lo's 3 generation bits wrap: hi's 11 tell whether the guest rewrote the
-    // entry meanwhile (then A landed on the new entry, which a walk of it would set anyway).
-    if (Atomics.load(words, p + 1) !== out.pteHi[level - 1]) return kRetryWalk;
+    // The whole entry must be what the walk read (a 64-bit cmpxchg, as FNAME(cmpxchg_gpte)).
+    if (!cmpxchgGuestPte(mem.words(), off, out.index[level - 1]!, orig, out.pteHi[level - 1]!, pte)) return kRetryWalk;
     out.adUpdates++;
     out.adLevels |= 1 << level;
     out.pteLo[level - 1] = pte;
