@@ -54,9 +54,16 @@ export const enum MsRec {
   /** The bound guest_memfd's index in the VM + 1 (0: none), and guest_memfd_offset in pages. */
   kGmem = 14,
   kGmemPgoff = 15,
-  kWords = 16,
-  kF64Words = 8,
-  kBytes = 64,
+  /**
+   * slot->arch.rmap: the slot's rmapBase + 1 in the VM's RmapArena (0: no rmaps yet). Written
+   * with Atomics.store after the heads exist (memslot_rmap_alloc(), eager or on the first shadow
+   * root), read with Atomics.load (Vm.slotRmapBase()).
+   */
+  kRmap = 16,
+  /** Word 17 pads the record to whole Float64s. */
+  kWords = 18,
+  kF64Words = 9,
+  kBytes = 72,
 }
 
 /** Records: both address spaces full, plus one for the new slot of a move. */
@@ -239,6 +246,8 @@ export class Memslots {
     t[r + MsRec.kBitmapWords] = bmWords;
     t[r + MsRec.kGmem] = gmem === null ? 0 : gmem.index + 1;
     t[r + MsRec.kGmemPgoff] = gmem === null ? 0 : gmem.pgoff;
+    // A reused record must not carry the old slot's rmaps (freeSlotRmaps cleared them already).
+    Atomics.store(t, r + MsRec.kRmap, 0);
     return this.slot(rec);
   }
 

@@ -21,7 +21,7 @@ import { Op } from '../metrics/ops.js';
 import {
   KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MEMSLOT_INVALID, KVM_USER_MEM_SLOTS, Memslot, kMaxGfn, kValidMemslotFlags, TASK_SIZE_MAX,
 } from './memslot.js';
-import { Memslots, type MemslotsHandle } from './memslots.js';
+import { Memslots, MsRec, type MemslotsHandle } from './memslots.js';
 import { PtPool, type PtPoolHandle, kPtPoolMaxPages } from './mmu/tdp/pt-pages.js';
 import { ShadowPages, ShadowCtl, SpInfo, type ShadowMmuHandle } from './mmu/shadow/mmu-page.js';
 import { RmapArena, RmapIterator, type RmapArenaHandle } from './mmu/shadow/rmap.js';
@@ -1083,7 +1083,7 @@ export class Vm {
 
   /** The slot's rmapBase in this.rmaps, or -1 when it has no rmaps. */
   slotRmapBase(slot: Memslot): number {
-    return Atomics.load(this.sp.recRmap, slot.rec) - 1;
+    return Atomics.load(slot.words, MsRec.kRmap) - 1;
   }
 
   /** memslot_rmap_alloc(): zeroed heads for every level (kvcalloc: priced per 4K zeroed). */
@@ -1092,13 +1092,13 @@ export class Vm {
     const base = this.rmaps.allocSlot(slot.baseGfn, slot.npages);
     countN(this.ctx.metrics, Op.rmap_alloc_4k, Math.ceil(slotRmapHeadBytes(slot.baseGfn, slot.npages) / 4096));
     // Publish after the heads exist (the pair: slotRmapBase()'s Atomics.load).
-    Atomics.store(this.sp.recRmap, slot.rec, base + 1);
+    Atomics.store(slot.words, MsRec.kRmap, base + 1);
   }
 
   private freeSlotRmaps(slot: Memslot): void {
     const base = this.slotRmapBase(slot);
     if (base < 0) return;
-    Atomics.store(this.sp.recRmap, slot.rec, 0);
+    Atomics.store(slot.words, MsRec.kRmap, 0);
     this.rmaps.freeSlot(base, slot.baseGfn, slot.npages);
   }
 

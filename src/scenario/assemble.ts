@@ -45,7 +45,7 @@ export function memoryReport(host: Host, vms: Vm[]): MemoryReport {
     pool += vm.pool.bytes();
     const rb = vm.rmaps.bytes();
     rmaps += rb.heads + rb.descs;
-    shadow += vm.sp.info.byteLength + vm.sp.xlat.byteLength;
+    shadow += vm.sp.info.byteLength + vm.sp.xlat.byteLength + vm.sp.ctl.byteLength;
     for (const s of vm.slots.values()) guestBytes += s.npages * 4096;
     for (const v of vm.vmas) vma += v.bytes();
     for (const s of vm.slots.values()) {

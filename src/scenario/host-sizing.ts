@@ -44,11 +44,12 @@ const enum SizingCost {
   kPerVcpu = 40 * 1024,
   /**
    * Per VM: the pool's fixed 16 pages + roots and upper levels, VM words, epoch, and the memslot
-   * sets (table, two set arrays, metadata arena: ~24 KiB resident measured with one slot); 96 KiB
-   * more since every VM carries the shadow MMU's page metadata, hash and rmap arena (Node 24's
-   * 64 VMs x 2 vCPUs measured 179.1 MiB inside a CI run against an estimate of 178.4).
+   * sets (table, two set arrays, metadata arena: ~24 KiB resident measured with one slot), and the
+   * shadow MMU's page metadata, shadowed_translation, hash and counters, which every VM carries:
+   * 0.44 MiB of SABs per VM reported for 64 VMs x 2 vCPUs, and 0.47-0.55 MiB of RSS per VM
+   * measured (64 VMs against 1, Node 20 and 24), which the 40 KiB per vCPU covers in part.
    */
-  kPerVm = 256 * 1024,
+  kPerVm = 512 * 1024,
   /**
    * Node main thread, V8 heap, WASM histograms: 85 MiB measured with one worker on Node 20; 4 MiB
    * more since the userfaultfd modules load in every run, 8 more since the live view, memslot

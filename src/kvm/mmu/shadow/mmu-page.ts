@@ -85,12 +85,7 @@ export interface ShadowMmuHandle {
   readonly info: SharedArrayBuffer;
   readonly xlat: SharedArrayBuffer;
   readonly ctl: SharedArrayBuffer;
-  /** Per memslot record: its rmapBase + 1 in the VM's RmapArena (0: no rmaps), Atomics-published. */
-  readonly recRmap: SharedArrayBuffer;
 }
-
-/** Memslot records (memslots.ts: both address spaces full, plus one for a move). */
-export const kMaxMemslotRecords = 32764 * 2 + 1;
 
 /** One thread's view of a VM's shadow-MMU page metadata. */
 export class ShadowPages {
@@ -98,12 +93,10 @@ export class ShadowPages {
   /** shadowed_translation: the gfn of every SPTE (pool SPTE number page * 512 + index). */
   xlat!: Int32Array;
   readonly ctl: Int32Array;
-  readonly recRmap: Int32Array;
   capacity = 0;
 
   constructor(readonly handle: ShadowMmuHandle) {
     this.ctl = new Int32Array(handle.ctl);
-    this.recRmap = new Int32Array(handle.recRmap);
     this.refresh();
   }
 
@@ -113,7 +106,6 @@ export class ShadowPages {
       info: allocGrowableSab(poolPages * SpInfo.kWords * 4, max * SpInfo.kWords * 4),
       xlat: allocGrowableSab(poolPages * PtLayout.SPTE_ENT_PER_PAGE * 4, max * PtLayout.SPTE_ENT_PER_PAGE * 4),
       ctl: allocSab(ShadowCtl.kWords * 4),
-      recRmap: allocSab(kMaxMemslotRecords * 4),
     };
   }
 
