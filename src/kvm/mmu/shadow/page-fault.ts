@@ -115,6 +115,8 @@ function fetch(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): number {
   let level = PgLevel.PT64_ROOT_4LEVEL;
   // Indirect pages: one per guest table on the walk, below the root.
   for (; level > guestLevel; level--) {
+    // clear_sp_write_flooding_count(): a table the guest uses is not being flooded.
+    clearWriteFlooding(vm, table);
     const sptep = table * PtLayout.SPTE_ENT_PER_PAGE + spteIndex(gva, level);
     const f = Atomics.load(pt, sptep * PtLayout.kSpteWords);
     count(m, Op.spte_read);
@@ -139,6 +141,9 @@ function fetch(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot): number {
     count(m, Op.guest_pte_read);
     table = child;
   }
+  // KVM clears only above the guest's leaf, as it never floods last-level pages (they may go
+  // unsync instead); this model floods them (it does not unsync), so their use clears too.
+  clearWriteFlooding(vm, table);
   // Direct pages: the guest maps huge here but the goal is smaller.
   const goal = fault.goalLevel;
   for (; level > goal; level--) {
