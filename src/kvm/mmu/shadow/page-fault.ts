@@ -29,7 +29,7 @@ import { kvmFlushRemoteTlbs } from '../../requests.js';
 import { vcpuMmuWriteLock, vcpuMmuWriteUnlock } from '../../mmu-lock.js';
 import { KvmPageFault, RetPf, kvmTdpPageFault } from '../tdp/fault.js';
 import { GuestWalkResult, guestPteChanged, guestWalk } from './paging_tmpl.js';
-import { ShadowCtl, ShadowPages, SpInfo, SpRole } from './mmu-page.js';
+import { ShadowCtl, SpInfo, SpRole } from './mmu-page.js';
 import { rmapAdd, rmapWriteProtectRange } from './rmap-ops.js';
 import { shadowDropSpte, shadowSetSpte } from './spte-ops.js';
 import { accountShadowed, kvmMmuCommitZapPage, kvmMmuPrepareZapPage } from './zap.js';
@@ -382,4 +382,3 @@ export function clearWriteFlooding(vm: Vm, sp: number): void {
   vm.sp.set(sp, SpInfo.kFlood, 0);
 }
 
-export { ShadowPages };

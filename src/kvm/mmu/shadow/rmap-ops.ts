@@ -10,7 +10,7 @@
  * SPTEs it changes are read and A/D-updated by vCPUs' hardware walks without the lock, so SPTE
  * changes go through spteClearFlags / shadowDropSpte (cmpxchg on the flags word).
  */
-import { PgLevel, Spte, PtLayout, isShadowPresentPte, pagesPerHpage, levelShift } from '../spte.js';
+import { PgLevel, Spte, PtLayout, pagesPerHpage } from '../spte.js';
 import { count } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import { gfnToIndex } from '../lpage.js';
@@ -197,9 +197,3 @@ export function slotRmapHeadBytes(baseGfn: number, npages: number): number {
   for (let level = PgLevel.PG_LEVEL_4K; level <= PgLevel.PG_LEVEL_1G; level++) n += gfnToIndex(baseGfn + npages - 1, baseGfn, level) + 1;
   return n * 8;
 }
-
-export function isPresentSpteAt(pt: Int32Array, sptep: number): boolean {
-  return isShadowPresentPte(Atomics.load(pt, sptep * PtLayout.kSpteWords));
-}
-
-export { levelShift };

@@ -6,12 +6,11 @@
  * a new SPTE publishes its pfn word before its flags (the observe side is walk.ts's
  * flags -> pfn -> flags loads).
  */
-import { PgLevel, PtLayout, Spte, isLastSpte, isShadowPresentPte, withNextPfnGen } from '../spte.js';
+import { PtLayout, Spte, isLastSpte, isShadowPresentPte, withNextPfnGen } from '../spte.js';
 import { kvmUpdatePageStats } from '../page-stats.js';
 import { count } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import { rmapRemove } from './rmap-ops.js';
-import { SpRole } from './mmu-page.js';
 import type { Vm } from '../../vm.js';
 
 /** Clear `bits` in a present SPTE's flags (cmpxchg loop); true if the SPTE changed. */
@@ -53,9 +52,4 @@ export function shadowDropSpte(vm: Vm, sptep: number, level: number): void {
   vm.sp.removeParent(pfn, sptep);
 }
 
-/** The level of the shadow page holding SPTE number `sptep`. */
-export function spteLevel(vm: Vm, sptep: number): number {
-  return vm.sp.role((sptep / PtLayout.SPTE_ENT_PER_PAGE) | 0) & SpRole.kLevelMask;
-}
 
-export { PgLevel };

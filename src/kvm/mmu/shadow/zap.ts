@@ -9,7 +9,7 @@
  * Roots are never freed while a vCPU uses them: a zapped root loses its children and stays
  * linked (KVM marks it invalid and the vCPU reloads; here the root of a guest CR3 is reused).
  */
-import { PgLevel, PtLayout, isLastSpte, isShadowPresentPte } from '../spte.js';
+import { PtLayout, isLastSpte, isShadowPresentPte } from '../spte.js';
 import { count } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import { updateGfnDisallowLpageCount } from '../lpage.js';
@@ -98,4 +98,3 @@ export function kvmShadowZapAll(vm: Vm): boolean {
   return any;
 }
 
-export { PgLevel };
