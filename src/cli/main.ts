@@ -15,7 +15,7 @@ import { loadCostModel } from '../metrics/cost-model.js';
 import { renderText } from '../report/text.js';
 import { withRepeats } from '../report/repeat-aggregate.js';
 import { createLiveView } from '../report/progress.js';
-import { checkJsonPath, writeJsonAtomic } from './json-out.js';
+import { checkJsonPath, writeJsonAtomic } from '../report/json-out.js';
 import { stdoutWriter } from './stdout.js';
 import { statsCommand } from './stats.js';
 import { checkProfileDir, kProfileResultEnv, profileDir, runUnderCpuProf } from './profile.js';
@@ -32,6 +32,11 @@ commands:
   compare A.json B.json… [--markdown] [--label A,B…]
                            every phase and histogram percentile against A: relative change,
                            Welch's t-test over repeats (Holm-corrected), p-value
+  sweep SWEEP.yaml [--queue URL | --shard i/n]
+                           a scenario over the cross product of flag axes, run locally,
+                           on a BullMQ queue (Redis) or as batch shards; one merged result
+  worker --queue URL       take sweep runs from the queue and run them
+  merge DIR [-o FILE]      merge a sweep directory (shards' results) into one sweep result
   list                     list the scenarios
   stats [--json] FILE|-    print a KVM binary stats buffer (KVM_GET_STATS_FD bytes) as kvm_stat -1 does
   help, --help, -h         this text
@@ -45,7 +50,25 @@ function die(code: number, msg: string): number {
   return code;
 }
 
+/**
+ * A sweep's child run (sweep/cell-run.ts) exits when its stdin closes: the executor that started
+ * it died, and a run nobody will collect must not hold the machine (as a killed queue worker's
+ * cell would, while another worker retries it).
+ */
+function exitWithParent(): void {
+  if (process.env.MMUH_EXIT_ON_STDIN_EOF !== '1') return;
+  delete process.env.MMUH_EXIT_ON_STDIN_EOF;
+  const quit = () => process.exit(137);
+  process.stdin.on('end', quit);
+  process.stdin.on('close', quit);
+  process.stdin.on('error', quit);
+  process.stdin.resume();
+  // The watch alone must not keep a finished run alive.
+  (process.stdin as unknown as { unref?: () => void }).unref?.();
+}
+
 export async function main(argv: string[]): Promise<number> {
+  exitWithParent();
   const out = stdoutWriter();
   const [cmd, ...rest] = argv;
   if (cmd === undefined) {
@@ -76,6 +99,21 @@ export async function main(argv: string[]): Promise<number> {
     }
     try {
       return c.run(rest, out);
+    } catch (e) {
+      if (e instanceof UsageError) return die(2, e.message);
+      throw e;
+    }
+  }
+  if (cmd === 'sweep' || cmd === 'worker' || cmd === 'merge') {
+    // Loaded on demand, as report: BullMQ and the YAML parser are not a run's business.
+    const m = await import('./sweep.js');
+    const c = { sweep: { usage: m.kSweepUsage, run: m.sweepCommand }, worker: { usage: m.kWorkerUsage, run: m.workerCommand }, merge: { usage: m.kMergeUsage, run: m.mergeCommand } }[cmd];
+    if (rest.includes('--help') || rest.includes('-h')) {
+      out.write(c.usage + '\n');
+      return 0;
+    }
+    try {
+      return await c.run(rest, out);
     } catch (e) {
       if (e instanceof UsageError) return die(2, e.message);
       throw e;

@@ -85,11 +85,20 @@ export interface RunResult {
   model?: ModelInfo;
   /** `--repeat N` (N > 1): every run, and their aggregate. The top-level fields are run 1's. */
   repeats?: Repeats;
+  /** A sweep's run (mmuh sweep / worker): which sweep and run, who ran it, in how many tries. */
+  sweepRun?: SweepRunInfo;
   /**
    * --profile cpu: per thread ('main', 'worker <threadId>'), its .cpuprofile and the functions
    * with the most self time (selfMs; pct of the profile's duration; line 1-based).
    */
   profiles?: { thread: string; file: string; top: { fn: string; url: string; line: number; selfMs: number; pct: number }[] }[];
+}
+
+export interface SweepRunInfo {
+  sweepId: string;
+  runId: string;
+  worker: string;
+  attempts: number;
 }
 
 export interface HarnessInfo {
