@@ -150,7 +150,7 @@ export function sweepTables(s: SweepResult): SweepTables {
       ...sp.axes.map((a) => [`axis ${a.flag}`, a.values.map(String).join(', ')]),
       ['repeat', String(sp.repeat)], ['attempts', String(sp.attempts)], ['seed', String(sp.seed)],
       ['cells', `${sum.cells}: ${sum.ok} ok, ${sum.failed} failed, ${sum.missing} missing`], ['runs', String(sum.runs)],
-      ['executor', `${s.executor.mode}${s.executor.jobs !== undefined ? `, ${s.executor.jobs} jobs` : ''}${s.executor.workers.length > 0 ? `, workers ${s.executor.workers.join(', ')}` : ''}`],
+      ['executor', `${s.executor.mode}${s.executor.jobs !== undefined ? `, ${s.executor.jobs} job${s.executor.jobs === 1 ? '' : 's'}` : ''}${s.executor.workers.length > 0 ? `, workers ${s.executor.workers.join(', ')}` : ''}`],
       ['sweep wall time', s.executor.wallNs === null ? '-' : fmtNs(s.executor.wallNs)],
       ['harness', h ? `${h.name} ${h.version}, commit ${h.commit ?? 'unknown'}${h.dirty ? ' (uncommitted changes)' : ''}` : 'unknown'],
     ],
@@ -172,7 +172,8 @@ export function sweepTables(s: SweepResult): SweepTables {
     header: ['cell', 'values', 'status', 'runs', 'error'],
     rows: bad.map((c) => [
       c.id, cellLabel(sp.axes, c), c.status,
-      c.runs.map((r) => `#${r.k} ${r.status}${r.error ? ` (${r.error})` : ''}${r.attempts !== undefined && r.attempts > 1 ? `, ${r.attempts} tries` : ''}`).join('; ') || '(none)',
+      // A run's error only where it is not the cell's (the error column has that one).
+      c.runs.map((r) => `#${r.k} ${r.status}${r.error && r.error !== cellError(c) ? ` (${r.error})` : ''}${r.attempts !== undefined && r.attempts > 1 ? `, ${r.attempts} tries` : ''}`).join('; ') || '(none)',
       cellError(c),
     ]),
   };
