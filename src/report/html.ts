@@ -24,7 +24,7 @@ function fmtDecade(ns: number): string {
   return `${Number((ns / div).toPrecision(3))} ${u}`;
 }
 
-const kCss = `
+export const kCss = `
 body{font:14px/1.4 system-ui,sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:8px 0;font-size:12px}caption{text-align:left;font-weight:bold;padding:4px 0}

@@ -29,7 +29,8 @@ const kShapeKeys = ['vms', 'vcpus', 'bytes', 'iterations', 'slots', 'write-perce
 /** Flags that say where output goes, not what ran: never part of a label. */
 const kOutputFlags = new Set(['json', 'quiet', 'repeat']);
 
-export function loadResult(file: string): RunResult {
+/** The file read and parsed; unreadable or not JSON is one UsageError line. */
+export function readJsonFile(file: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -44,6 +45,11 @@ export function loadResult(file: string): RunResult {
     // V8 quotes the offending text, newlines and all: keep the error one line.
     throw new UsageError(`EINVAL: '${file}' is not JSON (${(e as Error).message.replace(/\s+/g, ' ')})`);
   }
+  return json;
+}
+
+/** `json` is the file's parsed text when the caller has read it already (mmuh report looks for a sweep first). */
+export function loadResult(file: string, json: unknown = readJsonFile(file)): RunResult {
   const r = json as Partial<RunResult> | null;
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UsageError(`EINVAL: '${file}' is not a result object`);
   if (r.schema !== kResultSchema) {
@@ -93,9 +99,9 @@ export function deriveLabels(files: string[], results: RunResult[]): string[] {
 }
 
 /** Load, check and label; `labels` is --label split on commas (one per file), or null. */
-export function loadInputs(files: string[], labels: string[] | null): ReportInput[] {
+export function loadInputs(files: string[], labels: string[] | null, jsons?: unknown[]): ReportInput[] {
   if (files.length === 0) throw new UsageError('give at least one result file (mmuh run … --json FILE writes one)');
-  const results = files.map(loadResult);
+  const results = files.map((f, i) => loadResult(f, jsons ? jsons[i] : readJsonFile(f)));
   checkComparable(files, results);
   if (labels !== null) {
     if (labels.length !== files.length) throw new UsageError(`EINVAL: --label gives ${labels.length} label(s) for ${files.length} file(s)`);

@@ -231,3 +231,83 @@ export function lineChart(o: { title: string; categories: string[]; series: Line
   }
   return s + legend(f, o.series) + '</svg>';
 }
+
+export interface HeatCell {
+  /** The figure the colour encodes; null for a cell without one (failed, missing). */
+  value: number | null;
+  /** Printed in the cell (the value, or the cell's status). */
+  text: string;
+  /** The tooltip: which cell, and the exact figure. */
+  title: string;
+  /** data-* attributes of the cell's rect (its sweep cell id, its status). */
+  attrs?: Record<string, string | number>;
+}
+
+/** Light yellow to dark blue (ColorBrewer YlGnBu): ordered, readable in grey, no red/green pair. */
+const kHeatStops = ['#ffffcc', '#c7e9b4', '#7fcdbb', '#41b6c4', '#1d91c0', '#225ea8', '#0c2c84'];
+
+/** The colour at t in [0, 1], interpolated between the stops. */
+export function heatColor(t: number): string {
+  const x = Math.min(1, Math.max(0, t)) * (kHeatStops.length - 1);
+  const i = Math.min(kHeatStops.length - 2, Math.floor(x));
+  const f = x - i;
+  const rgb = (h: string) => [1, 3, 5].map((k) => parseInt(h.slice(k, k + 2), 16));
+  const a = rgb(kHeatStops[i]!);
+  const b = rgb(kHeatStops[i + 1]!);
+  return `#${a.map((v, k) => Math.round(v + (b[k]! - v) * f).toString(16).padStart(2, '0')).join('')}`;
+}
+
+/**
+ * A matrix of values: rows × columns of rects coloured by value (log when the values span more
+ * than 20×, so one slow cell does not wash out the rest), the text in each. `domain` shares one
+ * scale between small multiples so their colours compare; cells without a value are grey.
+ */
+export function heatMap(o: {
+  title: string; rowLabel: string; colLabel: string; rows: string[]; cols: string[]; cells: HeatCell[][];
+  domain?: [number, number]; fmt: (v: number) => string; attrs: Record<string, string | number>;
+}): string {
+  const vals = o.cells.flat().map((x) => x.value).filter((v): v is number => v !== null && Number.isFinite(v));
+  const [lo, hi] = o.domain ?? [Math.min(...vals, Infinity), Math.max(...vals, -Infinity)];
+  const log = lo > 0 && hi / lo > 20;
+  const t = (v: number): number => {
+    if (!(hi > lo)) return 0.5;
+    return log ? (Math.log(v) - Math.log(lo)) / (Math.log(hi) - Math.log(lo)) : (v - lo) / (hi - lo);
+  };
+  const textW = (s: string) => s.length * 6.5;
+  const cw = Math.max(64, ...o.cols.map((s) => textW(s) + 10), ...o.cells.flat().map((x) => textW(x.text) + 10));
+  const ch = 26;
+  const left = Math.max(60, textW(o.rowLabel) + 10, ...o.rows.map((s) => textW(s) + 14));
+  const top = 62;
+  const w = Math.max(320, left + cw * o.cols.length + 100);
+  const h = top + ch * o.rows.length + 24;
+  const f: Frame = { w, h, left, right: left + cw * o.cols.length, top, bottom: top + ch * o.rows.length };
+  let s = open(f, o.title, { ...o.attrs, rows: o.rows.length, cols: o.cols.length, scale: log ? 'log' : 'linear' });
+  s += `<text x="${c((f.left + f.right) / 2)}" y="36" text-anchor="middle" font-size="11" font-style="italic">${esc(o.colLabel)}</text>`;
+  s += `<text x="4" y="${top - 6}" font-size="11" font-style="italic">${esc(o.rowLabel)}</text>`;
+  o.cols.forEach((col, j) => {
+    s += `<text x="${c(left + cw * (j + 0.5))}" y="${top - 6}" text-anchor="middle" font-size="11">${esc(col)}</text>`;
+  });
+  o.rows.forEach((row, i) => {
+    const y = top + ch * i;
+    s += `<text x="${left - 6}" y="${c(y + ch / 2 + 4)}" text-anchor="end" font-size="11">${esc(row)}</text>`;
+    o.cols.forEach((_, j) => {
+      const cell = o.cells[i]?.[j] ?? { value: null, text: '-', title: `${row} / ${o.cols[j]}: no cell` };
+      const x = left + cw * j;
+      const has = cell.value !== null && Number.isFinite(cell.value);
+      const tv = has ? t(cell.value!) : 0;
+      const fill = has ? heatColor(tv) : '#eeeeee';
+      s += `<rect x="${c(x)}" y="${c(y)}" width="${c(cw)}" height="${ch}" fill="${fill}" stroke="#fff"${dataAttrs(cell.attrs ?? {})}><title>${esc(cell.title)}</title></rect>` +
+        `<text x="${c(x + cw / 2)}" y="${c(y + ch / 2 + 4)}" text-anchor="middle" font-size="11" fill="${has ? (tv > 0.55 ? '#fff' : '#000') : '#a00'}">${esc(cell.text)}</text>`;
+    });
+  });
+  // The scale: five steps from lo to hi, beside the matrix.
+  if (vals.length > 0) {
+    const sx = f.right + 16;
+    const step = (f.bottom - f.top) / 5;
+    let g = `<g class="scale" font-size="10">`;
+    for (let k = 0; k < 5; k++) g += `<rect x="${c(sx)}" y="${c(f.bottom - step * (k + 1))}" width="12" height="${c(step)}" fill="${heatColor((k + 0.5) / 5)}"/>`;
+    g += `<text x="${c(sx + 16)}" y="${c(f.bottom)}">${esc(o.fmt(lo))}</text><text x="${c(sx + 16)}" y="${c(f.top + 8)}">${esc(o.fmt(hi))}</text>`;
+    s += `${g}${log ? `<text x="${c(sx)}" y="${c(f.bottom + 14)}" font-size="9">log</text>` : ''}</g>`;
+  }
+  return s + '</svg>';
+}
