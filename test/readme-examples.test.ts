@@ -7,6 +7,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findScenario } from '../src/scenario/index.js';
 import { parseFlags } from '../src/scenario/flags.js';
+import { parseAllDocuments } from 'yaml';
+import { loadSweepFile, parseSweep } from '../src/sweep/sweep-file.js';
+import { planSweep } from '../src/sweep/plan.js';
 
 const root = join(__dirname, '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -38,6 +41,29 @@ describe('README', () => {
       const f = parseFlags(s!.flags, rest!.trim().split(/\s+/).filter((x) => x.length > 0));
       expect(() => s!.check?.(f), line).not.toThrow();
     }
+  });
+  it('every `mmuh sweep` example names a sweep file that plans', () => {
+    const files = [...readme.matchAll(/^node bin\/mmuh\.js sweep (\S+)/gm)].map((m) => m[1]!);
+    expect(files.length).toBeGreaterThanOrEqual(3);
+    const harness = { name: 'kvm-mmu-harness', version: '0', commit: null, dirty: null };
+    for (const f of new Set(files)) expect(planSweep(loadSweepFile(join(root, f)), harness).cells.length, f).toBeGreaterThan(0);
+  });
+  it('the Kubernetes example is an Indexed Job whose shards cover the sweep it mounts', () => {
+    const text = readFileSync(join(root, 'examples', 'kubernetes', 'sweep-indexed-job.yaml'), 'utf8');
+    const docs = parseAllDocuments(text).map((d) => d.toJS() as Record<string, any>);
+    const cm = docs.find((d) => d.kind === 'ConfigMap')!;
+    const job = docs.find((d) => d.kind === 'Job')!;
+    expect(job.spec.completionMode).toBe('Indexed');
+    const cmd = (job.spec.template.spec.containers[0].command as string[]).join(' ');
+    const shards = Number(/--shard "\$JOB_COMPLETION_INDEX\/(\d+)"/.exec(cmd)![1]);
+    expect(shards).toBe(job.spec.completions);
+    const file = /sweep \/sweep\/(\S+)/.exec(cmd)![1]!;
+    const harness = { name: 'kvm-mmu-harness', version: '0', commit: null, dirty: null };
+    const mounted = planSweep(parseSweep(cm.data[file], file), harness);
+    // The ConfigMap carries the example sweep: the same cells.
+    const example = planSweep(loadSweepFile(join(root, 'examples', 'sweeps', 'dirty-strategies.yaml')), harness);
+    expect(mounted.cells.map((c) => [c.id, c.argv])).toEqual(example.cells.map((c) => [c.id, c.argv]));
+    for (const f of ['sweep-merge-job.yaml']) expect(parseAllDocuments(readFileSync(join(root, 'examples', 'kubernetes', f), 'utf8')).every((d) => d.errors.length === 0)).toBe(true);
   });
   it('the setup commands work on a fresh clone (npm ci before npm test)', () => {
     expect(readme).toMatch(/npm ci && npm test/);
