@@ -137,7 +137,7 @@ describe('mmuh sweep (local) and --shard + mmuh merge', () => {
     expect(s.cells.find((c) => c.id === 'bytes=8M')!.status).toBe('ok');
   });
 
-  it('refuses to merge a run made by another harness, naming the file', () => {
+  it('refuses to merge a run made by another harness, naming the file; --resume reruns it', () => {
     const dir = join(tmp, 'local');
     const f = join(dir, 'runs', 'dirty=pml,bytes=12M#1.json');
     const r = JSON.parse(readFileSync(f, 'utf8')) as RunResult;
@@ -146,6 +146,12 @@ describe('mmuh sweep (local) and --shard + mmuh merge', () => {
     const m = mmuh(['merge', dir, '-o', join(tmp, 'x.json')]);
     expect(m.code).toBe(2);
     expect(oneLine(m)).toMatch(/^mmuh: EINVAL: .*dirty=pml,bytes=12M#1\.json was made by kvm-mmu-harness \S+ \(commit 0123456789abcdef/);
+    // Another harness's result is not this sweep's: --resume runs it again.
+    const r2 = mmuh(['sweep', file, '--out', dir, '--resume']);
+    expect(r2.code).toBe(0);
+    expect(r2.err).toContain('sweep: 7 of 8 runs already complete (--resume)');
+    expect(r2.err).toContain('[8/8] dirty=pml,bytes=12M#1 ok');
+    expect(figures(readSweep(join(dir, 'sweep.json')))).toEqual(figures(local));
   });
 
   it('refuses bad usage in one line', () => {
