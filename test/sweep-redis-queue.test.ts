@@ -120,6 +120,25 @@ describe.skipIf(process.platform !== 'linux')('mmuh sweep --queue (BullMQ on Red
     expect(coord.err.match(/\] \S+ ok/g)).toHaveLength(8);
   }, 240_000);
 
+  it('a coordinator killed mid-sweep and started again enqueues nothing twice and runs every cell once', async (ctx) => {
+    if (redis === null) return ctx.skip();
+    const f = writeSweep(tmp, 'restart.yaml', 'name: restart\nscenario: dirty-log-perf\nseed: 4\nbase: { vcpus: 1, workers: 1, iterations: 2 }\naxes:\n  dirty: [pml, wrprot]\n  bytes: [128M, 192M, 256M]\n');
+    const w = start(worker('wr', 'q-restart', ['--idle-exit', '4']));
+    const args = ['sweep', f, '--queue', redis.url, '--queue-name', 'q-restart', '--out', join(tmp, 'restart')];
+    const first = start(args);
+    await until('two runs collected', () => (first.err.match(/\] \S+ ok/g) ?? []).length >= 2);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const second = start(args);
+    expect(await second.exited).toBe(0);
+    await w.exited;
+    const s = readSweep(join(tmp, 'restart', 'sweep.json'));
+    expect(s.summary).toEqual({ cells: 6, ok: 6, failed: 0, missing: 0, runs: 6 });
+    // The worker ran each run once: the restart re-added nothing that was queued or done.
+    const taken = [...w.out.matchAll(/worker wr: (\S+) \(try \d+\)/g)].map((m) => m[1]!);
+    expect(taken.sort()).toEqual(s.cells.map((c) => `${c.id}#1`).sort());
+  }, 240_000);
+
   it('one-worker cells through the queue equal a local sweep of the same file', async (ctx) => {
     if (redis === null) return ctx.skip();
     const f = writeSweep(tmp, 'same.yaml', 'name: same\nscenario: dirty-log-perf\nseed: 9\nrepeat: 2\nbase: { vcpus: 1, workers: 1, iterations: 2 }\naxes:\n  dirty: [pml, wrprot]\n  bytes: [8M, 16M]\n');

@@ -140,8 +140,8 @@ export async function coordinate(plan: SweepPlan, t: QueueTarget, o: Coordinator
       if (completeRun(plan, run, readRun(o.dir, run.runId))) kept++;
       else pending.set(jobId(plan, run), run);
     }
-    // A failed job of an earlier coordinator of this sweep gets its tries again; a completed one is
-    // collected below as it is (same id, same run).
+    // A failed job an earlier coordinator left (it died before collecting it) gets its tries
+    // again; a completed one is collected below as it is (same id, same run).
     for (const id of pending.keys()) {
       const j = await queue.getJob(id);
       if (j && (await j.getState()) === 'failed') await j.retry('failed');
@@ -169,6 +169,10 @@ export async function coordinate(plan: SweepPlan, t: QueueTarget, o: Coordinator
         if (state !== 'completed' && state !== 'failed') continue;
         const rec = collect(plan, run, job, state);
         writeJsonAtomic(runFile(o.dir, run.runId), rec.file);
+        // The result is in DIR now (a restarted coordinator keeps it, --resume-style): the job's
+        // copy in Redis would only grow the server. A failed run's job goes too, so a rerun of the
+        // sweep enqueues it afresh.
+        await job.remove();
         if (active.delete(id)) o.progress.running(run.runId, -1);
         if (rec.status === 'failed') failed++;
         o.progress.finished(run.runId, rec.status, (job.finishedOn ?? Date.now()) - (job.processedOn ?? t0.get(id) ?? Date.now()), rec.error);
