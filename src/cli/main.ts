@@ -28,7 +28,8 @@ commands:
                            --repeat N runs it N times and keeps every run)
   report RESULT.json… -o NAME.html [--label A,B…]
                            one self-contained HTML report (charts, comparison, environment),
-                           NAME.md beside it and NAME.<label>.<histogram>.hgrm per histogram
+                           NAME.md beside it and NAME.<label>.<histogram>.hgrm per histogram;
+                           report SWEEP.json -o NAME.html: a sweep's matrix report
   compare A.json B.json… [--markdown] [--label A,B…]
                            every phase and histogram percentile against A: relative change,
                            Welch's t-test over repeats (Holm-corrected), p-value

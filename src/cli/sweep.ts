@@ -50,7 +50,8 @@ Takes sweep runs from the BullMQ queue once a coordinator (mmuh sweep … --queu
 (same harness version and commit), runs each as a child mmuh run, returns the result JSON.
 
   --name NAME            how the coordinator names this worker (default HOST:PID)
-  --concurrency N        runs at once (default 1: a run's modeled figures are exact on one worker)
+  --concurrency N        runs at once (default 1; more share the cores: wall figures get noisier,
+                         modeled ones do not change)
   --lock-duration MS     BullMQ job lock; a dead worker's run is retried after it (default 30000)
   --stalled-interval MS  how often stalled jobs are looked for (default 30000)
   --idle-exit S          exit after S seconds without a run (default 0: never)`;
