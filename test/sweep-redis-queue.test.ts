@@ -82,8 +82,10 @@ const worker = (name: string, queue: string, extra: string[] = []) =>
 describe.skipIf(process.platform !== 'linux')('mmuh sweep --queue (BullMQ on Redis)', () => {
   it('runs 8 cells on 2 workers; a worker SIGKILLed mid-cell has its run retried elsewhere, each cell counted once', async (ctx) => {
     if (redis === null) return ctx.skip();
-    // Cells long enough (~2 s each) that the kill lands mid-run.
-    const f = writeSweep(tmp, 'kill.yaml', 'name: kill\nscenario: dirty-log-perf\nseed: 3\nbase: { vcpus: 1, workers: 1, iterations: 2 }\naxes:\n  dirty: [pml, wrprot]\n  bytes: [256M, 320M, 384M, 448M]\n');
+    // Cells that mostly sleep (every userfault resolution waits -d µs for real), the first ones
+    // (which the workers take first) 2-2.6 s long: the kill lands mid-run however loaded the
+    // machine is, and an orphan would run on for seconds.
+    const f = writeSweep(tmp, 'kill.yaml', 'name: kill\nscenario: demand-paging\nseed: 3\nbase: { vcpus: 1, workers: 1, uffd-mode: MISSING, uffd-delay-wall: true }\naxes:\n  uffd-delay: [2000, 500]\n  bytes: [4M, 5M, 6M, 7M]\n');
     const w1 = start(worker('w1', 'q-kill'));
     const w2 = start(worker('w2', 'q-kill'));
     const coord = start(['sweep', f, '--queue', redis.url, '--queue-name', 'q-kill', '--out', join(tmp, 'kill')]);
@@ -94,9 +96,9 @@ describe.skipIf(process.platform !== 'linux')('mmuh sweep --queue (BullMQ on Red
     await until('w1 to start the run', () => (orphan = childrenOf(w1.child.pid!)).length > 0);
     w1.child.kill('SIGKILL');
     await w1.exited;
-    // The child watches its stdin: with w1 gone it exits at once (the run has ~2 s to go), not
+    // The child watches its stdin: with w1 gone it exits at once (its run has seconds to go), not
     // running on unseen beside the retry.
-    await until('the orphaned run to exit', () => !alive(orphan[0]!), 1000);
+    await until('the orphaned run to exit', () => !alive(orphan[0]!), 1500);
     const code = await coord.exited;
     await w2.exited;
     expect(coord.err).not.toMatch(/mmuh: (?!note)/);
