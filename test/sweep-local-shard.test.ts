@@ -161,6 +161,8 @@ describe('mmuh sweep (local) and --shard + mmuh merge', () => {
     expect(oneLine(mmuh(['sweep', file, '--shard', '0/2', '--queue', 'redis://127.0.0.1:1/0']))).toMatch(/give one/);
     expect(oneLine(mmuh(['sweep', file, '--queue', 'http://x']))).toMatch(/only redis:\/\//);
     expect(oneLine(mmuh(['merge', join(tmp, 'nowhere')]))).toMatch(/^mmuh: ENOENT: .*no sweep plan here/);
+    const other = writeSweep(tmp, 'other.yaml', kSweep.replace('seed: 11', 'seed: 12'));
+    expect(oneLine(mmuh(['sweep', other, '--out', join(tmp, 'local')]))).toMatch(/^mmuh: EEXIST: --out .*local holds sweep local-shard-[0-9a-f]{8}, not local-shard-[0-9a-f]{8}: give another --out$/);
     const bad = writeSweep(tmp, 'bad.yaml', 'scenario: dirty-log-perf\naxes:\n  dirty: [pml, nope]\n');
     const r = mmuh(['sweep', bad]);
     expect(r.code).toBe(2);

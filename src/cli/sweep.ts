@@ -4,6 +4,7 @@
  * still finishes and writes what it has); 2 bad usage, a bad sweep file, an unreachable Redis, a
  * refused worker — one line on stderr.
  */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, parseFlagsAndArgs, type FlagSpec } from '../scenario/flags.js';
@@ -126,6 +127,9 @@ export async function sweepCommand(argv: string[], out: Out): Promise<number> {
   if (shard && typeof f.output === 'string') throw new UsageError('EINVAL: -o with --shard: a shard writes its runs into --out DIR; merge them with mmuh merge DIR -o FILE');
   // An unreachable Redis is refused before anything is written (coordinate() connects again).
   if (queue && target) (await queue.probeRedis(target)).disconnect();
+  // Another sweep's directory is not overwritten: its plan names the runs it merges.
+  const prev = existsSync(join(dir, 'plan.json')) ? readPlan(dir) : null;
+  if (prev && prev.sweep.id !== plan.sweep.id) throw new UsageError(`EEXIST: --out ${dir} holds sweep ${prev.sweep.id}, not ${plan.sweep.id}: give another --out`);
   try {
     writePlan(dir, plan);
   } catch (e) {
