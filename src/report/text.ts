@@ -63,8 +63,12 @@ export function renderText(r: RunResult): string {
   const statNames = ['pages_4k', 'pages_2m', 'pages_1g', 'remote_tlb_flush', 'remote_tlb_flush_requests', 'pf_taken', 'pf_fixed', 'pf_fast', 'pf_spurious', 'tlb_flush'];
   // Runs with MMIO accesses (the workload's MMIO knob) also show how the vCPUs exited for them.
   if (Object.values(r.stats).some((s) => ((s.total as Record<string, number>).mmio_exits ?? 0) > 0)) statNames.push('pf_emulate', 'mmio_exits');
-  out.push(table(['stats after', ...statNames], Object.entries(r.stats).map(([phase, s]) => [phase, ...statNames.map((n) => String((s.total as Record<string, number>)[n] ?? 0))])));
-  out.push('');
+  // guest-dirty keeps its stats as per-step deltas (its own lines), not per phase: no empty table.
+  const statRows = Object.entries(r.stats);
+  if (statRows.length > 0) {
+    out.push(table(['stats after', ...statNames], statRows.map(([phase, s]) => [phase, ...statNames.map((n) => String((s.total as Record<string, number>)[n] ?? 0))])));
+    out.push('');
+  }
   const hist = Object.entries(r.histograms);
   const aggH = r.repeats?.aggregate.histograms;
   if (aggH && Object.keys(aggH).length > 0) {
