@@ -118,7 +118,7 @@ describe('timeline rwlock: exclusion and sharing', () => {
     expect(l.placeRead(149, 0)).toBe(1);
     expect(l.placeRead(100, 0)).toBe(0); // at the start is not inside
     expect(l.placeWrite(150, 0)).toBe(0);
-    expect(l.stats()).toEqual({ writeHolds: 3, readHolds: 2, intervals: 1, drops: 0, floor: 0 });
+    expect(l.stats()).toEqual({ writeHolds: 3, readHolds: 2, intervals: 1, drops: 0, floor: 0, readFloor: 0 });
   });
 
   it('fills earlier gaps for requests that arrive out of modeled-time order', () => {
@@ -192,9 +192,12 @@ describe('timeline rwlock: bounded capacity', () => {
       const h = 1 + Math.floor(r() * 15);
       const kind: Kind = r() < 0.4 ? 'read' : 'write';
       const wait = kind === 'write' ? l.placeWrite(t, h) : l.placeRead(t, h);
-      // A drop happens before the search, so even this request starts at or after the floor.
-      const floor = l.stats().floor;
-      expect(t + wait).toBeGreaterThanOrEqual(floor);
+      // A drop happens before the search, so even this request starts at or after its floor
+      // (a write: both arrays' drops; a read: only the dropped write holds).
+      const st = l.stats();
+      const floor = st.floor;
+      expect(t + wait).toBeGreaterThanOrEqual(kind === 'write' ? floor : st.readFloor);
+      expect(st.readFloor).toBeLessThanOrEqual(floor);
       answers.push(wait);
       holds.push({ kind, s: t + wait, e: t + wait + h });
       floors.push(floor);
@@ -227,10 +230,28 @@ describe('timeline rwlock: bounded capacity', () => {
     expect(run(1 << 12).answers).not.toEqual(a.answers);
   });
 
+  it('dropped read holds floor writers only: a lagging reader waits for no one, a lagging writer waits past them', () => {
+    // Readers share, so a read needs checking only against write holds. Only read holds here:
+    // the read union fills (disjoint holds, capacity 8) and drops quarters, raising the read floor.
+    const l = TimelineRwlock.create({ capacity: 8 });
+    for (let k = 0; k < 40; k++) expect(l.placeRead(100 * k, 10)).toBe(0);
+    const s = l.stats();
+    expect(s.drops).toBeGreaterThan(0);
+    expect(s.floor).toBeGreaterThan(0);
+    expect(s.readFloor).toBe(0);
+    // A vCPU whose slice runs late asks for the lock at modeled time 5: no writer ever held it.
+    expect(l.placeRead(5, 10)).toBe(0);
+    // A writer at the same time must not overlap the dropped reads: it is floored past them.
+    const wait = l.placeWrite(5, 10);
+    expect(5 + wait).toBeGreaterThanOrEqual(s.floor);
+    // Now a write hold is retained, and readers still only avoid it.
+    expect(l.placeRead(7, 1)).toBe(0);
+  });
+
   it('reset() forgets holds, floor and counts', () => {
     const a = run(8);
     a.l.reset();
-    expect(a.l.stats()).toEqual({ writeHolds: 0, readHolds: 0, intervals: 0, drops: 0, floor: 0 });
+    expect(a.l.stats()).toEqual({ writeHolds: 0, readHolds: 0, intervals: 0, drops: 0, floor: 0, readFloor: 0 });
     expect(a.l.busyUntil()).toBe(0);
     expect(a.l.placeWrite(0, 5)).toBe(0);
   });

@@ -34,11 +34,16 @@
  * Storage: one SAB shared by the workers running one VM's threads. A spinlock word guards two
  * sorted arrays of [start, end) Float64 pairs — the write holds (disjoint, touching neighbours
  * coalesced) and the union of the read holds (overlapping or touching ones coalesced) — plus a
- * header. Capacity is bounded: when an array is full its oldest quarter is dropped and `floor`
- * rises to the end of what was dropped; a request with t < floor is treated as made at floor,
- * since it cannot be checked against history that is gone and starting before the floor could
- * overlap a dropped hold. Every start is >= floor >= the end of any dropped interval, so
- * exclusion holds for everything ever placed. Size the capacity above the holds one round of
+ * header. Capacity is bounded: when an array is full its oldest quarter is dropped and that
+ * array's floor rises to the end of what was dropped; a request that would have to be checked
+ * against a dropped interval is treated as made at that floor, since the history is gone and
+ * starting before it could overlap a dropped hold. A write checks both arrays, so it starts at or
+ * after both floors; a read checks only the write holds (readers share), so only the write floor
+ * bounds it: a dropped read interval excludes no reader, and flooring readers at it would make a
+ * lagging vCPU's TDP faults wait in modeled time for nothing (4 vCPUs x 1 GiB, 2 workers: 92 ms
+ * of phantom read waits, up to 17 ms each, before the floors were split). Every write starts
+ * after every dropped interval and every read after every dropped write, so exclusion holds for
+ * everything ever placed. Size the capacity above the holds one round of
  * slices leaves apart (threads x holds per slice, when the lock is not saturated): below that,
  * the floor overtakes threads whose slice has not run yet and inflates their waits (16 threads
  * x 2000-fault slices, lightly loaded: mean wait 599 ns at 1<<14, 249.5 ns at 1<<16 and above).
@@ -51,9 +56,10 @@
  * Layout (bytes):
  *   0    Int32 lock word (spinlock.ts)       4  Int32 capacity (intervals per array)
  *   8    Int32 retained write intervals      12 Int32 retained read intervals
- *   16   Float64 floor                       24 Float64 write placements
+ *   16   Float64 write floor                 24 Float64 write placements
  *   32   Float64 read placements             40 Float64 dropped intervals
  *   48   Int32 write gap (logical index)     52 Int32 read gap
+ *   56   Float64 read floor
  *   128  write intervals: capacity x [start, end) Float64
  *   ...  read intervals:  capacity x [start, end) Float64
  * Every word past the lock word is touched only under the spinlock, whose Atomics acquire and
@@ -79,7 +85,7 @@ export const enum TimelineRwlockLayout {
   /** Int32 index: logical index of the write array's gap (the read gap follows). */
   kWriteGap = 12,
   kReadGap = 13,
-  /** Float64 index: no placement starts before this time. */
+  /** Float64 index: end of the dropped write holds; no placement starts before it. */
   kFloor = 2,
   /** Float64 index: placeWrite calls since reset. */
   kWriteHolds = 3,
@@ -87,6 +93,8 @@ export const enum TimelineRwlockLayout {
   kReadHolds = 4,
   /** Float64 index: intervals dropped for capacity since reset. */
   kDrops = 5,
+  /** Float64 index: end of the dropped read union; no write starts before it. */
+  kReadFloor = 7,
   /** Float64 index of the first write interval (byte 128: the header keeps its own line). */
   kWriteBase = 16,
   kDefaultCapacity = 1 << 14,
@@ -104,8 +112,10 @@ export interface TimelineRwlockStats {
   intervals: number;
   /** Intervals dropped to stay within capacity since reset. */
   drops: number;
-  /** Requests before this time are treated as made at it. */
+  /** Write requests before this time are treated as made at it (both arrays' drops). */
   floor: number;
+  /** Read requests before this time are treated as made at it (the write holds' drops). */
+  readFloor: number;
 }
 
 export class TimelineRwlock {
@@ -138,7 +148,7 @@ export class TimelineRwlock {
   }
 
   /**
-   * Place a write hold of h ns requested at t: the earliest s >= max(t, floor) where [s, s + h)
+   * Place a write hold of h ns requested at t: the earliest s >= max(t, both floors) where [s, s + h)
    * overlaps no placed hold. Records it and returns the wait s - t.
    */
   placeWrite(t: number, h: number): number {
@@ -147,7 +157,7 @@ export class TimelineRwlock {
     const f = this.f;
     const cap = this.capacity;
     spinLock(w, TimelineRwlockLayout.kLock);
-    if (w[TimelineRwlockLayout.kWriteCount] === cap) this.drop(TimelineRwlockLayout.kWriteBase, TimelineRwlockLayout.kWriteCount, TimelineRwlockLayout.kWriteGap);
+    if (w[TimelineRwlockLayout.kWriteCount] === cap) this.drop(TimelineRwlockLayout.kWriteBase, TimelineRwlockLayout.kWriteCount, TimelineRwlockLayout.kWriteGap, TimelineRwlockLayout.kFloor);
     const wb = TimelineRwlockLayout.kWriteBase;
     const nW = w[TimelineRwlockLayout.kWriteCount]!;
     const gW = w[TimelineRwlockLayout.kWriteGap]!;
@@ -156,7 +166,7 @@ export class TimelineRwlock {
     const nR = w[TimelineRwlockLayout.kReadCount]!;
     const gR = w[TimelineRwlockLayout.kReadGap]!;
     const glR = cap - nR;
-    let s = Math.max(t, f[TimelineRwlockLayout.kFloor]!);
+    let s = Math.max(t, f[TimelineRwlockLayout.kFloor]!, f[TimelineRwlockLayout.kReadFloor]!);
     // i, j: the first write / read interval ending after s; those before cannot overlap [s, ...).
     let i = firstEndAfter(f, wb, nW, gW, glW, s);
     let j = firstEndAfter(f, rb, nR, gR, glR, s);
@@ -179,8 +189,9 @@ export class TimelineRwlock {
   }
 
   /**
-   * Place a read hold of h ns requested at t: the earliest s >= max(t, floor) where [s, s + h)
-   * overlaps no placed write hold (readers share). Records it and returns the wait s - t.
+   * Place a read hold of h ns requested at t: the earliest s >= max(t, write floor) where
+   * [s, s + h) overlaps no placed write hold (readers share: the read floor does not apply).
+   * Records it and returns the wait s - t.
    */
   placeRead(t: number, h: number): number {
     checkRequest(t, h);
@@ -188,7 +199,7 @@ export class TimelineRwlock {
     const f = this.f;
     const cap = this.capacity;
     spinLock(w, TimelineRwlockLayout.kLock);
-    if (w[TimelineRwlockLayout.kReadCount] === cap) this.drop(this.readBase, TimelineRwlockLayout.kReadCount, TimelineRwlockLayout.kReadGap);
+    if (w[TimelineRwlockLayout.kReadCount] === cap) this.drop(this.readBase, TimelineRwlockLayout.kReadCount, TimelineRwlockLayout.kReadGap, TimelineRwlockLayout.kReadFloor);
     const wb = TimelineRwlockLayout.kWriteBase;
     const nW = w[TimelineRwlockLayout.kWriteCount]!;
     const gW = w[TimelineRwlockLayout.kWriteGap]!;
@@ -214,6 +225,7 @@ export class TimelineRwlock {
     w[TimelineRwlockLayout.kWriteGap] = 0;
     w[TimelineRwlockLayout.kReadGap] = 0;
     this.f.fill(0, TimelineRwlockLayout.kFloor, TimelineRwlockLayout.kDrops + 1);
+    this.f[TimelineRwlockLayout.kReadFloor] = 0;
     spinUnlock(w, TimelineRwlockLayout.kLock);
   }
 
@@ -226,7 +238,8 @@ export class TimelineRwlock {
       readHolds: f[TimelineRwlockLayout.kReadHolds]!,
       intervals: w[TimelineRwlockLayout.kWriteCount]! + w[TimelineRwlockLayout.kReadCount]!,
       drops: f[TimelineRwlockLayout.kDrops]!,
-      floor: f[TimelineRwlockLayout.kFloor]!,
+      floor: Math.max(f[TimelineRwlockLayout.kFloor]!, f[TimelineRwlockLayout.kReadFloor]!),
+      readFloor: f[TimelineRwlockLayout.kFloor]!,
     };
     spinUnlock(w, TimelineRwlockLayout.kLock);
     return r;
@@ -260,14 +273,14 @@ export class TimelineRwlock {
 
   /**
    * Under the lock, with the array full (no gap, so logical = physical): drop its oldest quarter
-   * and raise the floor past it. The dropped quarter becomes the gap, at logical index 0.
+   * and raise its floor (`floorIdx`) past it. The dropped quarter becomes the gap, at logical index 0.
    */
-  private drop(base: number, countWord: number, gapWord: number): void {
+  private drop(base: number, countWord: number, gapWord: number, floorIdx: number): void {
     const f = this.f;
     const w = this.words;
     const q = this.capacity >>> 2;
     const end = f[base + 2 * q - 1]!;
-    if (end > f[TimelineRwlockLayout.kFloor]!) f[TimelineRwlockLayout.kFloor] = end;
+    if (end > f[floorIdx]!) f[floorIdx] = end;
     w[countWord] = this.capacity - q;
     w[gapWord] = 0;
     f[TimelineRwlockLayout.kDrops] = f[TimelineRwlockLayout.kDrops]! + q;
