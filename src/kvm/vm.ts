@@ -1107,7 +1107,9 @@ export class Vm {
    * rmaps for every memslot (both address spaces) under slots_arch_lock, then publishes
    * shadow_root_allocated (smp_store_release) — memslot updates wait meanwhile, which is the
    * spike the lazy-rmap series trades for the memory. Returns the modeled ns it took (0 if the
-   * rmaps existed already). Called with mmu_lock held for write by the vCPU loading its root.
+   * rmaps existed already). Called by the vCPU loading its first shadow root before it takes
+   * mmu_lock (mmu_alloc_shadow_roots(): slots_arch_lock nests outside mmu_lock), so the other
+   * vCPUs' faults go on meanwhile.
    */
   onFirstShadowRoot(): number {
     if (Atomics.load(this.sp.ctl, ShadowCtl.kShadowRootAllocated) !== 0) return 0;
