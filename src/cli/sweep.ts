@@ -4,7 +4,6 @@
  * still finishes and writes what it has); 2 bad usage, a bad sweep file, an unreachable Redis, a
  * refused worker — one line on stderr.
  */
-import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, parseFlagsAndArgs, type FlagSpec } from '../scenario/flags.js';
@@ -14,7 +13,7 @@ import { loadSweepFile } from '../sweep/sweep-file.js';
 import { parseShard, planSweep, shardCells } from '../sweep/plan.js';
 import { defaultJobs } from '../sweep/cell-run.js';
 import { runLocal } from '../sweep/local.js';
-import { mergeSweepDir, readPlan, sameHarness, harnessName, writePlan } from '../sweep/sweep-dir.js';
+import { mergeSweepDir, readPlan, sameHarness, harnessName, sweepIdIn, writePlan } from '../sweep/sweep-dir.js';
 import { sweepProgress } from '../sweep/progress.js';
 import type { SweepResult } from '../sweep/sweep-result.js';
 import { harnessInfo } from './build-info.js';
@@ -128,8 +127,8 @@ export async function sweepCommand(argv: string[], out: Out): Promise<number> {
   // An unreachable Redis is refused before anything is written (coordinate() connects again).
   if (queue && target) (await queue.probeRedis(target)).disconnect();
   // Another sweep's directory is not overwritten: its plan names the runs it merges.
-  const prev = existsSync(join(dir, 'plan.json')) ? readPlan(dir) : null;
-  if (prev && prev.sweep.id !== plan.sweep.id) throw new UsageError(`EEXIST: --out ${dir} holds sweep ${prev.sweep.id}, not ${plan.sweep.id}: give another --out`);
+  const prev = sweepIdIn(dir);
+  if (prev !== null && prev !== plan.sweep.id) throw new UsageError(`EEXIST: --out ${dir} holds sweep ${prev}, not ${plan.sweep.id}: give another --out`);
   try {
     writePlan(dir, plan);
   } catch (e) {

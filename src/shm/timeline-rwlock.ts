@@ -86,7 +86,7 @@ export const enum TimelineRwlockLayout {
   kWriteGap = 12,
   kReadGap = 13,
   /** Float64 index: end of the dropped write holds; no placement starts before it. */
-  kFloor = 2,
+  kWriteFloor = 2,
   /** Float64 index: placeWrite calls since reset. */
   kWriteHolds = 3,
   /** Float64 index: placeRead calls since reset. */
@@ -157,7 +157,7 @@ export class TimelineRwlock {
     const f = this.f;
     const cap = this.capacity;
     spinLock(w, TimelineRwlockLayout.kLock);
-    if (w[TimelineRwlockLayout.kWriteCount] === cap) this.drop(TimelineRwlockLayout.kWriteBase, TimelineRwlockLayout.kWriteCount, TimelineRwlockLayout.kWriteGap, TimelineRwlockLayout.kFloor);
+    if (w[TimelineRwlockLayout.kWriteCount] === cap) this.drop(TimelineRwlockLayout.kWriteBase, TimelineRwlockLayout.kWriteCount, TimelineRwlockLayout.kWriteGap, TimelineRwlockLayout.kWriteFloor);
     const wb = TimelineRwlockLayout.kWriteBase;
     const nW = w[TimelineRwlockLayout.kWriteCount]!;
     const gW = w[TimelineRwlockLayout.kWriteGap]!;
@@ -166,7 +166,7 @@ export class TimelineRwlock {
     const nR = w[TimelineRwlockLayout.kReadCount]!;
     const gR = w[TimelineRwlockLayout.kReadGap]!;
     const glR = cap - nR;
-    let s = Math.max(t, f[TimelineRwlockLayout.kFloor]!, f[TimelineRwlockLayout.kReadFloor]!);
+    let s = Math.max(t, f[TimelineRwlockLayout.kWriteFloor]!, f[TimelineRwlockLayout.kReadFloor]!);
     // i, j: the first write / read interval ending after s; those before cannot overlap [s, ...).
     let i = firstEndAfter(f, wb, nW, gW, glW, s);
     let j = firstEndAfter(f, rb, nR, gR, glR, s);
@@ -204,7 +204,7 @@ export class TimelineRwlock {
     const nW = w[TimelineRwlockLayout.kWriteCount]!;
     const gW = w[TimelineRwlockLayout.kWriteGap]!;
     const glW = cap - nW;
-    let s = Math.max(t, f[TimelineRwlockLayout.kFloor]!);
+    let s = Math.max(t, f[TimelineRwlockLayout.kWriteFloor]!);
     let i = firstEndAfter(f, wb, nW, gW, glW, s);
     while (i < nW && f[px(wb, gW, glW, i)]! < s + h) {
       s = f[px(wb, gW, glW, i) + 1]!;
@@ -224,7 +224,7 @@ export class TimelineRwlock {
     w[TimelineRwlockLayout.kReadCount] = 0;
     w[TimelineRwlockLayout.kWriteGap] = 0;
     w[TimelineRwlockLayout.kReadGap] = 0;
-    this.f.fill(0, TimelineRwlockLayout.kFloor, TimelineRwlockLayout.kDrops + 1);
+    this.f.fill(0, TimelineRwlockLayout.kWriteFloor, TimelineRwlockLayout.kDrops + 1);
     this.f[TimelineRwlockLayout.kReadFloor] = 0;
     spinUnlock(w, TimelineRwlockLayout.kLock);
   }
@@ -238,8 +238,8 @@ export class TimelineRwlock {
       readHolds: f[TimelineRwlockLayout.kReadHolds]!,
       intervals: w[TimelineRwlockLayout.kWriteCount]! + w[TimelineRwlockLayout.kReadCount]!,
       drops: f[TimelineRwlockLayout.kDrops]!,
-      floor: Math.max(f[TimelineRwlockLayout.kFloor]!, f[TimelineRwlockLayout.kReadFloor]!),
-      readFloor: f[TimelineRwlockLayout.kFloor]!,
+      floor: Math.max(f[TimelineRwlockLayout.kWriteFloor]!, f[TimelineRwlockLayout.kReadFloor]!),
+      readFloor: f[TimelineRwlockLayout.kWriteFloor]!,
     };
     spinUnlock(w, TimelineRwlockLayout.kLock);
     return r;

@@ -5,7 +5,7 @@
  * Merging reads the plan and every run it names, so a local sweep, a queue's coordinator and
  * `--shard` + `mmuh merge` produce the same cells from the same runs.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../scenario/flags.js';
 import { kResultSchema, type FailedRunResult, type HarnessInfo, type RunResult } from '../scenario/result.js';
@@ -24,6 +24,11 @@ export function runFile(dir: string, runId: string): string {
 export function writePlan(dir: string, plan: SweepPlan): void {
   mkdirSync(join(dir, 'runs'), { recursive: true });
   writeJsonAtomic(join(dir, 'plan.json'), plan);
+}
+
+/** The id of the sweep whose plan DIR holds, or null when it holds none yet. */
+export function sweepIdIn(dir: string): string | null {
+  return existsSync(join(dir, 'plan.json')) ? readPlan(dir).sweep.id : null;
 }
 
 export function readPlan(dir: string): SweepPlan {
