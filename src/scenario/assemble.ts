@@ -39,12 +39,14 @@ export function memoryReport(host: Host, vms: Vm[]): MemoryReport {
   let bitmap = 0;
   let mapped = 0;
   let rmaps = 0;
+  let writeTrack = 0;
   let shadow = 0;
   let guestBytes = 0;
   for (const vm of vms) {
     pool += vm.pool.bytes();
     const rb = vm.rmaps.bytes();
     rmaps += rb.heads + rb.descs;
+    writeTrack += rb.track;
     shadow += vm.sp.info.byteLength + vm.sp.xlat.byteLength + vm.sp.ctl.byteLength;
     for (const s of vm.slots.values()) guestBytes += s.npages * 4096;
     for (const v of vm.vmas) vma += v.bytes();
@@ -59,7 +61,7 @@ export function memoryReport(host: Host, vms: Vm[]): MemoryReport {
   const content = host.content === null ? 0 : host.content.bytes();
   const breakdown = {
     frameTable: a.frameTableBytes, buddy: a.buddyBytes, ptPool: pool, hostPageTables: vma, lpageInfo: lpage, dirtyBitmaps: bitmap, vmAndVcpu: vcpu,
-    rmaps, shadowPages: shadow, guestPageTables: content,
+    rmaps, gfnWriteTrack: writeTrack, shadowPages: shadow, guestPageTables: content,
   };
   const sabBytes = Object.values(breakdown).reduce((s, x) => s + x, 0);
   const rss = process.memoryUsage().rss;

@@ -234,7 +234,7 @@ function row(workload: CompareRow['workload'], variant: Variant, vcpus: number, 
   const fault = Object.entries(r.histograms).find(([k]) => k.endsWith('page_fault/modeled'))?.[1];
   const lockw = Object.entries(r.histograms).find(([k]) => k.endsWith('mmu_lock_wait_write/modeled'))?.[1];
   const b = r.memory.breakdown;
-  const mmu = (b.ptPool ?? 0) + (b.rmaps ?? 0) + (b.shadowPages ?? 0) + (b.guestPageTables ?? 0);
+  const mmu = (b.ptPool ?? 0) + (b.rmaps ?? 0) + (b.gfnWriteTrack ?? 0) + (b.shadowPages ?? 0) + (b.guestPageTables ?? 0);
   const guestGiB = (r.memory.guestPagesMapped * 4096) / 2 ** 30;
   return {
     workload, variant, vcpus, workers, modeledNs: modeled, wallNs: wall,

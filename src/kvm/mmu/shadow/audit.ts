@@ -7,7 +7,9 @@
  *    forbids it, and is not writable if a shadow page shadows that gfn (guest page-table stores
  *    must trap);
  *  - every rmap entry of every slot points at a present leaf of that gfn and level: rmaps and
- *    SPTEs are each other's inverse (the two counts match).
+ *    SPTEs are each other's inverse (the two counts match);
+ *  - every gfn's gfn_write_track counts the indirect pages that shadow it (the fault path trusts
+ *    the count instead of walking the hash bucket).
  */
 import { PtLayout, Spte, checkSpteWritableInvariants, isLastSpte, isShadowPresentPte, pagesPerHpage, PgLevel, gfnRoundForLevel } from '../spte.js';
 import { disallowLpage } from '../lpage.js';
@@ -21,6 +23,8 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
   let pages = 0;
   let leafTotal = 0;
   const shadowed = new Set<number>();
+  /** Indirect pages per gfn: what gfn_write_track must count (accountShadowed()). */
+  const tracked = new Map<number, number>();
   const active: number[] = [];
   for (let sp = s.ctl[ShadowCtl.kListHead]!; sp !== 0; sp = s.get(sp, SpInfo.kListNext)) {
     active.push(sp);
@@ -31,7 +35,10 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
   }
   for (const sp of active) {
     pages++;
-    if ((s.role(sp) & SpRole.kDirect) === 0) shadowed.add(s.gfn(sp));
+    if ((s.role(sp) & SpRole.kDirect) === 0) {
+      shadowed.add(s.gfn(sp));
+      tracked.set(s.gfn(sp), (tracked.get(s.gfn(sp)) ?? 0) + 1);
+    }
     if (s.get(sp, SpInfo.kActive) !== 1) report('shadow-list', `sp ${sp} on active_mmu_pages but not marked active`);
     let inBucket = false;
     for (let p = s.bucketHead(s.gfn(sp)); p !== 0; p = s.hashNext(p)) if (p === sp) inBucket = true;
@@ -111,6 +118,11 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
         for (let g = slot.baseGfn & -step; g < slot.endGfn; g += step) {
           const gfn = Math.max(g, slot.baseGfn);
           const head = vm.rmaps.headIndex(base, slot.baseGfn, level, gfn);
+          if (level === PgLevel.PG_LEVEL_4K) {
+            const want = tracked.get(gfn) ?? 0;
+            const have = vm.rmaps.writeTrackCount(head);
+            if (have !== want) report('write-track', `gfn 0x${gfn.toString(16)}: gfn_write_track ${have} but ${want} shadow page(s) shadow it`);
+          }
           if (vm.rmaps.count(head) === 0) continue;
           for (let e = vm.rmapIter.begin(head); e !== 0; e = vm.rmapIter.next()) {
             rmapTotal++;

@@ -78,7 +78,9 @@ export const enum ShadowCtl {
   kRmapAllocKiB = kMmuHashBuckets + 18,
   kParentsOverflow = kMmuHashBuckets + 24,
   kParentsOverflowMax = 1024,
-  kWords = kMmuHashBuckets + 24 + 2 * 1024,
+  /** Pages per mmu_page_hash bucket: the length of the walk mmu_try_to_unsync_pages() prices. */
+  kHashLenBase = kMmuHashBuckets + 24 + 2 * 1024,
+  kWords = 2 * kMmuHashBuckets + 24 + 2 * 1024,
 }
 
 export interface ShadowMmuHandle {
@@ -155,6 +157,7 @@ export class ShadowPages {
     info[base + SpInfo.kGfn] = gfn;
     info[base + SpInfo.kHashNext] = c[b]!;
     c[b] = sp;
+    c[b - ShadowCtl.kHashBase + ShadowCtl.kHashLenBase]!++;
     const head = c[ShadowCtl.kListHead]!;
     info[base + SpInfo.kListPrev] = 0;
     info[base + SpInfo.kListNext] = head;
@@ -181,6 +184,7 @@ export class ShadowPages {
         const next = info[base + SpInfo.kHashNext]!;
         if (prev === 0) c[b] = next;
         else info[prev * SpInfo.kWords + SpInfo.kHashNext] = next;
+        c[b - ShadowCtl.kHashBase + ShadowCtl.kHashLenBase]!--;
         break;
       }
       prev = p;
@@ -199,6 +203,10 @@ export class ShadowPages {
   /** First page of a bucket (for_each_valid_sp). */
   bucketHead(gfn: number): number {
     return this.ctl[ShadowCtl.kHashBase + ShadowPages.bucket(gfn)]!;
+  }
+  /** Pages in gfn's bucket (what a for_each_valid_sp walk of it examines). */
+  bucketLength(gfn: number): number {
+    return this.ctl[ShadowCtl.kHashLenBase + ShadowPages.bucket(gfn)]!;
   }
   hashNext(sp: number): number {
     return this.info[sp * SpInfo.kWords + SpInfo.kHashNext]!;

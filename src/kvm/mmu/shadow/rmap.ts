@@ -37,6 +37,8 @@ export const kPteListExt = 14;
 export const kPteListDescBytes = 128;
 /** sizeof(struct kvm_rmap_head). */
 export const kRmapHeadBytes = 8;
+/** sizeof(*slot->arch.gfn_write_track): a u16 count per gfn. */
+export const kWriteTrackBytes = 2;
 
 /** struct kvm_rmap_head: two Int32 words per head. */
 export const enum RmapHead {
@@ -106,6 +108,8 @@ export const kRmapMaxSlots = 2 ** 16 + 1;
 export interface RmapArenaHandle {
   readonly ctl: SharedArrayBuffer;
   readonly heads: SharedArrayBuffer;
+  /** slot->arch.gfn_write_track: one u16 per head, sized and grown with `heads`. */
+  readonly track: SharedArrayBuffer;
   readonly descs: SharedArrayBuffer;
   readonly slots: SharedArrayBuffer;
 }
@@ -139,6 +143,14 @@ function growTo(cap: number, need: number, max: number): number {
 export class RmapArena {
   readonly ctl: Int32Array;
   heads!: Int32Array;
+  /**
+   * gfn_write_track (page_track.c): how many shadow pages write-track each gfn, indexed by the
+   * gfn's 4K head (the 2M and 1G heads' entries stay 0). KVM allocates it beside the rmaps, in
+   * kvm_alloc_memslot_metadata() or mmu_first_shadow_root_alloc(), which is what sharing the
+   * head index gives: it exists exactly when the slot's rmaps do. Written and read with
+   * mmu_lock held for write, like the heads.
+   */
+  track!: Uint16Array;
   descs!: Int32Array;
   slots!: Int32Array;
   private headCap = 0;
@@ -160,6 +172,7 @@ export class RmapArena {
     const h: RmapArenaHandle = {
       ctl: new SharedArrayBuffer(RmapCtl.kRmapCtlWords * 4),
       heads: allocGrowableSab(heads * kRmapHeadBytes, kRmapSabMaxBytes),
+      track: allocGrowableSab(heads * kWriteTrackBytes, kRmapMaxHeads * kWriteTrackBytes),
       descs: allocGrowableSab(descs * kPteListDescBytes, kRmapSabMaxBytes),
       slots: allocGrowableSab(slots * RmapSlot.kSlotWords * 4, kRmapMaxSlots * RmapSlot.kSlotWords * 4),
     };
@@ -193,6 +206,7 @@ export class RmapArena {
     if (hc !== this.headCap) {
       this.headCap = hc;
       this.heads = new Int32Array(h.heads, 0, hc * RmapHead.kRmapHeadWords);
+      this.track = new Uint16Array(h.track, 0, hc);
     }
     const dc = Atomics.load(c, RmapCtl.kRmapCtlDescCapacity);
     if (dc !== this.descCap) {
@@ -250,6 +264,9 @@ export class RmapArena {
         throw new Error(`rmap: freeing slot ${rmapBase} (base_gfn ${baseGfn}) with a non-empty rmap head ${i >> 1}`);
       }
     }
+    // kvm_page_track_free_memslot(): the counts go with the slot (a root still in use may keep
+    // its gfn accounted; the next slot on these heads starts from zero, as kvcalloc's would).
+    this.track.fill(0, start, start + n);
     this.freeHeads(start, n);
     s[r + RmapSlot.kSlotHeads] = 0;
     s[r + RmapSlot.kSlotRmap4k] = this.ctl[RmapCtl.kRmapCtlSlotFree]!;
@@ -310,6 +327,7 @@ export class RmapArena {
       if (start + n > kRmapMaxHeads) fail('ENOMEM', `rmap: ${n} more heads exceed the ${kRmapMaxHeads}-head reserve`);
       const cap = growTo(this.headCap, start + n, kRmapMaxHeads);
       growSab(this.handle.heads, cap * kRmapHeadBytes);
+      growSab(this.handle.track, cap * kWriteTrackBytes);
       this.announce(RmapCtl.kRmapCtlHeadCapacity, cap);
     }
     c[RmapCtl.kRmapCtlHeadBump] = start + n;
@@ -537,10 +555,28 @@ export class RmapArena {
     return dropped;
   }
 
-  /** Live memory: 8 bytes per allocated head, 128 per live pte_list_desc (KVM's sizes). */
-  bytes(): { heads: number; descs: number } {
+  /** kvm_gfn_is_write_tracked(): a gfn's count, by its 4K head (gfnToRmap(..., PG_LEVEL_4K)). */
+  writeTrackCount(head4k: number): number {
+    this.syncViews();
+    return this.track[head4k]!;
+  }
+
+  /**
+   * update_gfn_write_track(): KVM WARNs and refuses a count that would leave [0, USHRT_MAX];
+   * here that is a bug in the model (an unaccount without its account), so it throws.
+   */
+  updateWriteTrack(head4k: number, delta: number): void {
+    this.syncViews();
+    const v = this.track[head4k]! + delta;
+    if (!(head4k > 0 && head4k < this.headCap) || v < 0 || v > 0xffff) throw new Error(`BUG: gfn_write_track of head ${head4k} would become ${v}`);
+    this.track[head4k] = v;
+  }
+
+  /** Live memory: 8 bytes per allocated head, 128 per live pte_list_desc, 2 per gfn_write_track (KVM's sizes). */
+  bytes(): { heads: number; descs: number; track: number } {
     return {
       heads: this.ctl[RmapCtl.kRmapCtlHeadsLive]! * kRmapHeadBytes,
+      track: this.ctl[RmapCtl.kRmapCtlHeadsLive]! * kWriteTrackBytes,
       descs: this.ctl[RmapCtl.kRmapCtlDescsLive]! * kPteListDescBytes,
     };
   }

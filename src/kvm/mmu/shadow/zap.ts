@@ -9,23 +9,40 @@
  * Roots are never freed while a vCPU uses them: a zapped root loses its children and stays
  * linked (KVM marks it invalid and the vCPU reloads; here the root of a guest CR3 is reused).
  */
-import { PtLayout, isLastSpte, isShadowPresentPte } from '../spte.js';
+import { PgLevel, PtLayout, isLastSpte, isShadowPresentPte } from '../spte.js';
 import { count } from '../../../metrics/counters.js';
 import { Op } from '../../../metrics/ops.js';
 import { updateGfnDisallowLpageCount } from '../lpage.js';
 import { kvmFlushRemoteTlbs } from '../../requests.js';
 import { ShadowCtl, SpInfo, SpRole } from './mmu-page.js';
 import { shadowDropSpte } from './spte-ops.js';
+import { gfnToRmap } from './rmap-ops.js';
+import type { Memslot } from '../../memslot.js';
 import type { Vm } from '../../vm.js';
 
-/** account_shadowed() / unaccount_shadowed(): the guest table's gfn is (no longer) write-tracked. */
+/**
+ * account_shadowed() / unaccount_shadowed(): the guest table's gfn is (no longer) write-tracked
+ * (__kvm_write_track_add_gfn / _remove_gfn: gfn_write_track and lpage_info). KVM tracks only the
+ * gfns of tables above 4K, letting last-level ones go unsync; this model never unsyncs, so every
+ * indirect page tracks its gfn, and the count is what mmu_try_to_unsync_pages() checks first.
+ */
 export function accountShadowed(vm: Vm, gfn: number, delta: number): void {
   const slot = vm.lookupMemslotAny(gfn);
   count(vm.ctx.metrics, Op.write_track);
   vm.sp.ctl[ShadowCtl.kIndirectPages]! += delta;
+  if (slot === null) return;
+  const head = gfnToRmap(vm, slot, gfn, PgLevel.PG_LEVEL_4K);
+  if (head < 0) throw new Error(`BUG: account_shadowed on slot ${slot.id} without rmaps (gfn_write_track)`);
+  vm.rmaps.updateWriteTrack(head, delta);
   // kvm_mmu_gfn_disallow_lpage(): no huge mapping may cover a guest page table (its stores
   // must fault), counted in lpage_info beside the slot's own disallows.
-  if (slot !== null) updateGfnDisallowLpageCount(slot.lpage, slot.baseGfn, gfn, delta);
+  updateGfnDisallowLpageCount(slot.lpage, slot.baseGfn, gfn, delta);
+}
+
+/** kvm_gfn_is_write_tracked(): does a shadow page write-track gfn (of `slot`)? O(1), no hash walk. */
+export function gfnIsWriteTracked(vm: Vm, slot: Memslot, gfn: number): boolean {
+  const head = gfnToRmap(vm, slot, gfn, PgLevel.PG_LEVEL_4K);
+  return head >= 0 && vm.rmaps.writeTrackCount(head) !== 0;
 }
 
 /** mmu_page_zap_pte(): drop one SPTE of `sp`; a child page left without parents is zapped too if direct. */
