@@ -349,6 +349,27 @@ describe('per-memslot head arrays (memslot_rmap_alloc, gfn_to_rmap)', () => {
     expect(a.ctl[RmapCtl.kRmapCtlHeadBump]).toBe(1);
   });
 
+  it('gfn_write_track: counts per 4K gfn, refused below 0 and above USHRT_MAX, zero again on a slot reusing freed heads', () => {
+    const a = RmapArena.create({ heads: 2 });
+    const b = new RmapArena(a.handle); // another attachment, views taken before the growth
+    const s1 = a.allocSlot(0x1000, 600);
+    const s2 = a.allocSlot(0x4000, 10); // keeps s1's heads off the bump pointer
+    const h = (rb: number, base: number, g: number): number => a.headIndex(rb, base, 1, g);
+    for (let g = 0x1000; g < 0x1000 + 600; g += 3) a.updateWriteTrack(h(s1, 0x1000, g), (g % 5) + 1);
+    for (let g = 0x1000; g < 0x1000 + 600; g++) expect(b.writeTrackCount(h(s1, 0x1000, g))).toBe((g - 0x1000) % 3 === 0 ? (g % 5) + 1 : 0);
+    expect(a.writeTrackCount(h(s2, 0x4000, 0x4000))).toBe(0);
+    expect(() => a.updateWriteTrack(h(s1, 0x1000, 0x1001), -1)).toThrow(/gfn_write_track .* -1/);
+    a.updateWriteTrack(h(s1, 0x1000, 0x1001), 0xffff);
+    expect(() => a.updateWriteTrack(h(s1, 0x1000, 0x1001), 1)).toThrow(/65536/);
+    // kvm_page_track_free_memslot(): a root still in use may leave its gfn counted; the counts
+    // go with the slot, and a new slot on the same heads starts from zero.
+    a.freeSlot(s1, 0x1000, 600);
+    const s3 = a.allocSlot(0x8000, 600);
+    expect(h(s3, 0x8000, 0x8000)).toBe(h(s1, 0x1000, 0x1000));
+    for (let g = 0x8000; g < 0x8000 + 600; g++) expect(a.writeTrackCount(h(s3, 0x8000, g))).toBe(0);
+    expect(a.bytes().track).toBe(a.bytes().heads / 4);
+  });
+
   it('10k alloc/free cycles of mixed sizes reuse memory: live bytes exact, reserve flat, all coalesces back', () => {
     const a = RmapArena.create({ heads: 16, slots: 2 });
     let seed = 0x9e3779b9;

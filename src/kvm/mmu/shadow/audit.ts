@@ -1,6 +1,7 @@
 /**
  * The shadow MMU's part of audit() (kvm/audit.ts), by recount while nothing runs:
- *  - every page on active_mmu_pages is in its gfn's hash bucket, at the level its role says;
+ *  - every page on active_mmu_pages is in its gfn's hash bucket, at the level its role says, and
+ *    the buckets hold those pages only, each as many as its length word says;
  *    every link's child is active and names the linking SPTE among its parents;
  *  - every present leaf maps the frame the host maps for its gfn (shadowed_translation), is in
  *    that gfn's rmap at its level, keeps the writable invariants, is not huge where lpage_info
@@ -13,7 +14,7 @@
  */
 import { PtLayout, Spte, checkSpteWritableInvariants, isLastSpte, isShadowPresentPte, pagesPerHpage, PgLevel, gfnRoundForLevel } from '../spte.js';
 import { disallowLpage } from '../lpage.js';
-import { ShadowCtl, ShadowPages, SpInfo, SpRole } from './mmu-page.js';
+import { ShadowCtl, ShadowPages, SpInfo, SpRole, kMmuHashBuckets } from './mmu-page.js';
 import type { Vm } from '../../vm.js';
 
 export function auditShadow(vm: Vm, report: (kind: string, detail: string) => void): { leaves: number[]; pages: number } {
@@ -45,6 +46,16 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
     if (!inBucket) report('shadow-hash', `sp ${sp} (gfn 0x${s.gfn(sp).toString(16)}) missing from bucket ${ShadowPages.bucket(s.gfn(sp))}`);
     if (vm.pool.level(sp) !== s.level(sp)) report('shadow-level', `sp ${sp}: pool level ${vm.pool.level(sp)} != role level ${s.level(sp)}`);
   }
+  // The bucket lengths the fault path prices its hash walks by (mmu_try_to_unsync_pages()).
+  let hashed = 0;
+  for (let b = 0; b < kMmuHashBuckets; b++) {
+    let n = 0;
+    for (let p = s.ctl[ShadowCtl.kHashBase + b]!; p !== 0 && n <= active.length; p = s.hashNext(p)) n++;
+    hashed += n;
+    const len = s.ctl[ShadowCtl.kHashLenBase + b]!;
+    if (len !== n) report('shadow-hash', `bucket ${b} holds ${n} pages but its length says ${len}`);
+  }
+  if (hashed !== active.length) report('shadow-hash', `${hashed} pages in mmu_page_hash, ${active.length} on active_mmu_pages`);
   const parents: number[] = [];
   for (const sp of active) {
     const level = s.level(sp);
