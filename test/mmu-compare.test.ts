@@ -47,6 +47,16 @@ describe('mmu-compare', () => {
     expect(l2.res.metrics['demand-paging.tdp.v2.w1.lazyRmapAllocModeledUs']).toBeGreaterThan(0);
     expect(l2.out).toMatch(/lazy rmaps: the first shadow root \(L2 launched\) allocated \d+ KiB of rmaps/);
     expect(l2.res.audit.ok).toBe(true);
+    // sp->shadowed_translation (2 KiB per page-table page) exists only once shadow pages do, as
+    // KVM allocates it per shadow page: a TDP VM without L2 carries only the per-page words.
+    // 256 MiB, so that the page-table pool grows past its initial 64 pages.
+    const breakdown = (args: string[]): Record<string, number> => {
+      const r = compare(['-v', '1', '-b', '256M', '--variants', 'tdp', ...args]);
+      return (JSON.parse(readFileSync(join(r.dir, 'runs', 'demand-paging.tdp.v1.w1.json'), 'utf8')) as { memory: { breakdown: Record<string, number> } }).memory.breakdown;
+    };
+    const before = breakdown([]), after = breakdown(['--l2-at', '1000']);
+    expect(before.shadowPages! / before.ptPool!).toBeLessThan(0.2); // control words and 40 B per page; 2 KiB more with it
+    expect(after.shadowPages! / after.ptPool!).toBeGreaterThan(0.4);
   });
 
   it('is deterministic on one worker, and --resume reuses the runs it has', () => {

@@ -47,7 +47,7 @@ export function memoryReport(host: Host, vms: Vm[]): MemoryReport {
     const rb = vm.rmaps.bytes();
     rmaps += rb.heads + rb.descs;
     writeTrack += rb.track;
-    shadow += vm.sp.info.byteLength + vm.sp.xlat.byteLength + vm.sp.ctl.byteLength;
+    shadow += vm.sp.handle.info.byteLength + vm.sp.handle.xlat.byteLength + vm.sp.ctl.byteLength;
     for (const s of vm.slots.values()) guestBytes += s.npages * 4096;
     for (const v of vm.vmas) vma += v.bytes();
     for (const s of vm.slots.values()) {

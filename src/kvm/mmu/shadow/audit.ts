@@ -76,7 +76,7 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
       }
       leaves[level - 1]!++;
       leafTotal++;
-      const gfn = s.xlat[sptep]!;
+      const gfn = s.xlatGfn(sptep);
       const inv = checkSpteWritableInvariants(flags);
       if (inv) report('spte-writable', `shadow gfn 0x${gfn.toString(16)}: ${inv}`);
       if (gfnRoundForLevel(gfn, level) !== gfn) report('shadow-xlat', `sp ${sp}[${i}] level ${level} records unaligned gfn 0x${gfn.toString(16)}`);
@@ -141,8 +141,8 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
             const flags = pt[e * PtLayout.kSpteWords]!;
             if (s.get(sp, SpInfo.kActive) !== 1 || !isShadowPresentPte(flags) || !isLastSpte(flags, s.level(sp))) {
               report('rmap-dangling', `rmap of gfn 0x${gfn.toString(16)} level ${level} holds SPTE ${e}, which is not a present leaf of an active shadow page`);
-            } else if (s.level(sp) !== level || gfnRoundForLevel(s.xlat[e]!, level) !== gfnRoundForLevel(gfn, level)) {
-              report('rmap-dangling', `rmap of gfn 0x${gfn.toString(16)} level ${level} holds SPTE ${e} of gfn 0x${s.xlat[e]!.toString(16)} level ${s.level(sp)}`);
+            } else if (s.level(sp) !== level || gfnRoundForLevel(s.xlatGfn(e), level) !== gfnRoundForLevel(gfn, level)) {
+              report('rmap-dangling', `rmap of gfn 0x${gfn.toString(16)} level ${level} holds SPTE ${e} of gfn 0x${s.xlatGfn(e).toString(16)} level ${s.level(sp)}`);
             }
           }
         }

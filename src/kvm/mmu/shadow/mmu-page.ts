@@ -76,6 +76,13 @@ export const enum ShadowCtl {
   kRmapAllocModeledUs = kMmuHashBuckets + 16,
   kRmapAllocWallUs = kMmuHashBuckets + 17,
   kRmapAllocKiB = kMmuHashBuckets + 18,
+  /**
+   * Pool pages sp->shadowed_translation covers: 0 until the first shadow page (KVM allocates it
+   * per indirect shadow page; a TDP VM without a nested guest has none), then grown by link()
+   * under mmu_lock for write. The pair: growXlat()'s Atomics.store after the SAB grew /
+   * syncXlat()'s Atomics.load before a view covering it is made.
+   */
+  kXlatPages = kMmuHashBuckets + 19,
   kParentsOverflow = kMmuHashBuckets + 24,
   kParentsOverflowMax = 1024,
   /** Pages per mmu_page_hash bucket: the length of the walk mmu_try_to_unsync_pages() prices. */
@@ -92,8 +99,11 @@ export interface ShadowMmuHandle {
 /** One thread's view of a VM's shadow-MMU page metadata. */
 export class ShadowPages {
   info!: Int32Array;
-  /** shadowed_translation: the gfn of every SPTE (pool SPTE number page * 512 + index). */
-  xlat!: Int32Array;
+  /**
+   * shadowed_translation: the gfn of every SPTE of a shadow page (pool SPTE number page * 512 +
+   * index); read and written through xlatGfn()/setXlat(), which re-view it when it grew.
+   */
+  xlat: Int32Array = new Int32Array(0);
   readonly ctl: Int32Array;
   capacity = 0;
 
@@ -106,23 +116,52 @@ export class ShadowPages {
     const max = kPtPoolMaxPages;
     return {
       info: allocGrowableSab(poolPages * SpInfo.kWords * 4, max * SpInfo.kWords * 4),
-      xlat: allocGrowableSab(poolPages * PtLayout.SPTE_ENT_PER_PAGE * 4, max * PtLayout.SPTE_ENT_PER_PAGE * 4),
+      xlat: allocGrowableSab(0, max * PtLayout.SPTE_ENT_PER_PAGE * 4),
       ctl: allocSab(ShadowCtl.kWords * 4),
     };
   }
 
-  /** Grow with the pool (the VMM thread, inside the pool's growth protocol, before pages are handed out). */
+  /**
+   * Grow with the pool (the VMM thread, inside the pool's growth protocol, before pages are
+   * handed out): the per-page words only. shadowed_translation (2 KiB per pool page, ~4 B per
+   * guest page mapped at 4K) waits for the first shadow page: link() grows it.
+   */
   grow(poolPages: number): void {
     if (this.handle.info.byteLength < poolPages * SpInfo.kWords * 4) growSab(this.handle.info, poolPages * SpInfo.kWords * 4);
-    if (this.handle.xlat.byteLength < poolPages * PtLayout.SPTE_ENT_PER_PAGE * 4) growSab(this.handle.xlat, poolPages * PtLayout.SPTE_ENT_PER_PAGE * 4);
     this.refresh();
   }
 
   refresh(): void {
     const h = this.handle;
-    this.capacity = Math.min(h.info.byteLength / (SpInfo.kWords * 4), h.xlat.byteLength / (PtLayout.SPTE_ENT_PER_PAGE * 4));
+    this.capacity = h.info.byteLength / (SpInfo.kWords * 4);
     this.info = new Int32Array(h.info, 0, this.capacity * SpInfo.kWords);
-    this.xlat = new Int32Array(h.xlat, 0, this.capacity * PtLayout.SPTE_ENT_PER_PAGE);
+    this.syncXlat();
+  }
+
+  /** Re-view shadowed_translation if another thread grew it (the observe half of kXlatPages). */
+  syncXlat(): void {
+    const pages = Atomics.load(this.ctl, ShadowCtl.kXlatPages);
+    if (pages * PtLayout.SPTE_ENT_PER_PAGE !== this.xlat.length) this.xlat = new Int32Array(this.handle.xlat, 0, pages * PtLayout.SPTE_ENT_PER_PAGE);
+  }
+
+  /** Cover pool pages [0, need) (mmu_lock held for write: the only grower), with the pool's capacity as headroom. */
+  private growXlat(need: number): void {
+    this.syncXlat();
+    if (need * PtLayout.SPTE_ENT_PER_PAGE <= this.xlat.length) return;
+    const to = Math.max(need, this.capacity);
+    growSab(this.handle.xlat, to * PtLayout.SPTE_ENT_PER_PAGE * 4);
+    Atomics.store(this.ctl, ShadowCtl.kXlatPages, to);
+    this.syncXlat();
+  }
+
+  /** sp->shadowed_translation[index] of the SPTE `sptep` (a leaf of a linked shadow page). */
+  xlatGfn(sptep: number): number {
+    if (sptep >= this.xlat.length) this.syncXlat();
+    return this.xlat[sptep]!;
+  }
+  setXlat(sptep: number, gfn: number): void {
+    if (sptep >= this.xlat.length) this.syncXlat();
+    this.xlat[sptep] = gfn;
   }
 
   role(sp: number): number {
@@ -149,6 +188,7 @@ export class ShadowPages {
 
   /** Link a new page into its gfn's hash bucket and at the head of active_mmu_pages. */
   link(sp: number, gfn: number, role: number): void {
+    if ((sp + 1) * PtLayout.SPTE_ENT_PER_PAGE > this.xlat.length) this.growXlat(sp + 1);
     const c = this.ctl;
     const b = ShadowCtl.kHashBase + ShadowPages.bucket(gfn);
     const base = sp * SpInfo.kWords;

@@ -293,7 +293,7 @@ function mmuSetSpte(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot, sptep: numbe
     if (isShadowPresentPte(old)) dropAndFlush(vm, sptep, level);
     shadowSetSpte(pt, sptep, flags, pfn);
     count(m, Op.spte_write);
-    vm.sp.xlat[sptep] = leafGfn;
+    vm.sp.setXlat(sptep, leafGfn);
     rmapAdd(vm, slot, fault.gfn, level, sptep);
     kvmUpdatePageStats(vm, level, 1);
   }

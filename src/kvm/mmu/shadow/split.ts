@@ -46,7 +46,7 @@ function splitOne(vm: Vm, slot: Memslot, sptep: number, level: number): boolean 
   const flags = Atomics.load(pt, at);
   if (!isShadowPresentPte(flags) || !isLastSpte(flags, level)) return false;
   const pfn = pt[at + 1]!;
-  const gfn = s.xlat[sptep]!;
+  const gfn = s.xlatGfn(sptep);
   const parentRole = s.role((sptep / PtLayout.SPTE_ENT_PER_PAGE) | 0);
   const child = vm.takeVmmPage();
   count(vm.ctx.metrics, Op.pt_page_alloc);
@@ -58,7 +58,7 @@ function splitOne(vm: Vm, slot: Memslot, sptep: number, level: number): boolean 
   for (let i = 0; i < 512; i++) {
     const c = child * PtLayout.SPTE_ENT_PER_PAGE + i;
     shadowSetSpte(pt, c, small, pfn + i * n);
-    s.xlat[c] = gfn + i * n;
+    s.setXlat(c, gfn + i * n);
     rmapAdd(vm, slot, gfn + i * n, childLevel, c);
   }
   // The huge SPTE leaves its rmap and becomes the link (stats: one huge leaf out, 512 in).

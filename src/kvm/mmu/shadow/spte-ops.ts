@@ -44,7 +44,7 @@ export function shadowDropSpte(vm: Vm, sptep: number, level: number): void {
   const pfn = pt[at + 1]!;
   count(vm.ctx.metrics, Op.spte_write);
   if (isLastSpte(old, level)) {
-    rmapRemove(vm, vm.sp.xlat[sptep]!, level, sptep);
+    rmapRemove(vm, vm.sp.xlatGfn(sptep), level, sptep);
     kvmUpdatePageStats(vm, level, -1);
     if ((old & Spte.SPTE_DIRTY) !== 0) vm.onSpteCleaned(old, pfn);
     return;
