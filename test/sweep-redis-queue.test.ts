@@ -76,8 +76,14 @@ function alive(pid: number): boolean {
   }
 }
 
-const worker = (name: string, queue: string, extra: string[] = []) =>
-  ['worker', '--queue', redis!.url, '--queue-name', queue, '--name', name, '--lock-duration', '1500', '--stalled-interval', '500', '--idle-exit', '3', ...extra];
+/**
+ * A short job lock (`lockMs`) makes a SIGKILLed worker's run come back within seconds; only the
+ * kill test needs it. Elsewhere the lock is long: on a loaded 2-CPU CI machine a worker process
+ * can miss its lock renewal (every lockMs / 2) for over 1.5 s, and BullMQ then counts a live run
+ * as stalled (twice: failed).
+ */
+const worker = (name: string, queue: string, extra: string[] = [], lockMs = 20_000) =>
+  ['worker', '--queue', redis!.url, '--queue-name', queue, '--name', name, '--lock-duration', String(lockMs), '--stalled-interval', '500', '--idle-exit', '3', ...extra];
 
 describe.skipIf(process.platform !== 'linux')('mmuh sweep --queue (BullMQ on Redis)', () => {
   it('runs 8 cells on 2 workers; a worker SIGKILLed mid-cell has its run retried elsewhere, each cell counted once', async (ctx) => {
@@ -86,8 +92,8 @@ describe.skipIf(process.platform !== 'linux')('mmuh sweep --queue (BullMQ on Red
     // (which the workers take first) 2-2.6 s long: the kill lands mid-run however loaded the
     // machine is, and an orphan would run on for seconds.
     const f = writeSweep(tmp, 'kill.yaml', 'name: kill\nscenario: demand-paging\nseed: 3\nbase: { vcpus: 1, workers: 1, uffd-mode: MISSING, uffd-delay-wall: true }\naxes:\n  uffd-delay: [2000, 500]\n  bytes: [4M, 5M, 6M, 7M]\n');
-    const w1 = start(worker('w1', 'q-kill'));
-    const w2 = start(worker('w2', 'q-kill'));
+    const w1 = start(worker('w1', 'q-kill', [], 1500));
+    const w2 = start(worker('w2', 'q-kill', [], 1500));
     const coord = start(['sweep', f, '--queue', redis.url, '--queue-name', 'q-kill', '--out', join(tmp, 'kill')]);
     // w1 has started a run and its child mmuh run exists: kill w1 there, mid-cell.
     await until('w1 to take a run', () => /\(try \d+\)/.test(w1.out));
@@ -148,7 +154,7 @@ describe.skipIf(process.platform !== 'linux')('mmuh sweep --queue (BullMQ on Red
     expect(local.code).toBe(0);
     const w = start(worker('solo', 'q-same'));
     const coord = start(['sweep', f, '--queue', redis.url, '--queue-name', 'q-same', '--out', join(tmp, 'same-queue'), '-q']);
-    expect(await coord.exited).toBe(0);
+    expect(await coord.exited, coord.err).toBe(0);
     await w.exited;
     const q = readSweep(join(tmp, 'same-queue', 'sweep.json'));
     expect(q.executor.workers).toEqual(['solo']);
@@ -179,7 +185,7 @@ describe.skipIf(process.platform !== 'linux')('mmuh sweep --queue (BullMQ on Red
     const coord = start(['sweep', f, '--queue', redis.url, '--queue-name', 'q-ver', '--out', join(tmp, 'ver')]);
     expect(await bad.exited).toBe(2);
     expect(oneLine({ err: bad.err })).toMatch(/^mmuh: EPERM: worker old-build refused: it is kvm-mmu-harness \S+ \(commit 0123456789abcdef0123456789abcdef01234567\), sweep ver-[0-9a-f]{8} is /);
-    expect(await coord.exited).toBe(0);
+    expect(await coord.exited, coord.err).toBe(0);
     await good.exited;
     expect(coord.err).toMatch(/worker old-build on \S+ refused: it is kvm-mmu-harness \S+ \(commit 0123456789abcdef/);
     const s = readSweep(join(tmp, 'ver', 'sweep.json'));
