@@ -23,8 +23,7 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
   const leaves = [0, 0, 0, 0];
   let pages = 0;
   let leafTotal = 0;
-  const shadowed = new Set<number>();
-  /** Indirect pages per gfn: what gfn_write_track must count (accountShadowed()). */
+  /** Indirect pages per gfn: the shadowed guest tables, and what gfn_write_track must count. */
   const tracked = new Map<number, number>();
   const active: number[] = [];
   for (let sp = s.ctl[ShadowCtl.kListHead]!; sp !== 0; sp = s.get(sp, SpInfo.kListNext)) {
@@ -36,10 +35,7 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
   }
   for (const sp of active) {
     pages++;
-    if ((s.role(sp) & SpRole.kDirect) === 0) {
-      shadowed.add(s.gfn(sp));
-      tracked.set(s.gfn(sp), (tracked.get(s.gfn(sp)) ?? 0) + 1);
-    }
+    if ((s.role(sp) & SpRole.kDirect) === 0) tracked.set(s.gfn(sp), (tracked.get(s.gfn(sp)) ?? 0) + 1);
     if (s.get(sp, SpInfo.kActive) !== 1) report('shadow-list', `sp ${sp} on active_mmu_pages but not marked active`);
     let inBucket = false;
     for (let p = s.bucketHead(s.gfn(sp)); p !== 0; p = s.hashNext(p)) if (p === sp) inBucket = true;
@@ -98,7 +94,7 @@ export function auditShadow(vm: Vm, report: (kind: string, detail: string) => vo
       }
       if ((flags & Spte.PT_WRITABLE_MASK) !== 0) {
         for (let k = 0; k < step; k++) {
-          if (shadowed.has(gfn + k)) {
+          if (tracked.has(gfn + k)) {
             report('writable-guest-pt', `gfn 0x${(gfn + k).toString(16)} holds a shadowed guest page table but is mapped writable (sp ${sp}[${i}])`);
             break;
           }

@@ -248,7 +248,7 @@ function linkShadowPage(vm: Vm, sptep: number, child: number): void {
  * and the walk would find nothing: it is priced by the bucket's length rather than performed,
  * which keeps a 1-TiB guest's writable installs O(1) in wall time (the audit checks the counts).
  */
-function gfnIsShadowed(vm: Vm, slot: Memslot, gfn: number): boolean {
+function mmuTryToUnsyncPagesRefuses(vm: Vm, slot: Memslot, gfn: number): boolean {
   if (gfnIsWriteTracked(vm, slot, gfn)) return true;
   const probes = vm.sp.bucketLength(gfn);
   if (probes > 0) countN(vm.ctx.metrics, Op.mmu_hash_probe, probes);
@@ -273,7 +273,7 @@ function mmuSetSpte(vcpu: Vcpu, fault: KvmPageFault, slot: Memslot, sptep: numbe
   // pte_access: the guest's RW over every level and, for a read, its D bit (protect_clean_gpte).
   let writable = fault.mapWritable && vcpu.walker.writable;
   let r: number = RetPf.RET_PF_FIXED;
-  if (writable && level === PgLevel.PG_LEVEL_4K && gfnIsShadowed(vm, slot, fault.gfn)) {
+  if (writable && level === PgLevel.PG_LEVEL_4K && mmuTryToUnsyncPagesRefuses(vm, slot, fault.gfn)) {
     writable = false;
     if (fault.write) r = RetPf.RET_PF_WRITE_PROTECTED;
   }
