@@ -138,7 +138,7 @@ describe.skipIf(process.platform !== 'linux')('mmuh sweep --queue (BullMQ on Red
     first.child.kill('SIGKILL');
     await first.exited;
     const second = start(args);
-    expect(await second.exited).toBe(0);
+    expect(await second.exited, second.err).toBe(0);
     await w.exited;
     const s = readSweep(join(tmp, 'restart', 'sweep.json'));
     expect(s.summary).toEqual({ cells: 6, ok: 6, failed: 0, missing: 0, runs: 6 });

@@ -158,15 +158,14 @@ export async function coordinate(plan: SweepPlan, t: QueueTarget, o: Coordinator
     while (pending.size > 0) {
       await admitWorkers(redis, t, plan, admitted, judged, o.progress);
       for (const [id, run] of [...pending]) {
-        const job = await queue.getJob(id);
-        if (!job) continue;
-        const state = await job.getState();
-        if (state === 'active' && !active.has(id)) {
+        const polled = await pollJob(queue, id);
+        if (polled.state === 'active' && !active.has(id)) {
           active.add(id);
-          t0.set(id, job.processedOn ?? Date.now());
+          t0.set(id, Date.now());
           o.progress.running(run.runId, +1);
         }
-        if (state !== 'completed' && state !== 'failed') continue;
+        if (polled.job === null) continue;
+        const { job, state } = polled;
         const rec = collect(plan, run, job, state);
         writeJsonAtomic(runFile(o.dir, run.runId), rec.file);
         // The result is in DIR now (a restarted coordinator keeps it, --resume-style): the job's
@@ -186,6 +185,29 @@ export async function coordinate(plan: SweepPlan, t: QueueTarget, o: Coordinator
     await queue.close();
     redis.disconnect();
   }
+}
+
+/** The part of BullMQ's Queue that pollJob() reads (a test gives it a queue that changes between calls). */
+export interface JobSource<J> {
+  getJobState(id: string): Promise<string>;
+  getJob(id: string): Promise<J | undefined>;
+}
+
+export type Polled<J> = { state: 'completed' | 'failed'; job: J } | { state: string; job: null };
+
+/**
+ * One job's state, and the job itself once it has finished. The state is read first and the job
+ * after it: completed and failed are final here (only this coordinator retries or removes a job),
+ * so a job read after them holds its return value or failure. Read the other way round, a job
+ * that finishes between the two reads is seen completed with the return value it had while active
+ * (none): the cause of a coordinator's exit 1 on a loaded CI machine.
+ */
+export async function pollJob<J>(queue: JobSource<J>, id: string): Promise<Polled<J>> {
+  const state = await queue.getJobState(id);
+  if (state !== 'completed' && state !== 'failed') return { state, job: null };
+  const job = await queue.getJob(id);
+  if (job === undefined) return { state: 'unknown', job: null };
+  return { state, job };
 }
 
 /** A finished job as the result file the merge reads; a result of another harness is a failure. */
