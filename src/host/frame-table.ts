@@ -11,7 +11,7 @@
  * array and are allocated only when the host is created with `stamps: true`, so the 4K-mapped
  * footprint stays at 8 bytes per frame without them.
  */
-import { ChunkedInt32, type ChunkedInt32Handle } from '../shm/arena.js';
+import { ChunkedInt32, populateSab, type ChunkedInt32Handle } from '../shm/arena.js';
 
 export const enum FrameLayout {
   kFrameWords = 2,
@@ -57,9 +57,9 @@ export class FrameTable {
   static create(nframes: number, stamps: boolean): FrameTable {
     const frames = ChunkedInt32.create(nframes * FrameLayout.kFrameWords);
     // memmap_init(): the kernel's struct page array is populated at boot, not on first use.
-    // Touching it here keeps the host's page faults on the frame table out of vCPU fault time,
+    // Backing it here keeps the host's page faults on the frame table out of vCPU fault time,
     // where two workers allocating neighbouring frames would also contend on the same mm.
-    for (const c of frames.chunks) c.fill(0);
+    for (const c of frames.chunks) populateSab(c.buffer as SharedArrayBuffer);
     const st = stamps ? ChunkedInt32.create(nframes * FrameLayout.kStampWords) : null;
     return new FrameTable({ frames: frames.handle, stamps: st ? st.handle : null, nframes });
   }

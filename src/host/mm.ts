@@ -16,7 +16,7 @@
  * missing page (MISSING) or a cached but unmapped one (MINOR) queues a message and the faulting
  * thread sleeps until the VMM resolves the range (mfill.ts).
  */
-import { allocSab } from '../shm/arena.js';
+import { allocSab, populateSab } from '../shm/arena.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
 import { fail } from './errno.js';
 import { type HostThread, type NumaPolicy, HostPage } from './host.js';
@@ -130,6 +130,10 @@ export class Vma {
     return 0;
   }
 
+  /**
+   * The page-table and page-cache index arrays every fault on this VMA reads and writes, backed
+   * now (populateSab): the VMM's mmap is where the harness pays for its own shared state.
+   */
   static create(id: number, owner: number, backing: BackingSource, startPage: number, npages: number, policy: NumaPolicy): Vma {
     const order = backingPageOrder(backing);
     const hugetlb = isHugetlbBacking(backing);
@@ -137,9 +141,9 @@ export class Vma {
     const granuleOrder = hugetlb ? order : 0;
     return new Vma({
       id, owner, backing, startPage, npages, granuleOrder, policy,
-      map: allocSab((npages >>> granuleOrder) * 4), lock: allocSab(4),
+      map: populatedSab((npages >>> granuleOrder) * 4), lock: allocSab(4),
       pmd: backing === 'anonymous_thp' ? allocSab(Math.ceil(npages / (1 << HostPage.kOrder2M)) * 4) : null,
-      cache: isSharedBacking(backing) ? allocSab((npages >>> granuleOrder) * 4) : null,
+      cache: isSharedBacking(backing) ? populatedSab((npages >>> granuleOrder) * 4) : null,
       uffd: [],
     });
   }
@@ -397,4 +401,10 @@ export function madviseDontneed(t: HostThread, vma: Vma, first: number, n: numbe
     if (frames.addRef(head, -1) === 0) t.freeFolio(head);
   }
   return dropped;
+}
+
+function populatedSab(bytes: number): SharedArrayBuffer {
+  const sab = allocSab(bytes);
+  populateSab(sab);
+  return sab;
 }

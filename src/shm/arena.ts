@@ -22,6 +22,19 @@ export function allocSab(bytes: number): SharedArrayBuffer {
   return new SharedArrayBuffer(Math.max(8, Math.ceil(bytes / 8) * 8));
 }
 
+/**
+ * Back bytes [from, to) of a SAB now, one store per 4 KiB page (the pages are still zero). The
+ * kernel's own memory is backed when it is allocated (memmap at boot, vmalloc'd and page-allocator
+ * pages at once); a SAB page is backed at its first touch, a host page fault that would otherwise
+ * land inside a vCPU's fault on whichever worker touches it first, and that two workers of one
+ * process take under the same mm. Only for state whose whole size a run uses (RSS is then what it
+ * would be at the end anyway).
+ */
+export function populateSab(sab: SharedArrayBuffer, from = 0, to = sab.byteLength): void {
+  const v = new Int32Array(sab, from & ~3, (to - (from & ~3)) >>> 2);
+  for (let i = 0; i < v.length; i += 1024) v[i] = 0;
+}
+
 /** The transferable description of a chunked Int32 array. */
 export interface ChunkedInt32Handle {
   readonly chunks: SharedArrayBuffer[];

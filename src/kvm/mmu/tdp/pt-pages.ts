@@ -9,7 +9,7 @@
  * participant has moved on; pages removed under the write lock after a completed remote TLB
  * flush take the same path (cheap, and one rule is easier to audit than two).
  */
-import { allocGrowableSab, growSab } from '../../../shm/arena.js';
+import { allocGrowableSab, growSab, populateSab } from '../../../shm/arena.js';
 import { spinLock, spinUnlock } from '../../../shm/spinlock.js';
 import type { EpochDomain } from '../../../shm/epoch.js';
 import { PtLayout } from '../spte.js';
@@ -101,8 +101,14 @@ export class PtPool {
    */
   grow(capacity: number): void {
     const h = this.handle;
+    const ptFrom = h.pt.byteLength;
+    const infoFrom = h.info.byteLength;
     growSab(h.pt, capacity * PtLayout.kPtPageWords * 4);
     growSab(h.info, capacity * PtInfo.kPtInfoWords * 4);
+    // Backed now, on the VMM thread: page-table pages come from memory the kernel already has
+    // (a vCPU's topup does not take a host page fault per new page, as a first SAB touch would).
+    populateSab(h.pt, ptFrom);
+    populateSab(h.info, infoFrom);
     growSab(h.freeStack, capacity * 4);
     this.refresh();
     Atomics.store(this.vmw, VmLayout.kVmPtCapacity, capacity);
