@@ -127,7 +127,7 @@ export const fault4k1worker: Benchmark = {
     }
     const hist = run.histograms('fault-4k.page_fault');
     run.destroy();
-    const fig = repeatedFigure('fault-4k-1worker', rates, 'faults/s', 'higher', windows, o.quick ? undefined : atLeast(3e6, 'faults/s'));
+    const fig = repeatedFigure('fault-4k-1worker', rates, 'faults/s', 'higher', windows, o.quick ? undefined : atLeast(5e6, 'faults/s'));
     if (o.quick) fig.notes.push('quick: 512 MiB per VM, no target');
     const window = closeWindow(w0, 1);
     return {
@@ -217,7 +217,7 @@ export const fault4kScaling: Benchmark = {
     one.destroy();
     two.destroy();
     const { samples, r1, r2, ratios, w1, w2 } = runs;
-    const ratio = repeatedFigure('fault-4k-2workers-scaling', ratios, 'x', 'higher', [...w1, ...w2], o.quick ? undefined : atLeast(1.7, 'x'));
+    const ratio = repeatedFigure('fault-4k-2workers-scaling', ratios, 'x', 'higher', [...w1, ...w2], o.quick ? undefined : atLeast(1.8, 'x'));
     if (o.quick) ratio.notes.push('quick: 256 MiB per VM, no target');
     const f2 = repeatedFigure('fault-4k-2vms-2workers', r2, 'faults/s', 'higher', w2);
     const f1 = repeatedFigure('fault-4k-2vms-1worker', r1, 'faults/s', 'higher', w1);
