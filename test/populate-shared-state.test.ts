@@ -5,10 +5,13 @@
  * workers of one process take under the same mm: that cost one VM's two vCPUs 1.65-1.75x scaling
  * against 1.86-1.99x backed (benchmarks/README.md). Resident memory is what shows it: a 16 GiB
  * mapping's 16 MiB host page table, and the 32 MiB of page-table pages a 16 GiB slot reserves,
- * are resident before any fault.
+ * are resident before any fault. Of the pool, only the share a 4K mapping uses is backed (its
+ * sizing reserves two tables per level per slot: many small slots would otherwise cost several
+ * times what they can use), and offsets past 2 GiB of the 4 GiB pool work.
  */
 import { describe, expect, it } from 'vitest';
 import { Host, Vm } from './fixtures/dist.js';
+import { allocGrowableSab, populateSab } from '../dist/src/shm/arena.js';
 import { Metrics } from '../dist/src/metrics/counters.js';
 import { costVector, loadCostModel } from '../dist/src/metrics/cost-model.js';
 import { kDefaultCostModelPath } from './fixtures/vm-ctx.js';
@@ -34,5 +37,28 @@ describe.skipIf(process.platform !== 'linux')('shared state backed at creation',
     expect(rss2 - rss1).toBeGreaterThan(grown * 4096 * 0.95);
     // Nothing was faulted: the guest owns no frame yet.
     expect(host.ownedPages(vm.id)).toBe(0);
+  });
+
+  it('backs only the leaf-table share of the pool for many small slots (the sizing reserves 6 pages per 2 MiB slot)', () => {
+    const host = Host.create({ memory: 64 * MiB });
+    const vm = Vm.create(host, 0, { metrics: new Metrics(costVector(loadCostModel(kDefaultCostModelPath))), hostThread: host.thread() }, { maxVcpus: 1 });
+    const slots = 2048;
+    const hva = vm.mmap({ size: slots * 2 * MiB, backing: 'anonymous' });
+    const cap0 = vm.pool.capacity;
+    const rss0 = process.memoryUsage().rss;
+    for (let i = 0; i < slots; i++) vm.setUserMemoryRegion2({ slot: i, flags: 0, guestPhysAddr: i * 2 * MiB, memorySize: 2 * MiB, userspaceAddr: hva + i * 2 * MiB });
+    const grown = (vm.pool.capacity - cap0) * 4096;
+    const rss = process.memoryUsage().rss - rss0;
+    // Reserved: ~6 pages per slot (48 MiB); used by a 4K mapping of all of it: 1 per slot (8 MiB).
+    expect(grown).toBeGreaterThan(slots * 5 * 4096);
+    expect(rss).toBeGreaterThan(slots * 4096 * 0.9);
+    expect(rss).toBeLessThan(grown / 2);
+  });
+
+  it('populates past 2 GiB of a growable SAB (byte offsets are not 32-bit)', () => {
+    const at = 2 ** 31 + 4096;
+    const sab = allocGrowableSab(at + 8192, at + 8192);
+    expect(() => populateSab(sab, at, at + 8192)).not.toThrow();
+    expect(new Int32Array(sab, at, 2048).every((x) => x === 0)).toBe(true);
   });
 });

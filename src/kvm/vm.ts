@@ -209,6 +209,8 @@ export class Vm {
   statShard: Int32Array | null = null;
   /** Page-table pages every slot needs mapped at 4K (the pool's sizing, kept as slots change). */
   private poolNeed = 1;
+  /** Of those, the 4K leaf tables (one per 512 pages of each slot): what a 4K mapping really uses. */
+  private poolLeafNeed = 0;
   /** tdp_enabled: the TDP MMU maps the guest (false: the shadow MMU, `--mmu shadow`). */
   readonly tdpMmuEnabled: boolean;
   readonly rmapsMode: RmapsMode;
@@ -619,9 +621,10 @@ export class Vm {
    */
   private createMemslot(id: number, asId: number, flags: number, baseGfn: number, npages: number, userspaceAddr: number, gmem: { index: number; pgoff: number } | null = null): void {
     const vma = this.vmaCovering(userspaceAddr, npages * 4096);
-    this.ensurePoolCapacity(slotPoolPages(npages));
+    this.ensurePoolCapacity(slotPoolPages(npages), slotLeafPages(npages));
     const slot = this.ms.create(id, asId, flags, baseGfn, npages, userspaceAddr, vma, null, gmem);
     this.poolNeed += slotPoolPages(npages);
+    this.poolLeafNeed += slotLeafPages(npages);
     kvmMmuInitMemslotMemoryAttributes(this, slot);
     if (slot.dirtyLogging()) this.initDirtyBitmap(slot);
     this.activateMemslotWithRmaps(slot, null);
@@ -656,6 +659,7 @@ export class Vm {
     if (slot.dirtyLogging()) this.dirtyLoggingSlots(-1);
     this.activateMemslot(null, slot);
     this.poolNeed -= slotPoolPages(slot.npages);
+    this.poolLeafNeed -= slotLeafPages(slot.npages);
     this.freeSlotRmaps(slot);
     // Dirty bits of a logging slot go with it, as in KVM (kvm_destroy_dirty_bitmap()).
     this.ms.release(slot, false);
@@ -861,7 +865,7 @@ export class Vm {
    * of the pool (Vcpu.enterGuest); only then do the new pages join the free stack. Nothing is
    * copied, so no A/D bit a vCPU sets meanwhile can be lost.
    */
-  private ensurePoolCapacity(extra = 0): void {
+  private ensurePoolCapacity(extra = 0, extraLeaf = 0): void {
     const need = Math.ceil((this.poolNeed + extra) * 1.03) + 16 + this.maxVcpusInUse() * 8;
     const cap = this.pool.capacity;
     if (need <= cap) return;
@@ -869,7 +873,12 @@ export class Vm {
     // Grow with headroom so adding slots or vCPUs one by one grows the pool a few times, not each
     // time (1/64 more each time: creating 64 vCPUs over a 64 GiB slot grows it a few times).
     const to = Math.min(kPtPoolMaxPages, Math.max(need, cap + Math.max(64, cap >> 6)));
-    this.pool.grow(to);
+    // Back the share of the new pages a 4K mapping of every slot would use (pt-pages.ts grow()):
+    // the sizing reserves two tables per level per slot, which for many small slots is several
+    // times what they can use (6 pages for a 2 MiB slot that maps through 1), and backing all of
+    // it would make 32764 small slots cost 0.9 GiB of RSS before anything faults.
+    const used = this.poolLeafNeed + extraLeaf + 16 + this.maxVcpusInUse() * 8;
+    this.pool.grow(to, Math.ceil((to - cap) * Math.min(1, used / need)));
     this.sp.grow(to);
     this.iter.pt = this.pool.pt;
     // The harness's own grace period (KVM's pages need none): not priced.
@@ -1250,6 +1259,11 @@ export class Vm {
 }
 
 /** Page-table pages one slot of `npages` needs mapped at 4K, each level rounded up plus one. */
+/** The 4K leaf tables a slot of npages uses when all of it is mapped at 4K. */
+function slotLeafPages(npages: number): number {
+  return Math.ceil(npages / PtLayout.SPTE_ENT_PER_PAGE);
+}
+
 function slotPoolPages(npages: number): number {
   let need = 0;
   for (let level = 1; level < PgLevel.PT64_ROOT_4LEVEL; level++) need += Math.ceil(npages / PtLayout.SPTE_ENT_PER_PAGE ** level) + 1;

@@ -31,8 +31,12 @@ export function allocSab(bytes: number): SharedArrayBuffer {
  * would be at the end anyway).
  */
 export function populateSab(sab: SharedArrayBuffer, from = 0, to = sab.byteLength): void {
-  const v = new Int32Array(sab, from & ~3, (to - (from & ~3)) >>> 2);
-  for (let i = 0; i < v.length; i += 1024) v[i] = 0;
+  // Offsets reach 4 GiB (a growable pool): arithmetic, not 32-bit bit operations.
+  const start = Math.floor(from / 4) * 4;
+  const words = Math.floor((Math.min(to, sab.byteLength) - start) / 4);
+  if (words <= 0) return;
+  const v = new Int32Array(sab, start, words);
+  for (let i = 0; i < words; i += 1024) v[i] = 0;
 }
 
 /** The transferable description of a chunked Int32 array. */

@@ -99,16 +99,18 @@ export class PtPool {
    * thread's views and announce the capacity. The new pages are not allocatable yet: pushFree()
    * after the SRCU wait. The pair: this seq-cst store of kVmPtCapacity / stale()'s load.
    */
-  grow(capacity: number): void {
+  grow(capacity: number, populate = capacity - this.capacity): void {
     const h = this.handle;
-    const ptFrom = h.pt.byteLength;
-    const infoFrom = h.info.byteLength;
+    const from = this.capacity;
     growSab(h.pt, capacity * PtLayout.kPtPageWords * 4);
     growSab(h.info, capacity * PtInfo.kPtInfoWords * 4);
-    // Backed now, on the VMM thread: page-table pages come from memory the kernel already has
-    // (a vCPU's topup does not take a host page fault per new page, as a first SAB touch would).
-    populateSab(h.pt, ptFrom);
-    populateSab(h.info, infoFrom);
+    // The first `populate` new pages are backed now, on the VMM thread: page-table pages come
+    // from memory the kernel already has, and a vCPU's topup should not take a host page fault
+    // per new page, as a first SAB touch would. pushFree() puts the new pages on top of the free
+    // stack lowest first, so these are the ones handed out next.
+    const to = Math.min(capacity, from + Math.max(0, populate));
+    populateSab(h.pt, from * PtLayout.kPtPageWords * 4, to * PtLayout.kPtPageWords * 4);
+    populateSab(h.info, from * PtInfo.kPtInfoWords * 4, to * PtInfo.kPtInfoWords * 4);
     growSab(h.freeStack, capacity * 4);
     this.refresh();
     Atomics.store(this.vmw, VmLayout.kVmPtCapacity, capacity);
