@@ -1258,12 +1258,12 @@ export class Vm {
   }
 }
 
-/** Page-table pages one slot of `npages` needs mapped at 4K, each level rounded up plus one. */
 /** The 4K leaf tables a slot of npages uses when all of it is mapped at 4K. */
 function slotLeafPages(npages: number): number {
   return Math.ceil(npages / PtLayout.SPTE_ENT_PER_PAGE);
 }
 
+/** Page-table pages one slot of `npages` needs mapped at 4K, each level rounded up plus one. */
 function slotPoolPages(npages: number): number {
   let need = 0;
   for (let level = 1; level < PgLevel.PT64_ROOT_4LEVEL; level++) need += Math.ceil(npages / PtLayout.SPTE_ENT_PER_PAGE ** level) + 1;
