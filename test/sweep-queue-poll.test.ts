@@ -12,24 +12,20 @@ interface FakeJob {
 }
 
 /** A job that is active until the first read, then `final` with `value`. */
-function finishesAfterFirstRead(final: 'completed' | 'failed', value: FakeJob): JobSource<FakeJob> & { reads: number } {
+function finishesAfterFirstRead(final: 'completed' | 'failed', value: FakeJob): JobSource<FakeJob> {
   let finished = false;
-  const src = {
-    reads: 0,
+  return {
     async getJobState(): Promise<string> {
       const s = finished ? final : 'active';
-      src.reads++;
       finished = true;
       return s;
     },
     async getJob(): Promise<FakeJob | undefined> {
       const j = finished ? value : { returnvalue: null };
-      src.reads++;
       finished = true;
       return j;
     },
   };
-  return src;
 }
 
 describe('pollJob', () => {

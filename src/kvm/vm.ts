@@ -866,7 +866,9 @@ export class Vm {
    * copied, so no A/D bit a vCPU sets meanwhile can be lost.
    */
   private ensurePoolCapacity(extra = 0, extraLeaf = 0): void {
-    const need = Math.ceil((this.poolNeed + extra) * 1.03) + 16 + this.maxVcpusInUse() * 8;
+    // Fixed pages plus each vCPU's topup cache: in use whatever the slots map.
+    const fixed = 16 + this.maxVcpusInUse() * 8;
+    const need = Math.ceil((this.poolNeed + extra) * 1.03) + fixed;
     const cap = this.pool.capacity;
     if (need <= cap) return;
     if (need > kPtPoolMaxPages) fail('ENOMEM', `VM ${this.id}: mapping every memslot at 4K needs ${need} page-table pages, more than the pool reserves (${kPtPoolMaxPages}, 2 TiB of guest memory at 4K)`);
@@ -877,7 +879,7 @@ export class Vm {
     // the sizing reserves two tables per level per slot, which for many small slots is several
     // times what they can use (6 pages for a 2 MiB slot that maps through 1), and backing all of
     // it would make 32764 small slots cost 0.9 GiB of RSS before anything faults.
-    const used = this.poolLeafNeed + extraLeaf + 16 + this.maxVcpusInUse() * 8;
+    const used = this.poolLeafNeed + extraLeaf + fixed;
     this.pool.grow(to, Math.ceil((to - cap) * Math.min(1, used / need)));
     this.sp.grow(to);
     this.iter.pt = this.pool.pt;

@@ -99,7 +99,7 @@ export class PtPool {
    * thread's views and announce the capacity. The new pages are not allocatable yet: pushFree()
    * after the SRCU wait. The pair: this seq-cst store of kVmPtCapacity / stale()'s load.
    */
-  grow(capacity: number, populate = capacity - this.capacity): void {
+  grow(capacity: number, populate: number): void {
     const h = this.handle;
     const from = this.capacity;
     growSab(h.pt, capacity * PtLayout.kPtPageWords * 4);
@@ -107,7 +107,8 @@ export class PtPool {
     // The first `populate` new pages are backed now, on the VMM thread: page-table pages come
     // from memory the kernel already has, and a vCPU's topup should not take a host page fault
     // per new page, as a first SAB touch would. pushFree() puts the new pages on top of the free
-    // stack lowest first, so these are the ones handed out next.
+    // stack lowest first, so these are the ones handed out next. Plain stores: no other thread
+    // reaches these pages before its views cover them, after the kVmPtCapacity store below.
     const to = Math.min(capacity, from + Math.max(0, populate));
     populateSab(h.pt, from * PtLayout.kPtPageWords * 4, to * PtLayout.kPtPageWords * 4);
     populateSab(h.info, from * PtInfo.kPtInfoWords * 4, to * PtInfo.kPtInfoWords * 4);
