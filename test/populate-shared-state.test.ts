@@ -55,6 +55,18 @@ describe.skipIf(process.platform !== 'linux')('shared state backed at creation',
     expect(rss).toBeLessThan(grown / 2);
   });
 
+  it('hands out a growth\'s new pages lowest first, the ones it backed', () => {
+    const host = Host.create({ memory: 64 * MiB });
+    const vm = Vm.create(host, 0, { metrics: new Metrics(costVector(loadCostModel(kDefaultCostModelPath))), hostThread: host.thread() }, { maxVcpus: 1 });
+    const hva = vm.mmap({ size: 1 * GiB, backing: 'anonymous' });
+    const cap0 = vm.pool.capacity;
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 1 * GiB, userspaceAddr: hva });
+    expect(vm.pool.capacity).toBeGreaterThan(cap0 + 4);
+    const out = new Int32Array(4);
+    expect(vm.pool.allocBatch(out, 0, 4)).toBe(4);
+    expect([...out]).toEqual([cap0, cap0 + 1, cap0 + 2, cap0 + 3]);
+  });
+
   it('populates past 2 GiB of a growable SAB (byte offsets are not 32-bit)', () => {
     const at = 2 ** 31 + 4096;
     const sab = allocGrowableSab(at + 8192, at + 8192);
